@@ -1,0 +1,1 @@
+"""The rule language: syntax tree, parser, validation and compilation to core programs."""
