@@ -21,7 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import Command, Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
@@ -79,6 +79,22 @@ class BuildPy(build_py):
         super().run()
 
 
+class GenerateProtos(Command):
+    """``python setup.py protos``: only regenerate alerts/v1 from proto/."""
+
+    description = "generate the protobuf/gRPC modules"
+    user_options: list = []
+
+    def initialize_options(self) -> None:
+        pass
+
+    def finalize_options(self) -> None:
+        pass
+
+    def run(self) -> None:
+        generate_protos()
+
+
 class BuildExt(build_ext):
     def run(self) -> None:
         generate_protos()
@@ -128,6 +144,6 @@ def extensions() -> list[Extension]:
 
 
 setup(
-    ext_modules=extensions(),
-    cmdclass={"build_py": BuildPy, "build_ext": BuildExt},
+    ext_modules=[] if sys.argv[1:] == ["protos"] else extensions(),
+    cmdclass={"build_py": BuildPy, "build_ext": BuildExt, "protos": GenerateProtos},
 )
