@@ -1,0 +1,1 @@
+"""Orchestration: the kernel owner, micro-batching ticks into the core, fires into alerts."""

@@ -1,0 +1,301 @@
+"""The Python owner of one ``alerts_core.Engine``: names in, fired rules out.
+
+The core speaks small integers (symbol ids, rule indices, timeframe ids); this
+class keeps the maps between those and the service's names, compiles rules
+(text or tree) and turns the core's event columns into ``Fired`` records.
+Per batch it touches numpy arrays only; Python objects are made per fired
+rule, never per tick.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, NamedTuple, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from alerts.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
+from alerts.rules import ast
+from alerts.rules.catalog import TIMEFRAMES
+from alerts.rules.compiler import CompiledRule, compile_rule, qualify
+from alerts.rules.parser import parse_condition
+from alerts_core import KINDS, MODES, OPS, Engine
+
+
+@dataclass(frozen=True)
+class Fired:
+    """One rule fire decided by the core."""
+
+    rule_id: str
+    symbol: str
+    time_ms: int                 # event time; a bar-close fire's is the bar's end
+    kind: str                    # "tick" | "bar_close"
+    timeframe: str | None
+    bar_open_ms: int | None
+    trade_id: int
+    rank: int                    # among this rule's fires at the same event time
+    values: tuple[float, ...]    # the condition's series operands, in text order
+
+
+class TickCounts(NamedTuple):
+    accepted: int
+    late: int
+    duplicate: int
+    invalid: int
+
+
+@dataclass
+class _LoadedRule:
+    index: int
+    compiled: CompiledRule
+
+
+class Kernel:
+    """Symbols interned to ids, rules compiled and loaded, batches run, fires named."""
+
+    def __init__(
+        self,
+        *,
+        enable_1s: bool = False,
+        default_venue: str = "binance",
+        event_capacity: int = 4096,
+    ) -> None:
+        self.engine = Engine(enable_1s=enable_1s, event_capacity=event_capacity)
+        self.enable_1s = enable_1s
+        self.default_venue = default_venue
+        self._ids: dict[str, int] = {}
+        self._names: list[str] = []
+        self._rules: dict[str, _LoadedRule] = {}
+        self._rule_ids: dict[int, str] = {}
+        self.last_counts = TickCounts(0, 0, 0, 0)
+
+    # symbols ---------------------------------------------------------------
+    def symbol_id(self, name: str) -> int:
+        sid = self._ids.get(name)
+        if sid is None:
+            sid = len(self._names)
+            self._ids[name] = sid
+            self._names.append(name)
+        return sid
+
+    def symbol_name(self, sid: int) -> str:
+        return self._names[sid]
+
+    def intern(self, symbols: Sequence[str] | npt.NDArray[np.str_] | npt.NDArray[np.object_]
+               ) -> npt.NDArray[np.int32]:
+        """Names to ids, each distinct name looked up once."""
+        arr = np.asarray(symbols)
+        if arr.size == 0:
+            return np.empty(0, np.int32)
+        uniques, inverse = np.unique(arr, return_inverse=True)
+        ids = np.fromiter((self.symbol_id(str(u)) for u in uniques), np.int32, len(uniques))
+        return ids[inverse.reshape(-1)]
+
+    # sources ---------------------------------------------------------------
+    def add_source(self, *, fill_gaps: bool = True, grace_ms: int = 1000) -> int:
+        return int(self.engine.add_source(fill_gaps=fill_gaps, grace_ms=grace_ms))
+
+    # rules -----------------------------------------------------------------
+    def compile(
+        self,
+        symbol: str,
+        condition: str | ast.Condition,
+        *,
+        mode: str = "ON_TRUE",
+        timeframe: str | None = None,
+        cooldown_ms: int | None = None,
+        max_fires: int = 0,
+        expire_time_ms: int | None = None,
+    ) -> CompiledRule:
+        tree = parse_condition(condition) if isinstance(condition, str) else condition
+        return compile_rule(
+            tree,
+            symbol=symbol,
+            mode=mode,
+            timeframe=timeframe,
+            cooldown_ms=cooldown_ms,
+            max_fires=max_fires,
+            expire_time_ms=expire_time_ms,
+            default_venue=self.default_venue,
+            enable_1s=self.enable_1s,
+        )
+
+    def add_rule(
+        self,
+        rule_id: str,
+        symbol: str,
+        condition: str | ast.Condition,
+        *,
+        mode: str = "ON_TRUE",
+        timeframe: str | None = None,
+        cooldown_ms: int | None = None,
+        max_fires: int = 0,
+        expire_time_ms: int | None = None,
+        paused: bool = False,
+    ) -> CompiledRule:
+        """Compile and load a rule; the same id twice is ALREADY_EXISTS."""
+        if rule_id in self._rules:
+            raise AlreadyExistsError(f"rule {rule_id!r} already exists")
+        compiled = self.compile(
+            symbol, condition, mode=mode, timeframe=timeframe, cooldown_ms=cooldown_ms,
+            max_fires=max_fires, expire_time_ms=expire_time_ms,
+        )
+        self.load(rule_id, compiled, paused=paused)
+        return compiled
+
+    def load(self, rule_id: str, compiled: CompiledRule, *, paused: bool = False) -> None:
+        """Load an already compiled rule under ``rule_id``."""
+        if rule_id in self._rules:
+            raise AlreadyExistsError(f"rule {rule_id!r} already exists")
+        tf = -1 if compiled.timeframe is None else TIMEFRAMES.index(compiled.timeframe)
+        operands = [
+            (
+                KINDS[o.kind],
+                self.symbol_id(o.symbol),
+                -1 if o.timeframe is None else TIMEFRAMES.index(o.timeframe),
+                *o.params,
+                o.k,
+                o.output,
+                o.offset,
+            )
+            for o in compiled.operands
+        ]
+        ops = [(OPS[op], a, b, d, c) for op, a, b, d, c in compiled.ops]
+        try:
+            index = self.engine.add_rule(
+                self.symbol_id(compiled.symbol), MODES[compiled.mode], tf, compiled.cooldown_ms,
+                compiled.expire_time_ms, compiled.max_fires, ops, operands, compiled.n_slots,
+                list(compiled.moves), paused,
+            )
+        except ValueError as exc:  # a program the core refuses is a bug or bad input
+            raise InvalidArgumentError(f"rule {rule_id!r} cannot be loaded: {exc}") from exc
+        self._rules[rule_id] = _LoadedRule(index, compiled)
+        self._rule_ids[index] = rule_id
+
+    def remove_rule(self, rule_id: str) -> None:
+        loaded = self._rules.pop(rule_id, None)
+        if loaded is None:
+            raise NotFoundError(f"rule {rule_id!r} not found")
+        del self._rule_ids[loaded.index]
+        self.engine.remove_rule(loaded.index)
+
+    def set_limits(self, rule_id: str, *, cooldown_ms: int, expire_time_ms: int | None,
+                   max_fires: int) -> None:
+        """Change limits in place: the trigger state is kept."""
+        self.engine.set_rule_limits(self._loaded(rule_id).index, cooldown_ms=cooldown_ms,
+                                    expire_ms=expire_time_ms, max_fires=max_fires)
+
+    def set_paused(self, rule_id: str, paused: bool) -> None:
+        self.engine.set_rule_paused(self._loaded(rule_id).index, paused)
+
+    def rule_state(self, rule_id: str) -> dict[str, object]:
+        return dict(self.engine.rule_state(self._loaded(rule_id).index))
+
+    def rules(self) -> Iterable[str]:
+        return self._rules.keys()
+
+    def _loaded(self, rule_id: str) -> _LoadedRule:
+        try:
+            return self._rules[rule_id]
+        except KeyError:
+            raise NotFoundError(f"rule {rule_id!r} not found") from None
+
+    # batches ---------------------------------------------------------------
+    def process(
+        self,
+        source: int,
+        symbol_ids: npt.ArrayLike,
+        time_ms: npt.ArrayLike,
+        price: npt.ArrayLike,
+        qty: npt.ArrayLike,
+        trade_id: npt.ArrayLike,
+    ) -> list[Fired]:
+        """Run a tick batch; counts of the batch are in ``last_counts``."""
+        counts = self.engine.process(
+            source,
+            np.ascontiguousarray(symbol_ids, np.int32),
+            np.ascontiguousarray(time_ms, np.int64),
+            np.ascontiguousarray(price, np.float64),
+            np.ascontiguousarray(qty, np.float64),
+            np.ascontiguousarray(trade_id, np.int64),
+        )
+        self.last_counts = TickCounts(*counts)
+        return self._fired()
+
+    def process_bars(
+        self,
+        source: int,
+        timeframe: str,
+        symbol_ids: npt.ArrayLike,
+        open_time_ms: npt.ArrayLike,
+        open: npt.ArrayLike,
+        high: npt.ArrayLike,
+        low: npt.ArrayLike,
+        close: npt.ArrayLike,
+        volume: npt.ArrayLike,
+        quote_volume: npt.ArrayLike | None = None,
+        trades: npt.ArrayLike | None = None,
+    ) -> list[Fired]:
+        """Run closed bars of one timeframe (warm-up, backtests)."""
+        if timeframe not in TIMEFRAMES:
+            raise InvalidArgumentError(f"unknown timeframe {timeframe!r}")
+        sids = np.ascontiguousarray(symbol_ids, np.int32)
+        n = len(sids)
+        closes = np.ascontiguousarray(close, np.float64)
+        vols = np.ascontiguousarray(volume, np.float64)
+        qv = (closes * vols) if quote_volume is None else quote_volume
+        counts = self.engine.process_bars(
+            source,
+            TIMEFRAMES.index(timeframe),
+            sids,
+            np.ascontiguousarray(open_time_ms, np.int64),
+            np.ascontiguousarray(open, np.float64),
+            np.ascontiguousarray(high, np.float64),
+            np.ascontiguousarray(low, np.float64),
+            closes,
+            vols,
+            np.ascontiguousarray(qv, np.float64),
+            np.ascontiguousarray(np.zeros(n, np.int64) if trades is None else trades, np.int64),
+        )
+        accepted, late, invalid = counts
+        self.last_counts = TickCounts(accepted, late, 0, invalid)
+        return self._fired()
+
+    def advance_clock(self, source: int, time_ms: int) -> list[Fired]:
+        """Move a source's clock (watermark or wall clock); closes quiet symbols' bars."""
+        self.engine.advance_clock(source, int(time_ms))
+        return self._fired()
+
+    def stats(self) -> dict[str, int]:
+        return dict(self.engine.stats())
+
+    def _fired(self) -> list[Fired]:
+        ev = self.engine.events()
+        n = len(ev["rule"])
+        if n == 0:
+            return []
+        out: list[Fired] = []
+        names = self._names
+        rule_ids = self._rule_ids
+        for i in range(n):
+            tf = int(ev["timeframe"][i])
+            bar_close = int(ev["kind"][i]) == 1
+            nv = int(ev["n_values"][i])
+            out.append(
+                Fired(
+                    rule_id=rule_ids[int(ev["rule"][i])],
+                    symbol=names[int(ev["symbol"][i])],
+                    time_ms=int(ev["time_ms"][i]),
+                    kind="bar_close" if bar_close else "tick",
+                    timeframe=None if tf < 0 else TIMEFRAMES[tf],
+                    bar_open_ms=int(ev["bar_open_ms"][i]) if bar_close else None,
+                    trade_id=int(ev["trade_id"][i]),
+                    rank=int(ev["rank"][i]),
+                    values=tuple(float(v) for v in ev["values"][i, :nv]),
+                )
+            )
+        return out
+
+
+__all__ = ["Fired", "Kernel", "TickCounts", "qualify"]

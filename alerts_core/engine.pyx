@@ -1,0 +1,1700 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+# cython: initializedcheck=False, nonecheck=False
+"""The batch kernel: bars, shared indicator states, compiled rule programs.
+
+``Engine.process`` (ticks) and ``Engine.process_bars`` (closed bars) take
+columnar numpy arrays and run entirely without the GIL; no Python object is
+touched per tick. Fired rules land in a preallocated event buffer read with
+``Engine.events()``. Rules are added and removed between batches without
+touching unrelated state; a state nobody reads any more is freed.
+
+The semantics are ARCHITECTURE.md's "Market semantics" and "Evaluation":
+per tick of symbol S, (1) the source clock advances and closes every quiet
+symbol's bars ending at or before clock - grace; (2) S's bars ending at or
+before the tick close, oldest first, flat bars included, and bar-close rules
+are evaluated on closed values; (3) the tick enters the forming bars; (4) every
+other rule reading S is evaluated on intrabar values.
+"""
+
+from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t, INT64_MAX, INT64_MIN
+from libc.string cimport memcpy, memset
+from libc.math cimport NAN, INFINITY
+
+import numpy as np
+cimport numpy as cnp
+
+from alerts_core.memory cimport mem_alloc, mem_free, alerts_core_bytes
+from alerts_core.ring cimport (Ring, KSum, MonoDeque, ring_init, ring_free, ring_clear, ring_push,
+                               ring_back, ksum_add, ksum_value, ksum_clear, deque_init, deque_free,
+                               deque_clear, deque_push, deque_extreme)
+from alerts_core.series cimport *
+from alerts_core.averages cimport sma_step, ema_step, wma_step
+from alerts_core.momentum cimport rsi_step, macd_step, stoch_step, change_pct_step
+from alerts_core.volatility cimport bb_step, atr_step, extremes_step
+from alerts_core.volume cimport obv_step, volume_z_step
+
+cnp.import_array()
+
+# ---------------------------------------------------------------- constants --
+
+cdef enum:
+    MAX_VALUES = 8          # operand values carried by one event
+    ST_ACCEPTED = 0
+    ST_LATE = 1
+    ST_DUPLICATE = 2
+    ST_INVALID = 3
+    ST_NOMEM = -1
+
+cdef enum:
+    MODE_ON_TRUE = 0
+    MODE_EVERY_TIME = 1
+    MODE_ONCE_PER_BAR = 2
+    MODE_ONCE_PER_BAR_CLOSE = 3
+
+cdef enum:
+    OP_CONST = 1
+    OP_LOAD = 2
+    OP_NEG = 3
+    OP_ADD = 4
+    OP_SUB = 5
+    OP_MUL = 6
+    OP_DIV = 7
+    OP_GT = 10
+    OP_GE = 11
+    OP_LT = 12
+    OP_LE = 13
+    OP_EQ = 14
+    OP_AND = 20
+    OP_OR = 21
+    OP_NOT = 22
+    OP_CROSS = 30
+    OP_CROSS_ABOVE = 31
+    OP_CROSS_BELOW = 32
+    OP_INSIDE = 40
+    OP_OUTSIDE = 41
+    OP_ENTERS = 42
+    OP_EXITS = 43
+    OP_MOVES_UP = 50
+    OP_MOVES_DOWN = 51
+
+cdef enum:
+    EV_TICK = 0
+    EV_BAR_CLOSE = 1
+
+cdef int64_t NO_TIME = INT64_MIN
+cdef int64_t GAP_RESTART_MS = 7 * 86400000
+
+KINDS = {
+    "price": K_PRICE, "open": K_OPEN, "high": K_HIGH, "low": K_LOW, "close": K_CLOSE,
+    "volume": K_VOLUME, "quote_volume": K_QUOTE_VOLUME, "trades": K_TRADES, "vwap": K_VWAP,
+    "sma": K_SMA, "ema": K_EMA, "wma": K_WMA, "rsi": K_RSI, "macd": K_MACD, "bb": K_BB,
+    "atr": K_ATR, "stoch": K_STOCH, "obv": K_OBV, "volume_z": K_VOLUME_Z,
+    "change_pct": K_CHANGE_PCT, "highest": K_HIGHEST, "lowest": K_LOWEST,
+    "donchian": K_DONCHIAN,
+}
+MODES = {"ON_TRUE": MODE_ON_TRUE, "EVERY_TIME": MODE_EVERY_TIME,
+         "ONCE_PER_BAR": MODE_ONCE_PER_BAR, "ONCE_PER_BAR_CLOSE": MODE_ONCE_PER_BAR_CLOSE}
+OPS = {
+    "const": OP_CONST, "load": OP_LOAD, "neg": OP_NEG, "+": OP_ADD, "-": OP_SUB, "*": OP_MUL,
+    "/": OP_DIV, ">": OP_GT, ">=": OP_GE, "<": OP_LT, "<=": OP_LE, "==": OP_EQ, "and": OP_AND,
+    "or": OP_OR, "not": OP_NOT, "crosses": OP_CROSS, "crosses_above": OP_CROSS_ABOVE,
+    "crosses_below": OP_CROSS_BELOW, "inside": OP_INSIDE, "outside": OP_OUTSIDE,
+    "enters": OP_ENTERS, "exits": OP_EXITS, "moves_up": OP_MOVES_UP, "moves_down": OP_MOVES_DOWN,
+}
+#: outputs per series kind
+N_OUTPUTS = {K_MACD: 3, K_BB: 5, K_STOCH: 2, K_DONCHIAN: 3}
+
+# ------------------------------------------------------------------- lists --
+
+ctypedef struct IntList:
+    int32_t* v
+    int n
+    int cap
+
+
+cdef int il_add(IntList* l, int32_t x) noexcept nogil:
+    cdef int32_t* nv
+    cdef int cap
+    if l.n == l.cap:
+        cap = 4 if l.cap == 0 else l.cap * 2
+        nv = <int32_t*>mem_alloc(cap * sizeof(int32_t))
+        if nv == NULL:
+            return -1
+        if l.n:
+            memcpy(nv, l.v, l.n * sizeof(int32_t))
+        mem_free(l.v)
+        l.v = nv
+        l.cap = cap
+    l.v[l.n] = x
+    l.n += 1
+    return 0
+
+
+cdef void il_remove(IntList* l, int32_t x) noexcept nogil:
+    """Remove one occurrence of x, keeping order; shrink when mostly empty."""
+    cdef int i, j
+    cdef int32_t* nv
+    for i in range(l.n):
+        if l.v[i] == x:
+            for j in range(i, l.n - 1):
+                l.v[j] = l.v[j + 1]
+            l.n -= 1
+            break
+    if l.n == 0:
+        mem_free(l.v)
+        l.v = NULL
+        l.cap = 0
+    elif l.cap > 8 and l.n < l.cap // 4:
+        nv = <int32_t*>mem_alloc((l.cap // 2) * sizeof(int32_t))
+        if nv != NULL:
+            memcpy(nv, l.v, l.n * sizeof(int32_t))
+            mem_free(l.v)
+            l.v = nv
+            l.cap = l.cap // 2
+
+
+cdef void il_free(IntList* l) noexcept nogil:
+    mem_free(l.v)
+    l.v = NULL
+    l.n = 0
+    l.cap = 0
+
+# ------------------------------------------------------------------ structs --
+
+ctypedef struct Symbol:
+    int32_t id
+    int source                  # bound source (first tick's), -1 before
+    bint started                # a tick or bar was applied
+    double last_price
+    int64_t last_time
+    int64_t closed_until        # ticks before this time are late
+    void* groups[N_TF]          # Group* per timeframe in use
+    int vwap_refs
+    int64_t vwap_day
+    KSum vwap_pv
+    KSum vwap_v
+    int64_t dd_bucket           # finest bucket whose trade ids the table holds
+    int64_t* dd_ids             # open-addressing table of trade ids (0: empty)
+    int32_t* dd_src             # source of each id
+    int dd_cap
+    int dd_len
+    IntList tick_rules          # rules evaluated on this symbol's ticks
+
+
+ctypedef struct Group:
+    int tf
+    int64_t tf_ms
+    Symbol* sym
+    int refs                    # operands, series and rule registrations using it
+    bint has_forming            # the forming bar has data
+    bint has_closed
+    Bar forming
+    Bar last_closed
+    int64_t closed_through      # every bar ending at or before this is closed
+    Bar* hist                   # ring of closed bars for field offsets
+    int hist_cap
+    int hist_head
+    int hist_len
+    Series** series             # indicator states updated at each close
+    int n_series
+    int cap_series
+    IntList close_rules         # rules evaluated at this group's closes
+
+
+ctypedef struct Source:
+    bint used
+    bint fill_gaps
+    int64_t grace
+    int64_t clock
+    int64_t swept_until
+    IntList symbols
+
+
+ctypedef struct Op:
+    int32_t op
+    int32_t a                   # operand / slot / moves index
+    int32_t b                   # moves: window length in bars
+    int32_t d                   # moves: first op of its operand's code
+    double c                    # constant; moves: percent
+
+
+ctypedef struct Operand:
+    int kind
+    int tf
+    int out
+    int offset
+    Symbol* sym
+    Group* g
+    Series* s
+
+
+ctypedef struct Rule:
+    int32_t symbol
+    int mode
+    int tf                      # -1: tick level
+    int64_t cooldown
+    int64_t expire              # INT64_MAX: never
+    int64_t max_fires           # 0: unlimited
+    bint paused
+    Op* ops
+    int n_ops
+    Operand* operands
+    int n_operands
+    double* slots               # crossing / channel memory
+    int n_slots
+    double* stack
+    double* vals                # operand values of the last evaluation
+    MonoDeque* moves            # moves_up/down windows of closed operand values
+    double* moves_x             # their closed operand values in this evaluation
+    int n_moves
+    int32_t* read_syms
+    int n_read
+    bint moves_hook             # intrabar rule with moves: fed at its symbol's closes
+    bint armed
+    bint completed
+    bint expired
+    bint evaluated
+    int64_t fires
+    int64_t last_fire
+    int32_t last_rank
+    int64_t last_bucket
+    int64_t last_closed_eval
+
+
+ctypedef struct Event:
+    int32_t rule
+    int32_t symbol
+    int64_t time
+    int64_t bar_open
+    int64_t trade_id
+    int32_t rank
+    int8_t kind
+    int8_t tf
+    int8_t n_values
+    double values[MAX_VALUES]
+
+# ----------------------------------------------------------- series helpers --
+
+cdef inline void series_step(Series* s, const Bar* b, double* out, bint commit) noexcept nogil:
+    cdef int k = s.kind
+    if k == K_SMA:
+        sma_step(s, b, out, commit)
+    elif k == K_EMA:
+        ema_step(s, b, out, commit)
+    elif k == K_WMA:
+        wma_step(s, b, out, commit)
+    elif k == K_RSI:
+        rsi_step(s, b, out, commit)
+    elif k == K_MACD:
+        macd_step(s, b, out, commit)
+    elif k == K_BB:
+        bb_step(s, b, out, commit)
+    elif k == K_ATR:
+        atr_step(s, b, out, commit)
+    elif k == K_STOCH:
+        stoch_step(s, b, out, commit)
+    elif k == K_OBV:
+        obv_step(s, b, out, commit)
+    elif k == K_VOLUME_Z:
+        volume_z_step(s, b, out, commit)
+    elif k == K_CHANGE_PCT:
+        change_pct_step(s, b, out, commit)
+    else:
+        extremes_step(s, b, out, commit)
+
+
+cdef int series_alloc_windows(Series* s) noexcept nogil:
+    cdef int k = s.kind
+    cdef int w = 0
+    if k == K_SMA or k == K_WMA or k == K_BB or k == K_VOLUME_Z or k == K_CHANGE_PCT:
+        w = s.p0
+    elif k == K_MACD:
+        w = s.p0
+    if w and ring_init(&s.r0, w) < 0:
+        return -1
+    if k == K_STOCH:
+        if ring_init(&s.r0, s.p1) < 0 or ring_init(&s.r1, s.p2) < 0:
+            return -1
+    if k == K_STOCH or k == K_HIGHEST or k == K_LOWEST or k == K_DONCHIAN:
+        s.dq = <MonoDeque*>mem_alloc(2 * sizeof(MonoDeque))
+        if s.dq == NULL:
+            return -1
+        if deque_init(&s.dq[0], s.p0, True) < 0 or deque_init(&s.dq[1], s.p0, False) < 0:
+            return -1
+    return 0
+
+
+cdef void series_reset(Series* s) noexcept nogil:
+    cdef int q
+    s.count = 0
+    for q in range(4):
+        s.a[q] = 0.0
+    ksum_clear(&s.s0)
+    ksum_clear(&s.s1)
+    ring_clear(&s.r0)
+    ring_clear(&s.r1)
+    if s.dq != NULL:
+        deque_clear(&s.dq[0])
+        deque_clear(&s.dq[1])
+    for q in range(MAX_OUT):
+        s.closed[q] = NAN
+    if s.hist != NULL:
+        for q in range(s.n_out):
+            ring_clear(&s.hist[q])
+    s.peek_stamp = 0
+
+
+cdef void series_free(Series* s) noexcept nogil:
+    cdef int q
+    ring_free(&s.r0)
+    ring_free(&s.r1)
+    if s.dq != NULL:
+        deque_free(&s.dq[0])
+        deque_free(&s.dq[1])
+        mem_free(s.dq)
+    if s.hist != NULL:
+        for q in range(s.n_out):
+            ring_free(&s.hist[q])
+        mem_free(s.hist)
+    mem_free(s)
+
+
+cdef int series_ensure_hist(Series* s, int cap) noexcept nogil:
+    """Keep at least `cap` past closed outputs (history kept when growing)."""
+    cdef Ring* nh
+    cdef Ring tmp
+    cdef int q, j
+    if cap <= s.hist_cap:
+        return 0
+    nh = <Ring*>mem_alloc(s.n_out * sizeof(Ring))
+    if nh == NULL:
+        return -1
+    for q in range(s.n_out):
+        if ring_init(&nh[q], cap) < 0:
+            return -1
+        if s.hist != NULL:
+            for j in range(s.hist[q].len - 1, -1, -1):
+                ring_push(&nh[q], ring_back(&s.hist[q], j))
+            ring_free(&s.hist[q])
+    mem_free(s.hist)
+    s.hist = nh
+    s.hist_cap = cap
+    return 0
+
+# ------------------------------------------------------------ group helpers --
+
+cdef inline int64_t group_pending_end(const Group* g, bint fill) noexcept nogil:
+    if g.has_forming:
+        return g.forming.t0 + g.tf_ms
+    if fill and g.has_closed:
+        return g.last_closed.t0 + 2 * g.tf_ms
+    return INT64_MAX
+
+
+cdef inline void bar_merge(Bar* f, bint* has, int64_t t0, double o, double h, double l, double c,
+                           double v, double qv, int64_t n) noexcept nogil:
+    if not has[0]:
+        f.t0 = t0
+        f.open = o
+        f.high = h
+        f.low = l
+        f.close = c
+        f.volume = v
+        f.quote_volume = qv
+        f.trades = n
+        has[0] = True
+    else:
+        if h > f.high:
+            f.high = h
+        if l < f.low:
+            f.low = l
+        f.close = c
+        f.volume += v
+        f.quote_volume += qv
+        f.trades += n
+
+
+cdef inline double bar_field(const Bar* b, int kind) noexcept nogil:
+    if kind == K_OPEN:
+        return b.open
+    if kind == K_HIGH:
+        return b.high
+    if kind == K_LOW:
+        return b.low
+    if kind == K_CLOSE:
+        return b.close
+    if kind == K_VOLUME:
+        return b.volume
+    if kind == K_QUOTE_VOLUME:
+        return b.quote_volume
+    return <double>b.trades
+
+
+cdef inline const Bar* group_hist_back(const Group* g, int k) noexcept nogil:
+    cdef int i
+    if k < 0 or k >= g.hist_len:
+        return NULL
+    i = g.hist_head - 1 - k
+    if i < 0:
+        i += g.hist_cap
+    return &g.hist[i]
+
+
+cdef int group_ensure_hist(Group* g, int cap) noexcept nogil:
+    cdef Bar* nh
+    cdef int j
+    cdef const Bar* b
+    if cap <= g.hist_cap:
+        return 0
+    nh = <Bar*>mem_alloc(cap * sizeof(Bar))
+    if nh == NULL:
+        return -1
+    for j in range(g.hist_len):
+        b = group_hist_back(g, g.hist_len - 1 - j)
+        nh[j] = b[0]
+    mem_free(g.hist)
+    g.hist = nh
+    g.hist_cap = cap
+    g.hist_head = g.hist_len % cap
+    return 0
+
+
+cdef inline void group_hist_push(Group* g, const Bar* b) noexcept nogil:
+    if g.hist_cap == 0:
+        return
+    g.hist[g.hist_head] = b[0]
+    g.hist_head += 1
+    if g.hist_head == g.hist_cap:
+        g.hist_head = 0
+    if g.hist_len < g.hist_cap:
+        g.hist_len += 1
+
+
+cdef void group_reset(Group* g) noexcept nogil:
+    cdef int q
+    g.has_forming = False
+    g.has_closed = False
+    g.hist_len = 0
+    g.hist_head = 0
+    for q in range(g.n_series):
+        series_reset(g.series[q])
+
+# ------------------------------------------------------------------- Engine --
+
+cdef class Engine:
+    """The kernel. See the module docstring; ``alerts.engine.kernel`` is its Python owner.
+
+    Symbols are small integers chosen by the caller (interned names); sources are
+    created with ``add_source``; rules are compiled programs given to ``add_rule``.
+    """
+
+    cdef Symbol** syms
+    cdef int syms_cap
+    cdef Source* sources
+    cdef int n_sources
+    cdef Rule** rules
+    cdef int rules_cap
+    cdef int n_rules
+    cdef IntList free_rules
+    cdef Event* evbuf
+    cdef int n_ev
+    cdef int evcap
+    cdef int evcap0
+    cdef uint64_t stamp
+    cdef int finest
+    cdef int64_t finest_ms
+    cdef bint nomem
+    cdef dict series_index
+    cdef int n_groups
+    cdef int n_symbols
+    cdef readonly bint enable_1s
+
+    def __cinit__(self, *, bint enable_1s=False, int event_capacity=4096):
+        if event_capacity < 1:
+            raise ValueError("event_capacity must be positive")
+        self.enable_1s = enable_1s
+        self.finest = 0 if enable_1s else 1
+        self.finest_ms = tf_ms(self.finest)
+        self.series_index = {}
+        self.evcap0 = event_capacity
+        self.evbuf = <Event*>mem_alloc(event_capacity * sizeof(Event))
+        if self.evbuf == NULL:
+            raise MemoryError()
+        self.evcap = event_capacity
+
+    def __dealloc__(self):
+        cdef int i, t
+        cdef Symbol* sym
+        for i in range(self.rules_cap):
+            if self.rules != NULL and self.rules[i] != NULL:
+                self._free_rule_struct(self.rules[i])
+        mem_free(self.rules)
+        il_free(&self.free_rules)
+        for i in range(self.syms_cap):
+            sym = self.syms[i]
+            if sym == NULL:
+                continue
+            for t in range(N_TF):
+                if sym.groups[t] != NULL:
+                    self._free_group(<Group*>sym.groups[t], True)
+            mem_free(sym.dd_ids)
+            mem_free(sym.dd_src)
+            il_free(&sym.tick_rules)
+            mem_free(sym)
+        mem_free(self.syms)
+        for i in range(self.n_sources):
+            il_free(&self.sources[i].symbols)
+        mem_free(self.sources)
+        mem_free(self.evbuf)
+
+    # ------------------------------------------------------------ sources --
+
+    def add_source(self, *, bint fill_gaps=True, int64_t grace_ms=1000):
+        """A new clock (a live feed, a replay, one PublishTicks stream); returns its id."""
+        cdef Source* ns
+        if grace_ms < 0:
+            raise ValueError("grace_ms must be >= 0")
+        ns = <Source*>mem_alloc((self.n_sources + 1) * sizeof(Source))
+        if ns == NULL:
+            raise MemoryError()
+        if self.n_sources:
+            memcpy(ns, self.sources, self.n_sources * sizeof(Source))
+        mem_free(self.sources)
+        self.sources = ns
+        ns[self.n_sources].used = True
+        ns[self.n_sources].fill_gaps = fill_gaps
+        ns[self.n_sources].grace = grace_ms
+        ns[self.n_sources].clock = NO_TIME
+        ns[self.n_sources].swept_until = NO_TIME
+        self.n_sources += 1
+        return self.n_sources - 1
+
+    def source_clock(self, int source):
+        """The source's clock (ms), or None before its first tick."""
+        self._check_source(source)
+        c = self.sources[source].clock
+        return None if c == NO_TIME else c
+
+    cdef _check_source(self, int source):
+        if source < 0 or source >= self.n_sources:
+            raise ValueError(f"unknown source {source}")
+
+    # ------------------------------------------------------------ symbols --
+
+    cdef int _ensure_symbols(self, int64_t max_id) except -1:
+        cdef int cap
+        cdef Symbol** ns
+        if max_id < 0:
+            raise ValueError("symbol ids must be >= 0")
+        if max_id >= 2147483647:
+            raise ValueError("symbol id out of range")
+        if max_id < self.syms_cap:
+            return 0
+        cap = max(16, self.syms_cap * 2)
+        while cap <= max_id:
+            cap *= 2
+        ns = <Symbol**>mem_alloc(cap * sizeof(Symbol*))
+        if ns == NULL:
+            raise MemoryError()
+        if self.syms_cap:
+            memcpy(ns, self.syms, self.syms_cap * sizeof(Symbol*))
+        mem_free(self.syms)
+        self.syms = ns
+        self.syms_cap = cap
+        return 0
+
+    cdef Symbol* _symbol(self, int32_t sid) noexcept nogil:
+        cdef Symbol* s = self.syms[sid]
+        if s != NULL:
+            return s
+        s = <Symbol*>mem_alloc(sizeof(Symbol))
+        if s == NULL:
+            return NULL
+        s.id = sid
+        s.source = -1
+        s.last_price = NAN
+        s.last_time = NO_TIME
+        s.closed_until = NO_TIME
+        s.dd_bucket = NO_TIME
+        s.vwap_day = NO_TIME
+        self.syms[sid] = s
+        self.n_symbols += 1
+        return s
+
+    cdef int _bind(self, Symbol* sym, int si) noexcept nogil:
+        if sym.source >= 0:
+            return 0
+        sym.source = si
+        return il_add(&self.sources[si].symbols, sym.id)
+
+    # ----------------------------------------------------------- dedupe --
+
+    cdef int _seen(self, Symbol* sym, int si, int64_t tid) noexcept nogil:
+        """1 if (source, trade id) was seen in the symbol's forming bucket, else records it."""
+        cdef uint64_t h
+        cdef int i, cap, j
+        cdef int64_t* old_ids
+        cdef int32_t* old_src
+        cdef int old_cap
+        if sym.dd_cap == 0 or sym.dd_len * 2 >= sym.dd_cap:
+            old_ids = sym.dd_ids
+            old_src = sym.dd_src
+            old_cap = sym.dd_cap
+            cap = 16 if old_cap == 0 else old_cap * 2
+            sym.dd_ids = <int64_t*>mem_alloc(cap * sizeof(int64_t))
+            sym.dd_src = <int32_t*>mem_alloc(cap * sizeof(int32_t))
+            if sym.dd_ids == NULL or sym.dd_src == NULL:
+                return -1
+            sym.dd_cap = cap
+            sym.dd_len = 0
+            for j in range(old_cap):
+                if old_ids[j] != 0:
+                    self._dd_insert(sym, old_src[j], old_ids[j])
+            mem_free(old_ids)
+            mem_free(old_src)
+        h = (<uint64_t>tid * 0x9E3779B97F4A7C15ULL) ^ (<uint64_t>si * 0xC2B2AE3D27D4EB4FULL)
+        i = <int>((h >> 17) & <uint64_t>(sym.dd_cap - 1))
+        while sym.dd_ids[i] != 0:
+            if sym.dd_ids[i] == tid and sym.dd_src[i] == si:
+                return 1
+            i = (i + 1) & (sym.dd_cap - 1)
+        sym.dd_ids[i] = tid
+        sym.dd_src[i] = si
+        sym.dd_len += 1
+        return 0
+
+    cdef void _dd_insert(self, Symbol* sym, int32_t si, int64_t tid) noexcept nogil:
+        cdef uint64_t h = (<uint64_t>tid * 0x9E3779B97F4A7C15ULL) ^ (<uint64_t>si * 0xC2B2AE3D27D4EB4FULL)
+        cdef int i = <int>((h >> 17) & <uint64_t>(sym.dd_cap - 1))
+        while sym.dd_ids[i] != 0:
+            i = (i + 1) & (sym.dd_cap - 1)
+        sym.dd_ids[i] = tid
+        sym.dd_src[i] = si
+        sym.dd_len += 1
+
+    # --------------------------------------------------------- bar closing --
+
+    cdef void _sweep(self, int si) noexcept nogil:
+        """Close every bar of the source's symbols ending at or before clock - grace."""
+        cdef Source* src = &self.sources[si]
+        cdef int64_t T = src.clock - src.grace
+        cdef int64_t fl = floor_to(T, self.finest_ms)
+        cdef int i
+        if src.swept_until != NO_TIME and fl <= src.swept_until:
+            return
+        src.swept_until = fl
+        for i in range(src.symbols.n):
+            self._advance(self.syms[src.symbols.v[i]], T)
+
+    cdef void _advance(self, Symbol* sym, int64_t T) noexcept nogil:
+        """Close the symbol's bars ending at or before T, oldest first (finer first on ties)."""
+        cdef bint fill = sym.source >= 0 and self.sources[sym.source].fill_gaps
+        cdef int64_t fl = floor_to(T, self.finest_ms)
+        cdef int64_t e, best_end
+        cdef Group* g
+        cdef Group* best
+        cdef int t
+        if sym.closed_until == NO_TIME or fl > sym.closed_until:
+            sym.closed_until = fl
+        if fill and sym.started and T - sym.last_time > GAP_RESTART_MS:
+            self._restart(sym, T)
+            return
+        while True:
+            best = NULL
+            best_end = INT64_MAX
+            for t in range(N_TF):
+                g = <Group*>sym.groups[t]
+                if g != NULL:
+                    e = group_pending_end(g, fill)
+                    if e < best_end:
+                        best_end = e
+                        best = g
+            if best == NULL or best_end > T:
+                break
+            self._close(best)
+        for t in range(N_TF):
+            g = <Group*>sym.groups[t]
+            if g != NULL:
+                e = floor_to(T, g.tf_ms)
+                if e > g.closed_through:
+                    g.closed_through = e
+
+    cdef void _restart(self, Symbol* sym, int64_t T) noexcept nogil:
+        """A gap of more than 7 days: close real bars, then restart every series."""
+        cdef int t
+        cdef Group* g
+        for t in range(N_TF):
+            g = <Group*>sym.groups[t]
+            if g != NULL and g.has_forming and g.forming.t0 + g.tf_ms <= T:
+                self._close(g)
+        for t in range(N_TF):
+            g = <Group*>sym.groups[t]
+            if g != NULL:
+                group_reset(g)
+                g.closed_through = floor_to(T, g.tf_ms)
+
+    cdef void _close(self, Group* g) noexcept nogil:
+        cdef Bar b
+        cdef double out[MAX_OUT]
+        cdef int q, o
+        cdef Series* s
+        cdef int64_t E
+        cdef Rule* r
+        if g.has_forming:
+            b = g.forming
+            g.has_forming = False
+        else:
+            b.t0 = g.last_closed.t0 + g.tf_ms
+            b.open = g.last_closed.close
+            b.high = b.open
+            b.low = b.open
+            b.close = b.open
+            b.volume = 0.0
+            b.quote_volume = 0.0
+            b.trades = 0
+        g.last_closed = b
+        g.has_closed = True
+        group_hist_push(g, &b)
+        E = b.t0 + g.tf_ms
+        if E > g.closed_through:
+            g.closed_through = E
+        self.stamp += 1
+        for q in range(g.n_series):
+            s = g.series[q]
+            series_step(s, &b, out, True)
+            for o in range(s.n_out):
+                s.closed[o] = out[o]
+                if s.hist != NULL:
+                    ring_push(&s.hist[o], out[o])
+        for q in range(g.close_rules.n):
+            r = self.rules[g.close_rules.v[q]]
+            if r.mode == MODE_ONCE_PER_BAR_CLOSE:
+                if r.last_closed_eval < E and self._all_closed(r, g.tf, E):
+                    r.last_closed_eval = E
+                    self._evaluate(r, g.close_rules.v[q], True, E, 0, b.t0, EV_BAR_CLOSE)
+            elif r.symbol == g.sym.id:
+                self._feed_moves(r)
+
+    cdef bint _all_closed(self, Rule* r, int tf, int64_t E) noexcept nogil:
+        cdef int i
+        cdef Group* g
+        for i in range(r.n_read):
+            g = <Group*>self.syms[r.read_syms[i]].groups[tf]
+            if g == NULL or g.closed_through < E:
+                return False
+        return True
+
+    # ------------------------------------------------------------- ticks --
+
+    cdef int _tick(self, int si, int32_t sid, int64_t t, double price, double qty,
+                   int64_t tid) noexcept nogil:
+        cdef Source* src = &self.sources[si]
+        cdef Symbol* sym
+        cdef int q, seen
+        cdef int64_t bucket
+        cdef Group* g
+        if not (price > 0.0 and price < INFINITY and qty >= 0.0 and qty < INFINITY):
+            return ST_INVALID
+        sym = self._symbol(sid)
+        if sym == NULL:
+            return ST_NOMEM
+        if src.clock != NO_TIME and t < floor_to(src.clock - src.grace, self.finest_ms):
+            return ST_LATE
+        if sym.closed_until != NO_TIME and t < sym.closed_until:
+            return ST_LATE
+        if tid != 0:
+            bucket = floor_to(t, self.finest_ms)
+            if bucket != sym.dd_bucket:
+                sym.dd_bucket = bucket
+                if sym.dd_len:
+                    memset(sym.dd_ids, 0, sym.dd_cap * sizeof(int64_t))
+                    sym.dd_len = 0
+            seen = self._seen(sym, si, tid)
+            if seen < 0:
+                return ST_NOMEM
+            if seen:
+                return ST_DUPLICATE
+        if self._bind(sym, si) < 0:
+            return ST_NOMEM
+        if src.clock == NO_TIME or t > src.clock:
+            src.clock = t
+            self._sweep(si)
+        self._advance(sym, t)
+        # the tick enters the forming bars
+        sym.last_price = price
+        sym.last_time = t
+        sym.started = True
+        for q in range(N_TF):
+            g = <Group*>sym.groups[q]
+            if g != NULL:
+                bar_merge(&g.forming, &g.has_forming, floor_to(t, g.tf_ms),
+                          price, price, price, price, qty, price * qty, 1)
+        if sym.vwap_refs:
+            bucket = floor_to(t, 86400000)
+            if bucket != sym.vwap_day:
+                sym.vwap_day = bucket
+                ksum_clear(&sym.vwap_pv)
+                ksum_clear(&sym.vwap_v)
+            ksum_add(&sym.vwap_pv, price * qty)
+            ksum_add(&sym.vwap_v, qty)
+        self._evaluate_tick_rules(sym, t, tid)
+        return ST_ACCEPTED
+
+    cdef void _evaluate_tick_rules(self, Symbol* sym, int64_t t, int64_t tid) noexcept nogil:
+        cdef int q
+        self.stamp += 1
+        for q in range(sym.tick_rules.n):
+            self._evaluate(self.rules[sym.tick_rules.v[q]], sym.tick_rules.v[q], False, t, tid,
+                           NO_TIME, EV_TICK)
+
+    cdef int _bar(self, int si, int base, int32_t sid, int64_t t0, double o, double h, double l,
+                  double c, double v, double qv, int64_t n) noexcept nogil:
+        cdef Source* src = &self.sources[si]
+        cdef int64_t base_ms = tf_ms(base)
+        cdef int64_t end = t0 + base_ms
+        cdef Symbol* sym
+        cdef Group* g
+        cdef int q
+        if not (l > 0.0 and h < INFINITY and l <= o and l <= c and o <= h and c <= h
+                and v >= 0.0 and v < INFINITY and qv >= 0.0 and qv < INFINITY and n >= 0
+                and floor_to(t0, base_ms) == t0):
+            return ST_INVALID
+        sym = self._symbol(sid)
+        if sym == NULL:
+            return ST_NOMEM
+        if src.clock != NO_TIME and t0 < floor_to(src.clock - src.grace, self.finest_ms):
+            return ST_LATE
+        if sym.closed_until != NO_TIME and t0 < sym.closed_until:
+            return ST_LATE
+        if self._bind(sym, si) < 0:
+            return ST_NOMEM
+        if src.clock == NO_TIME or end > src.clock:
+            src.clock = end
+            self._sweep(si)
+        self._advance(sym, t0)
+        sym.last_price = c
+        sym.last_time = end - 1
+        sym.started = True
+        for q in range(base, N_TF):
+            g = <Group*>sym.groups[q]
+            if g != NULL:
+                bar_merge(&g.forming, &g.has_forming, floor_to(t0, g.tf_ms), o, h, l, c, v, qv, n)
+        # intrabar rules see the complete bar, before it closes
+        self._evaluate_tick_rules(sym, end, 0)
+        self._advance(sym, end)
+        return ST_ACCEPTED
+
+    # ---------------------------------------------------------- evaluation --
+
+    cdef inline bint _peek_bar(self, Group* g, Bar* out) noexcept nogil:
+        """The bar that would close now: the forming one, else a flat one with fill_gaps."""
+        if g.has_forming:
+            out[0] = g.forming
+            return True
+        if g.has_closed and g.sym.source >= 0 and self.sources[g.sym.source].fill_gaps:
+            out.t0 = g.last_closed.t0 + g.tf_ms
+            out.open = g.last_closed.close
+            out.high = out.open
+            out.low = out.open
+            out.close = out.open
+            out.volume = 0.0
+            out.quote_volume = 0.0
+            out.trades = 0
+            return True
+        return False
+
+    cdef double _operand(self, Operand* o, bint closed) noexcept nogil:
+        cdef int k = o.kind
+        cdef Bar b
+        cdef const Bar* hb
+        cdef Series* s
+        cdef Symbol* sym = o.sym
+        cdef double v
+        if k == K_PRICE:
+            return sym.last_price
+        if k == K_VWAP:
+            v = ksum_value(&sym.vwap_v)
+            if v > 0.0:
+                return ksum_value(&sym.vwap_pv) / v
+            return NAN
+        if k < K_VWAP:
+            if closed or o.offset > 0:
+                hb = group_hist_back(o.g, o.offset if closed else o.offset - 1)
+                return bar_field(hb, k) if hb != NULL else NAN
+            if self._peek_bar(o.g, &b):
+                return bar_field(&b, k)
+            if o.g.has_closed:
+                return bar_field(&o.g.last_closed, k)
+            return NAN
+        s = o.s
+        if closed:
+            if o.offset == 0:
+                return s.closed[o.out]
+            return ring_back(&s.hist[o.out], o.offset)
+        if o.offset > 0:
+            return ring_back(&s.hist[o.out], o.offset - 1)
+        if s.peek_stamp != self.stamp:
+            if self._peek_bar(<Group*>s.group, &b):
+                series_step(s, &b, s.peek, False)
+            else:
+                memcpy(s.peek, s.closed, MAX_OUT * sizeof(double))
+            s.peek_stamp = self.stamp
+        return s.peek[o.out]
+
+    cdef double _run(self, Rule* r, int start, int end, bint closed, bint record) noexcept nogil:
+        """Run ops[start:end] on the rule's stack; returns the top (truth: 1, 0 or NAN)."""
+        cdef double* st = r.stack
+        cdef int sp = 0
+        cdef int i
+        cdef Op* op
+        cdef double a, b, x, lo, up, pa, pb, ins, prev, ext
+        cdef int64_t N
+        for i in range(start, end):
+            op = &r.ops[i]
+            if op.op == OP_CONST:
+                st[sp] = op.c
+                sp += 1
+            elif op.op == OP_LOAD:
+                x = self._operand(&r.operands[op.a], closed)
+                if record:
+                    r.vals[op.a] = x
+                st[sp] = x
+                sp += 1
+            elif op.op == OP_NEG:
+                st[sp - 1] = -st[sp - 1]
+            elif op.op <= OP_DIV:
+                sp -= 1
+                b = st[sp]
+                a = st[sp - 1]
+                if op.op == OP_ADD:
+                    x = a + b
+                elif op.op == OP_SUB:
+                    x = a - b
+                elif op.op == OP_MUL:
+                    x = a * b
+                else:
+                    x = a / b if b != 0.0 else NAN
+                if x == INFINITY or x == -INFINITY:
+                    x = NAN
+                st[sp - 1] = x
+            elif op.op <= OP_EQ:
+                sp -= 1
+                b = st[sp]
+                a = st[sp - 1]
+                if a != a or b != b:
+                    st[sp - 1] = NAN
+                elif op.op == OP_GT:
+                    st[sp - 1] = 1.0 if a > b else 0.0
+                elif op.op == OP_GE:
+                    st[sp - 1] = 1.0 if a >= b else 0.0
+                elif op.op == OP_LT:
+                    st[sp - 1] = 1.0 if a < b else 0.0
+                elif op.op == OP_LE:
+                    st[sp - 1] = 1.0 if a <= b else 0.0
+                else:
+                    st[sp - 1] = 1.0 if a == b else 0.0
+            elif op.op == OP_AND:
+                sp -= 1
+                b = st[sp]
+                a = st[sp - 1]
+                if a == 0.0 or b == 0.0:
+                    st[sp - 1] = 0.0
+                elif a != a or b != b:
+                    st[sp - 1] = NAN
+                else:
+                    st[sp - 1] = 1.0
+            elif op.op == OP_OR:
+                sp -= 1
+                b = st[sp]
+                a = st[sp - 1]
+                if a == 1.0 or b == 1.0:
+                    st[sp - 1] = 1.0
+                elif a != a or b != b:
+                    st[sp - 1] = NAN
+                else:
+                    st[sp - 1] = 0.0
+            elif op.op == OP_NOT:
+                a = st[sp - 1]
+                st[sp - 1] = NAN if a != a else 1.0 - a
+            elif op.op <= OP_CROSS_BELOW:
+                sp -= 1
+                b = st[sp]
+                a = st[sp - 1]
+                pa = r.slots[op.a]
+                pb = r.slots[op.a + 1]
+                r.slots[op.a] = a
+                r.slots[op.a + 1] = b
+                if a != a or b != b:
+                    x = NAN
+                elif pa != pa or pb != pb:
+                    x = 0.0
+                elif op.op == OP_CROSS_ABOVE:
+                    x = 1.0 if (pa <= pb and a > b) else 0.0
+                elif op.op == OP_CROSS_BELOW:
+                    x = 1.0 if (pa >= pb and a < b) else 0.0
+                else:
+                    x = 1.0 if ((pa <= pb and a > b) or (pa >= pb and a < b)) else 0.0
+                st[sp - 1] = x
+            elif op.op <= OP_EXITS:
+                up = st[sp - 1]
+                lo = st[sp - 2]
+                x = st[sp - 3]
+                sp -= 2
+                if x != x or lo != lo or up != up:
+                    ins = NAN
+                else:
+                    ins = 1.0 if (lo <= x and x <= up) else 0.0
+                if op.op == OP_INSIDE:
+                    st[sp - 1] = ins
+                elif op.op == OP_OUTSIDE:
+                    st[sp - 1] = NAN if ins != ins else 1.0 - ins
+                else:
+                    prev = r.slots[op.a]
+                    r.slots[op.a] = ins
+                    if ins != ins:
+                        st[sp - 1] = NAN
+                    elif prev != prev:
+                        st[sp - 1] = 0.0
+                    elif op.op == OP_ENTERS:
+                        st[sp - 1] = 1.0 if (prev == 0.0 and ins == 1.0) else 0.0
+                    else:
+                        st[sp - 1] = 1.0 if (prev == 1.0 and ins == 0.0) else 0.0
+            else:
+                x = st[sp - 1]
+                N = op.b
+                if closed and record:
+                    r.moves_x[op.a] = x
+                ext = NAN
+                if r.moves[op.a].pushed >= N and r.moves[op.a].size > 0:
+                    ext = deque_extreme(&r.moves[op.a], r.moves[op.a].pushed - N)
+                if x != x or ext != ext:
+                    st[sp - 1] = NAN
+                elif op.op == OP_MOVES_UP:
+                    st[sp - 1] = 1.0 if x >= (1.0 + op.c / 100.0) * ext else 0.0
+                else:
+                    st[sp - 1] = 1.0 if x <= (1.0 - op.c / 100.0) * ext else 0.0
+        return st[0]
+
+    cdef inline void _moves_push(self, Rule* r, int m, double x) noexcept nogil:
+        if x != x:
+            deque_clear(&r.moves[m])
+        else:
+            deque_push(&r.moves[m], x)
+
+    cdef void _feed_moves(self, Rule* r) noexcept nogil:
+        """Intrabar rule with moves_up/down: record its operands' closed values."""
+        cdef int i
+        cdef Op* op
+        for i in range(r.n_ops):
+            op = &r.ops[i]
+            if op.op == OP_MOVES_UP or op.op == OP_MOVES_DOWN:
+                self._moves_push(r, op.a, self._run(r, op.d, i, True, False))
+
+    cdef void _evaluate(self, Rule* r, int32_t idx, bint closed, int64_t E, int64_t tid,
+                        int64_t bar_open, int8_t kind) noexcept nogil:
+        cdef double truth = self._run(r, 0, r.n_ops, closed, True)
+        cdef int m
+        if closed:
+            for m in range(r.n_moves):
+                self._moves_push(r, m, r.moves_x[m])
+        r.evaluated = True
+        self._trigger(r, idx, truth == 1.0, E, tid, bar_open, kind)
+
+    cdef void _trigger(self, Rule* r, int32_t idx, bint is_true, int64_t E, int64_t tid,
+                       int64_t bar_open, int8_t kind) noexcept nogil:
+        cdef bint fire = False
+        cdef int64_t bucket
+        cdef int32_t rank
+        cdef Event* ev
+        cdef int q
+        if r.paused or r.completed or r.expired:
+            return
+        if E >= r.expire:
+            r.expired = True
+            return
+        if r.mode == MODE_ON_TRUE:
+            if is_true:
+                fire = r.armed
+                r.armed = False
+            else:
+                r.armed = True
+        elif r.mode == MODE_ONCE_PER_BAR:
+            if is_true:
+                bucket = floor_to(E, tf_ms(r.tf))
+                if bucket != r.last_bucket:
+                    r.last_bucket = bucket
+                    fire = True
+        else:
+            fire = is_true
+        if not fire:
+            return
+        if r.cooldown > 0 and r.last_fire != NO_TIME and E - r.last_fire < r.cooldown:
+            return
+        rank = r.last_rank + 1 if r.last_fire == E else 0
+        if self.n_ev == self.evcap and self._grow_events() < 0:
+            return
+        ev = &self.evbuf[self.n_ev]
+        self.n_ev += 1
+        ev.rule = idx
+        ev.symbol = r.symbol
+        ev.time = E
+        ev.bar_open = bar_open
+        ev.trade_id = tid
+        ev.rank = rank
+        ev.kind = kind
+        ev.tf = <int8_t>r.tf
+        ev.n_values = <int8_t>(r.n_operands if r.n_operands < MAX_VALUES else MAX_VALUES)
+        for q in range(ev.n_values):
+            ev.values[q] = r.vals[q]
+        r.fires += 1
+        r.last_fire = E
+        r.last_rank = rank
+        if r.max_fires > 0 and r.fires >= r.max_fires:
+            r.completed = True
+
+    cdef int _grow_events(self) noexcept nogil:
+        cdef int cap = self.evcap * 2
+        cdef Event* ne = <Event*>mem_alloc(cap * sizeof(Event))
+        if ne == NULL:
+            self.nomem = True
+            return -1
+        memcpy(ne, self.evbuf, self.n_ev * sizeof(Event))
+        mem_free(self.evbuf)
+        self.evbuf = ne
+        self.evcap = cap
+        return 0
+
+    cdef _reset_events(self):
+        """Forget the previous batch's events; give back a grown buffer."""
+        cdef Event* ne
+        self.n_ev = 0
+        self.nomem = False
+        if self.evcap > self.evcap0:
+            ne = <Event*>mem_alloc(self.evcap0 * sizeof(Event))
+            if ne == NULL:
+                raise MemoryError()
+            mem_free(self.evbuf)
+            self.evbuf = ne
+            self.evcap = self.evcap0
+
+    # ------------------------------------------------------------- batches --
+
+    def process(self, int source, const int32_t[::1] symbol, const int64_t[::1] time_ms,
+                const double[::1] price, const double[::1] qty, const int64_t[::1] trade_id):
+        """Apply a batch of ticks of one source, in arrival order, without the GIL.
+
+        Returns ``(accepted, late, duplicate, invalid)``; fired events are then
+        in ``events()`` (replacing the previous batch's).
+        """
+        cdef Py_ssize_t n = symbol.shape[0], i
+        cdef int code
+        cdef int64_t counts[4]
+        self._check_source(source)
+        if time_ms.shape[0] != n or price.shape[0] != n or qty.shape[0] != n or trade_id.shape[0] != n:
+            raise ValueError("tick columns must have the same length")
+        self._reset_events()
+        if n == 0:
+            return (0, 0, 0, 0)
+        self._ensure_symbols(np.max(symbol))
+        if np.min(symbol) < 0:
+            raise ValueError("symbol ids must be >= 0")
+        memset(counts, 0, sizeof(counts))
+        with nogil:
+            for i in range(n):
+                code = self._tick(source, symbol[i], time_ms[i], price[i], qty[i], trade_id[i])
+                if code < 0:
+                    self.nomem = True
+                    break
+                counts[code] += 1
+        if self.nomem:
+            raise MemoryError("alerts_core: out of memory")
+        return (counts[ST_ACCEPTED], counts[ST_LATE], counts[ST_DUPLICATE], counts[ST_INVALID])
+
+    def process_bars(self, int source, int timeframe, const int32_t[::1] symbol,
+                     const int64_t[::1] open_time_ms, const double[::1] open,
+                     const double[::1] high, const double[::1] low, const double[::1] close,
+                     const double[::1] volume, const double[::1] quote_volume,
+                     const int64_t[::1] trades):
+        """Apply closed bars of one timeframe (warm-up from history, backtests), without the GIL.
+
+        Each bar enters the forming bars of its timeframe and every coarser one in
+        use, intrabar rules are evaluated with the complete bar (event time = the
+        bar's end), then the bar closes. Returns ``(accepted, late, invalid)``.
+        """
+        cdef Py_ssize_t n = symbol.shape[0], i
+        cdef int code
+        cdef int64_t counts[4]
+        self._check_source(source)
+        if timeframe < self.finest or timeframe >= N_TF:
+            raise ValueError(f"timeframe {timeframe} is not available")
+        if (open_time_ms.shape[0] != n or open.shape[0] != n or high.shape[0] != n
+                or low.shape[0] != n or close.shape[0] != n or volume.shape[0] != n
+                or quote_volume.shape[0] != n or trades.shape[0] != n):
+            raise ValueError("bar columns must have the same length")
+        self._reset_events()
+        if n == 0:
+            return (0, 0, 0)
+        self._ensure_symbols(np.max(symbol))
+        if np.min(symbol) < 0:
+            raise ValueError("symbol ids must be >= 0")
+        memset(counts, 0, sizeof(counts))
+        with nogil:
+            for i in range(n):
+                code = self._bar(source, timeframe, symbol[i], open_time_ms[i], open[i], high[i],
+                                 low[i], close[i], volume[i], quote_volume[i], trades[i])
+                if code < 0:
+                    self.nomem = True
+                    break
+                counts[code] += 1
+        if self.nomem:
+            raise MemoryError("alerts_core: out of memory")
+        return (counts[ST_ACCEPTED], counts[ST_LATE], counts[ST_INVALID])
+
+    def advance_clock(self, int source, int64_t clock_ms):
+        """Move a source's clock forward (a watermark, or the wall clock of a live feed)."""
+        self._check_source(source)
+        self._reset_events()
+        cdef Source* src = &self.sources[source]
+        with nogil:
+            if src.clock == NO_TIME or clock_ms > src.clock:
+                src.clock = clock_ms
+                self._sweep(source)
+        if self.nomem:
+            raise MemoryError("alerts_core: out of memory")
+
+    def events(self):
+        """The last batch's fired events as a dict of numpy columns."""
+        cdef Py_ssize_t n = self.n_ev, i
+        cdef int q
+        cdef Event* e
+        rule = np.empty(n, np.int32)
+        sym = np.empty(n, np.int32)
+        t = np.empty(n, np.int64)
+        bar_open = np.empty(n, np.int64)
+        tid = np.empty(n, np.int64)
+        rank = np.empty(n, np.int32)
+        kind = np.empty(n, np.int8)
+        tf = np.empty(n, np.int8)
+        nv = np.empty(n, np.int8)
+        vals = np.full((n, MAX_VALUES), np.nan)
+        cdef int32_t[::1] rule_v = rule, sym_v = sym, rank_v = rank
+        cdef int64_t[::1] t_v = t, bo_v = bar_open, tid_v = tid
+        cdef int8_t[::1] kind_v = kind, tf_v = tf, nv_v = nv
+        cdef double[:, ::1] vals_v = vals
+        for i in range(n):
+            e = &self.evbuf[i]
+            rule_v[i] = e.rule
+            sym_v[i] = e.symbol
+            t_v[i] = e.time
+            bo_v[i] = e.bar_open
+            tid_v[i] = e.trade_id
+            rank_v[i] = e.rank
+            kind_v[i] = e.kind
+            tf_v[i] = e.tf
+            nv_v[i] = e.n_values
+            for q in range(e.n_values):
+                vals_v[i, q] = e.values[q]
+        return {"rule": rule, "symbol": sym, "time_ms": t, "bar_open_ms": bar_open,
+                "trade_id": tid, "rank": rank, "kind": kind, "timeframe": tf,
+                "n_values": nv, "values": vals}
+
+    # --------------------------------------------------------------- rules --
+
+    cdef Group* _group(self, Symbol* sym, int tf) except NULL:
+        cdef Group* g = <Group*>sym.groups[tf]
+        if g != NULL:
+            return g
+        g = <Group*>mem_alloc(sizeof(Group))
+        if g == NULL:
+            raise MemoryError()
+        g.tf = tf
+        g.tf_ms = tf_ms(tf)
+        g.sym = sym
+        g.closed_through = NO_TIME
+        if sym.closed_until != NO_TIME:
+            g.closed_through = floor_to(sym.closed_until, g.tf_ms)
+        sym.groups[tf] = g
+        self.n_groups += 1
+        return g
+
+    cdef void _release_group(self, Group* g) noexcept:
+        g.refs -= 1
+        if g.refs <= 0:
+            g.sym.groups[g.tf] = NULL
+            self._free_group(g, False)
+
+    cdef void _free_group(self, Group* g, bint with_series) noexcept:
+        cdef int q
+        if with_series:
+            for q in range(g.n_series):
+                series_free(g.series[q])
+        mem_free(g.series)
+        mem_free(g.hist)
+        il_free(&g.close_rules)
+        mem_free(g)
+        self.n_groups -= 1
+
+    cdef Series* _series(self, Symbol* sym, int tf, int kind, int p0, int p1, int p2,
+                         double k) except NULL:
+        key = (sym.id, tf, kind, p0, p1, p2, k)
+        cdef size_t addr = self.series_index.get(key, 0)
+        cdef Series* s
+        cdef Group* g
+        cdef Series** ns
+        cdef int q
+        if addr:
+            return <Series*>addr
+        g = self._group(sym, tf)
+        s = <Series*>mem_alloc(sizeof(Series))
+        if s == NULL:
+            raise MemoryError()
+        s.kind = kind
+        s.tf = tf
+        s.symbol = sym.id
+        s.p0 = p0
+        s.p1 = p1
+        s.p2 = p2
+        s.k = k
+        s.n_out = N_OUTPUTS.get(kind, 1)
+        for q in range(MAX_OUT):
+            s.closed[q] = NAN
+        s.group = g
+        if series_alloc_windows(s) < 0:
+            series_free(s)
+            raise MemoryError()
+        if g.n_series == g.cap_series:
+            ns = <Series**>mem_alloc((g.cap_series * 2 + 2) * sizeof(Series*))
+            if ns == NULL:
+                series_free(s)
+                raise MemoryError()
+            if g.n_series:
+                memcpy(ns, g.series, g.n_series * sizeof(Series*))
+            mem_free(g.series)
+            g.series = ns
+            g.cap_series = g.cap_series * 2 + 2
+        g.series[g.n_series] = s
+        g.n_series += 1
+        g.refs += 1
+        self.series_index[key] = <size_t>s
+        return s
+
+    cdef void _release_series(self, Series* s) noexcept:
+        cdef Group* g = <Group*>s.group
+        cdef int q, j
+        s.refs -= 1
+        if s.refs > 0:
+            return
+        del self.series_index[(s.symbol, s.tf, s.kind, s.p0, s.p1, s.p2, s.k)]
+        for q in range(g.n_series):
+            if g.series[q] == s:
+                for j in range(q, g.n_series - 1):
+                    g.series[j] = g.series[j + 1]
+                g.n_series -= 1
+                break
+        series_free(s)
+        self._release_group(g)
+
+    def add_rule(self, int32_t symbol, int mode, int timeframe, int64_t cooldown_ms,
+                 expire_ms, int64_t max_fires, list ops, list operands, int n_slots,
+                 list moves, bint paused=False):
+        """Load a compiled rule; returns its index (valid until ``remove_rule``).
+
+        ``ops``: ``(opcode, a, b, d, c)`` tuples of a stack program (see ``OPS``).
+        ``operands``: ``(kind, symbol, timeframe, p0, p1, p2, k, output, offset)``.
+        ``moves``: window length (bars) of each moves_up/moves_down node.
+        ``timeframe``: -1 for a tick-level rule. ``expire_ms``: None for never.
+        The program is checked here, so a bad one is a ValueError, never a crash.
+        """
+        cdef Rule* r
+        cdef int i, depth = 0, max_depth = 0, need, push, n_ops = len(ops)
+        cdef int32_t idx
+        cdef Symbol* sym
+        cdef Operand* o
+        cdef Group* g
+        if mode not in (MODE_ON_TRUE, MODE_EVERY_TIME, MODE_ONCE_PER_BAR, MODE_ONCE_PER_BAR_CLOSE):
+            raise ValueError(f"unknown mode {mode}")
+        if timeframe < -1 or timeframe >= N_TF or (0 <= timeframe < self.finest):
+            raise ValueError(f"timeframe {timeframe} is not available")
+        if timeframe == -1 and mode in (MODE_ONCE_PER_BAR, MODE_ONCE_PER_BAR_CLOSE):
+            raise ValueError("bar modes need a timeframe")
+        if n_ops == 0 or n_slots < 0 or cooldown_ms < 0 or max_fires < 0:
+            raise ValueError("empty program or negative limits")
+        # check the program: known ops, indices in range, stack never underflows
+        for i, (code, a, b, d, c) in enumerate(ops):
+            if code == OP_CONST or code == OP_LOAD:
+                need, push = 0, 1
+                if code == OP_LOAD and not 0 <= a < len(operands):
+                    raise ValueError(f"op {i}: operand {a} out of range")
+            elif code == OP_NEG or code == OP_NOT:
+                need, push = 1, 1
+            elif OP_ADD <= code <= OP_DIV or OP_GT <= code <= OP_EQ or code in (OP_AND, OP_OR):
+                need, push = 2, 1
+            elif OP_CROSS <= code <= OP_CROSS_BELOW:
+                need, push = 2, 1
+                if not 0 <= a < n_slots - 1:
+                    raise ValueError(f"op {i}: slot {a} out of range")
+            elif OP_INSIDE <= code <= OP_EXITS:
+                need, push = 3, 1
+                if code >= OP_ENTERS and not 0 <= a < n_slots:
+                    raise ValueError(f"op {i}: slot {a} out of range")
+            elif code in (OP_MOVES_UP, OP_MOVES_DOWN):
+                need, push = 1, 1
+                if not 0 <= a < len(moves) or moves[a] != b or not 0 <= d < i:
+                    raise ValueError(f"op {i}: bad moves window")
+                if timeframe < 0:
+                    raise ValueError("moves_up/moves_down need a timeframe")
+            else:
+                raise ValueError(f"op {i}: unknown opcode {code}")
+            if depth < need:
+                raise ValueError(f"op {i}: stack underflow")
+            depth += push - need
+            max_depth = max(max_depth, depth)
+        if depth != 1:
+            raise ValueError("program must leave exactly one value")
+        for m in moves:
+            if not 1 <= m <= 100000:
+                raise ValueError("moves window out of range")
+        for (kind, sid, tf, p0, p1, p2, k, out, offset) in operands:
+            if sid < 0 or offset < 0 or offset > 100000:
+                raise ValueError("bad operand")
+            if kind in (K_PRICE, K_VWAP):
+                continue
+            if not (self.finest <= tf < N_TF) or kind not in KINDS.values():
+                raise ValueError(f"bad operand kind/timeframe {kind}/{tf}")
+            if kind >= K_SMA and (not 1 <= p0 <= 100000 or
+                                  (kind in (K_MACD, K_STOCH) and (not 1 <= p1 <= 100000 or
+                                                                  not 1 <= p2 <= 100000))):
+                raise ValueError("bad operand period")
+            if not 0 <= out < N_OUTPUTS.get(kind, 1):
+                raise ValueError("bad operand output")
+        # allocate
+        r = <Rule*>mem_alloc(sizeof(Rule))
+        if r == NULL:
+            raise MemoryError()
+        try:
+            r.symbol = symbol
+            r.mode = mode
+            r.tf = timeframe
+            r.cooldown = cooldown_ms
+            r.expire = INT64_MAX if expire_ms is None else <int64_t>expire_ms
+            r.max_fires = max_fires
+            r.paused = paused
+            r.armed = True
+            r.last_fire = NO_TIME
+            r.last_bucket = NO_TIME
+            r.last_closed_eval = NO_TIME
+            r.n_ops = n_ops
+            r.ops = <Op*>mem_alloc(n_ops * sizeof(Op))
+            r.stack = <double*>mem_alloc((max_depth + 1) * sizeof(double))
+            r.n_slots = n_slots
+            r.slots = <double*>mem_alloc((n_slots + 1) * sizeof(double))
+            r.n_operands = len(operands)
+            r.operands = <Operand*>mem_alloc((r.n_operands + 1) * sizeof(Operand))
+            r.vals = <double*>mem_alloc((r.n_operands + 1) * sizeof(double))
+            r.n_moves = len(moves)
+            r.moves = <MonoDeque*>mem_alloc((r.n_moves + 1) * sizeof(MonoDeque))
+            r.moves_x = <double*>mem_alloc((r.n_moves + 1) * sizeof(double))
+            if (r.ops == NULL or r.stack == NULL or r.slots == NULL or r.operands == NULL
+                    or r.vals == NULL or r.moves == NULL or r.moves_x == NULL):
+                raise MemoryError()
+            for i, (code, a, b, d, c) in enumerate(ops):
+                r.ops[i].op = code
+                r.ops[i].a = a
+                r.ops[i].b = b
+                r.ops[i].d = d
+                r.ops[i].c = c
+            for i in range(n_slots):
+                r.slots[i] = NAN
+            for i in range(r.n_operands):
+                r.vals[i] = NAN
+            for i, m in enumerate(moves):
+                if deque_init(&r.moves[i], m, True) < 0:
+                    raise MemoryError()
+                r.moves[i].is_max = any(op[0] == OP_MOVES_DOWN and op[1] == i for op in ops)
+            # symbols read: the rule's own, then every operand's
+            read = [symbol] + [o_[1] for o_ in operands]
+            read = list(dict.fromkeys(read))
+            self._ensure_symbols(max(read))
+            r.n_read = len(read)
+            r.read_syms = <int32_t*>mem_alloc(r.n_read * sizeof(int32_t))
+            if r.read_syms == NULL:
+                raise MemoryError()
+            for i, sid in enumerate(read):
+                r.read_syms[i] = sid
+                if self._symbol(sid) == NULL:
+                    raise MemoryError()
+            # operands: shared states
+            for i, (kind, sid, tf, p0, p1, p2, k, out, offset) in enumerate(operands):
+                o = &r.operands[i]
+                sym = self.syms[sid]
+                o.kind = kind
+                o.tf = tf
+                o.out = out
+                o.offset = offset
+                o.sym = sym
+                if kind == K_PRICE:
+                    pass
+                elif kind == K_VWAP:
+                    sym.vwap_refs += 1
+                elif kind < K_VWAP:
+                    o.g = self._group(sym, tf)
+                    o.g.refs += 1
+                    if group_ensure_hist(o.g, offset + 1) < 0:
+                        raise MemoryError()
+                else:
+                    o.s = self._series(sym, tf, kind, p0, p1, p2, k)
+                    o.s.refs += 1
+                    if offset > 0 and series_ensure_hist(o.s, offset + 1) < 0:
+                        raise MemoryError()
+        except BaseException:
+            self._release_rule_resources(r)
+            self._free_rule_struct(r)
+            raise
+        # slot
+        if self.free_rules.n:
+            self.free_rules.n -= 1
+            idx = self.free_rules.v[self.free_rules.n]
+        else:
+            if self.n_rules == self.rules_cap:
+                self._grow_rules()
+            idx = self.n_rules
+            for i in range(self.rules_cap):
+                if self.rules[i] == NULL:
+                    idx = i
+                    break
+        self.rules[idx] = r
+        self.n_rules += 1
+        self._register(r, idx)
+        return idx
+
+    cdef _grow_rules(self):
+        cdef int cap = max(16, self.rules_cap * 2)
+        cdef Rule** nr = <Rule**>mem_alloc(cap * sizeof(Rule*))
+        if nr == NULL:
+            raise MemoryError()
+        if self.rules_cap:
+            memcpy(nr, self.rules, self.rules_cap * sizeof(Rule*))
+        mem_free(self.rules)
+        self.rules = nr
+        self.rules_cap = cap
+
+    cdef _register(self, Rule* r, int32_t idx):
+        """Hook the rule to the ticks or closes that evaluate it."""
+        cdef int i
+        cdef Group* g
+        cdef Symbol* sym
+        if r.mode == MODE_ONCE_PER_BAR_CLOSE:
+            for i in range(r.n_read):
+                g = self._group(self.syms[r.read_syms[i]], r.tf)
+                g.refs += 1
+                if il_add(&g.close_rules, idx) < 0:
+                    raise MemoryError()
+        else:
+            for i in range(r.n_read):
+                if il_add(&self.syms[r.read_syms[i]].tick_rules, idx) < 0:
+                    raise MemoryError()
+            if r.n_moves:
+                r.moves_hook = True
+                g = self._group(self.syms[r.symbol], r.tf)
+                g.refs += 1
+                if il_add(&g.close_rules, idx) < 0:
+                    raise MemoryError()
+
+    cdef void _release_rule_resources(self, Rule* r) noexcept:
+        cdef int i
+        cdef Operand* o
+        if r.operands == NULL:
+            return
+        for i in range(r.n_operands):
+            o = &r.operands[i]
+            if o.s != NULL:
+                self._release_series(o.s)
+                o.s = NULL
+            elif o.g != NULL:
+                self._release_group(o.g)
+                o.g = NULL
+            elif o.kind == K_VWAP and o.sym != NULL:
+                o.sym.vwap_refs -= 1
+                o.sym = NULL
+
+    cdef void _free_rule_struct(self, Rule* r) noexcept:
+        cdef int i
+        if r.moves != NULL:
+            for i in range(r.n_moves):
+                deque_free(&r.moves[i])
+        mem_free(r.ops)
+        mem_free(r.stack)
+        mem_free(r.slots)
+        mem_free(r.operands)
+        mem_free(r.vals)
+        mem_free(r.moves)
+        mem_free(r.moves_x)
+        mem_free(r.read_syms)
+        mem_free(r)
+
+    cdef Rule* _rule(self, int idx) except NULL:
+        if idx < 0 or idx >= self.rules_cap or self.rules[idx] == NULL:
+            raise KeyError(f"no rule {idx}")
+        return self.rules[idx]
+
+    def remove_rule(self, int idx):
+        """Unload a rule; states no other rule reads are freed."""
+        cdef Rule* r = self._rule(idx)
+        cdef int i
+        cdef Group* g
+        if r.mode == MODE_ONCE_PER_BAR_CLOSE or r.moves_hook:
+            for i in range(r.n_read if r.mode == MODE_ONCE_PER_BAR_CLOSE else 1):
+                g = <Group*>self.syms[r.read_syms[i]].groups[r.tf]
+                il_remove(&g.close_rules, idx)
+                self._release_group(g)
+        if r.mode != MODE_ONCE_PER_BAR_CLOSE:
+            for i in range(r.n_read):
+                il_remove(&self.syms[r.read_syms[i]].tick_rules, idx)
+        self._release_rule_resources(r)
+        self._free_rule_struct(r)
+        self.rules[idx] = NULL
+        self.n_rules -= 1
+        if self.n_rules == 0:
+            mem_free(self.rules)
+            self.rules = NULL
+            self.rules_cap = 0
+            il_free(&self.free_rules)
+        elif il_add(&self.free_rules, idx) < 0:
+            raise MemoryError()
+
+    def set_rule_limits(self, int idx, *, int64_t cooldown_ms, expire_ms, int64_t max_fires):
+        """Change cooldown, expiry and max fires, keeping the trigger state."""
+        cdef Rule* r = self._rule(idx)
+        if cooldown_ms < 0 or max_fires < 0:
+            raise ValueError("negative limits")
+        r.cooldown = cooldown_ms
+        r.expire = INT64_MAX if expire_ms is None else <int64_t>expire_ms
+        r.max_fires = max_fires
+        r.completed = max_fires > 0 and r.fires >= max_fires
+        r.expired = False
+
+    def set_rule_paused(self, int idx, bint paused):
+        self._rule(idx).paused = paused
+
+    def rule_state(self, int idx):
+        """Trigger state and the operand values of the last evaluation."""
+        cdef Rule* r = self._rule(idx)
+        return {
+            "armed": bool(r.armed), "fires": r.fires, "completed": bool(r.completed),
+            "expired": bool(r.expired), "paused": bool(r.paused),
+            "evaluated": bool(r.evaluated),
+            "last_fire_ms": None if r.last_fire == NO_TIME else r.last_fire,
+            "values": tuple(r.vals[i] for i in range(r.n_operands)),
+        }
+
+    def stats(self):
+        """Counts of live state; ``core_bytes`` is the process-wide memory of all engines."""
+        return {
+            "symbols": self.n_symbols,
+            "groups": self.n_groups,
+            "series": len(self.series_index),
+            "rules": self.n_rules,
+            "sources": self.n_sources,
+            "event_capacity": self.evcap,
+            "core_bytes": alerts_core_bytes(),
+        }
