@@ -22,8 +22,6 @@ import sys
 from pathlib import Path
 
 from setuptools import Command, Extension, setup
-from setuptools.command.build_ext import build_ext
-from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
 PROTO_ROOT = ROOT / "proto"
@@ -73,12 +71,6 @@ def generate_protos() -> None:
     )
 
 
-class BuildPy(build_py):
-    def run(self) -> None:
-        generate_protos()
-        super().run()
-
-
 class GenerateProtos(Command):
     """``python setup.py protos``: only regenerate alerts/v1 from proto/."""
 
@@ -93,12 +85,6 @@ class GenerateProtos(Command):
 
     def run(self) -> None:
         generate_protos()
-
-
-class BuildExt(build_ext):
-    def run(self) -> None:
-        generate_protos()
-        super().run()
 
 
 def extensions() -> list[Extension]:
@@ -143,7 +129,11 @@ def extensions() -> list[Extension]:
     )
 
 
+# Generated before setuptools looks for packages, so alerts.v1 is found and shipped
+# by every kind of build (wheel, sdist, editable).
+generate_protos()
+
 setup(
     ext_modules=[] if sys.argv[1:] == ["protos"] else extensions(),
-    cmdclass={"build_py": BuildPy, "build_ext": BuildExt, "protos": GenerateProtos},
+    cmdclass={"protos": GenerateProtos},
 )

@@ -1262,6 +1262,10 @@ cdef class Engine:
         if self.nomem:
             raise MemoryError("alerts_core: out of memory")
 
+    def clear_events(self):
+        """Drop the last batch's events now (a buffer grown by a burst is given back)."""
+        self._reset_events()
+
     def events(self):
         """The last batch's fired events as a dict of numpy columns."""
         cdef Py_ssize_t n = self.n_ev, i
@@ -1461,7 +1465,7 @@ cdef class Engine:
                 continue
             if not (self.finest <= tf < N_TF) or kind not in KINDS.values():
                 raise ValueError(f"bad operand kind/timeframe {kind}/{tf}")
-            if kind >= K_SMA and (not 1 <= p0 <= 100000 or
+            if kind >= K_SMA and kind != K_OBV and (not 1 <= p0 <= 100000 or
                                   (kind in (K_MACD, K_STOCH) and (not 1 <= p1 <= 100000 or
                                                                   not 1 <= p2 <= 100000))):
                 raise ValueError("bad operand period")

@@ -272,6 +272,7 @@ class Kernel:
 
     def _fired(self) -> list[Fired]:
         ev = self.engine.events()
+        self.engine.clear_events()
         n = len(ev["rule"])
         if n == 0:
             return []
