@@ -160,9 +160,10 @@ class _Emitter:
         else:
             tf = None
         offset = node.offset if isinstance(node, ast.Series) else 0
-        if node.name == "price" and offset:
+        if node.name in ("price", "vwap") and offset:
             raise RuleSyntaxError(pos.line, pos.col,
-                                  "price has no history; use close(tf)[k] for past closes")
+                                  f"{node.name} has no history of closed bars; "
+                                  "use close(tf)[k] for past closes")
         symbol = self.symbol
         if getattr(node, "symbol", None):
             symbol = qualify(node.symbol, self.venue)  # type: ignore[arg-type]

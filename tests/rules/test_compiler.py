@@ -88,6 +88,9 @@ def test_moves_needs_a_timeframe_and_price_has_no_history() -> None:
     with pytest.raises(RuleSyntaxError, match="timeframe"):
         compile_text("price moves_up 5% within 3 bars")
     assert compile_text("price moves_up 5% within 3 bars", timeframe="1m").moves == (3,)
+    for text in ("price[1] > 3", "vwap()[2] > 3"):
+        with pytest.raises(RuleSyntaxError, match="no history"):
+            compile_text(text, timeframe="1m")
 
 
 def test_operand_labels_follow_the_text() -> None:
