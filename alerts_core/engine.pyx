@@ -168,6 +168,8 @@ ctypedef struct Symbol:
     double last_price
     int64_t last_time
     int64_t closed_until        # ticks before this time are late
+    int64_t advanced_to         # latest time its bars were closed up to
+    int64_t next_end            # earliest end of a pending bar (INT64_MIN: recompute)
     void* groups[N_TF]          # Group* per timeframe in use
     int vwap_refs
     int64_t vwap_day
@@ -190,7 +192,7 @@ ctypedef struct Group:
     bint has_closed
     Bar forming
     Bar last_closed
-    int64_t closed_through      # every bar ending at or before this is closed
+    int64_t closed_through      # bars ending at or before this closed (see _closed_through)
     Bar* hist                   # ring of closed bars for field offsets
     int hist_cap
     int hist_head
@@ -391,10 +393,11 @@ cdef inline int64_t group_pending_end(const Group* g, bint fill) noexcept nogil:
     return INT64_MAX
 
 
-cdef inline void bar_merge(Bar* f, bint* has, int64_t t0, double o, double h, double l, double c,
-                           double v, double qv, int64_t n) noexcept nogil:
+cdef inline bint bar_merge(Bar* f, bint* has, int64_t t, int64_t step, double o, double h,
+                           double l, double c, double v, double qv, int64_t n) noexcept nogil:
+    """Merge data at time t into the forming bar; True when it starts a new bar."""
     if not has[0]:
-        f.t0 = t0
+        f.t0 = floor_to(t, step)
         f.open = o
         f.high = h
         f.low = l
@@ -403,6 +406,7 @@ cdef inline void bar_merge(Bar* f, bint* has, int64_t t0, double o, double h, do
         f.quote_volume = qv
         f.trades = n
         has[0] = True
+        return True
     else:
         if h > f.high:
             f.high = h
@@ -412,6 +416,7 @@ cdef inline void bar_merge(Bar* f, bint* has, int64_t t0, double o, double h, do
         f.volume += v
         f.quote_volume += qv
         f.trades += n
+        return False
 
 
 cdef inline double bar_field(const Bar* b, int kind) noexcept nogil:
@@ -615,6 +620,8 @@ cdef class Engine:
         s.last_price = NAN
         s.last_time = NO_TIME
         s.closed_until = NO_TIME
+        s.advanced_to = NO_TIME
+        s.next_end = NO_TIME
         s.dd_bucket = NO_TIME
         s.vwap_day = NO_TIME
         self.syms[sid] = s
@@ -688,16 +695,23 @@ cdef class Engine:
 
     cdef void _advance(self, Symbol* sym, int64_t T) noexcept nogil:
         """Close the symbol's bars ending at or before T, oldest first (finer first on ties)."""
-        cdef bint fill = sym.source >= 0 and self.sources[sym.source].fill_gaps
-        cdef int64_t fl = floor_to(T, self.finest_ms)
-        cdef int64_t e, best_end
+        cdef bint fill
+        cdef int64_t fl, e, best_end
         cdef Group* g
         cdef Group* best
         cdef int t
-        if sym.closed_until == NO_TIME or fl > sym.closed_until:
-            sym.closed_until = fl
+        if sym.closed_until == NO_TIME or T >= sym.closed_until + self.finest_ms:
+            fl = floor_to(T, self.finest_ms)
+            if sym.closed_until == NO_TIME or fl > sym.closed_until:
+                sym.closed_until = fl
+        if T > sym.advanced_to:
+            sym.advanced_to = T
+        if T < sym.next_end:
+            return                      # nothing ends yet: the per-tick fast path
+        fill = sym.source >= 0 and self.sources[sym.source].fill_gaps
         if fill and sym.started and T - sym.last_time > GAP_RESTART_MS:
             self._restart(sym, T)
+            sym.next_end = NO_TIME
             return
         while True:
             best = NULL
@@ -712,12 +726,7 @@ cdef class Engine:
             if best == NULL or best_end > T:
                 break
             self._close(best)
-        for t in range(N_TF):
-            g = <Group*>sym.groups[t]
-            if g != NULL:
-                e = floor_to(T, g.tf_ms)
-                if e > g.closed_through:
-                    g.closed_through = e
+        sym.next_end = best_end
 
     cdef void _restart(self, Symbol* sym, int64_t T) noexcept nogil:
         """A gap of more than 7 days: close real bars, then restart every series."""
@@ -780,9 +789,17 @@ cdef class Engine:
         cdef Group* g
         for i in range(r.n_read):
             g = <Group*>self.syms[r.read_syms[i]].groups[tf]
-            if g == NULL or g.closed_through < E:
+            if g == NULL or self._closed_through(g) < E:
                 return False
         return True
+
+    cdef inline int64_t _closed_through(self, Group* g) noexcept nogil:
+        """Every bar of g ending at or before this time is closed."""
+        cdef int64_t e = g.closed_through
+        cdef int64_t a = g.sym.advanced_to
+        if a != NO_TIME and a >= e + g.tf_ms:
+            e = floor_to(a, g.tf_ms)
+        return e
 
     # ------------------------------------------------------------- ticks --
 
@@ -798,14 +815,13 @@ cdef class Engine:
         sym = self._symbol(sid)
         if sym == NULL:
             return ST_NOMEM
-        if src.clock != NO_TIME and t < floor_to(src.clock - src.grace, self.finest_ms):
+        if src.swept_until != NO_TIME and t < src.swept_until:
             return ST_LATE
         if sym.closed_until != NO_TIME and t < sym.closed_until:
             return ST_LATE
         if tid != 0:
-            bucket = floor_to(t, self.finest_ms)
-            if bucket != sym.dd_bucket:
-                sym.dd_bucket = bucket
+            if sym.dd_bucket == NO_TIME or t < sym.dd_bucket or t >= sym.dd_bucket + self.finest_ms:
+                sym.dd_bucket = floor_to(t, self.finest_ms)
                 if sym.dd_len:
                     memset(sym.dd_ids, 0, sym.dd_cap * sizeof(int64_t))
                     sym.dd_len = 0
@@ -826,9 +842,10 @@ cdef class Engine:
         sym.started = True
         for q in range(N_TF):
             g = <Group*>sym.groups[q]
-            if g != NULL:
-                bar_merge(&g.forming, &g.has_forming, floor_to(t, g.tf_ms),
-                          price, price, price, price, qty, price * qty, 1)
+            if g != NULL and bar_merge(&g.forming, &g.has_forming, t, g.tf_ms, price, price,
+                                       price, price, qty, price * qty, 1):
+                if g.forming.t0 + g.tf_ms < sym.next_end:
+                    sym.next_end = g.forming.t0 + g.tf_ms
         if sym.vwap_refs:
             bucket = floor_to(t, 86400000)
             if bucket != sym.vwap_day:
@@ -862,7 +879,7 @@ cdef class Engine:
         sym = self._symbol(sid)
         if sym == NULL:
             return ST_NOMEM
-        if src.clock != NO_TIME and t0 < floor_to(src.clock - src.grace, self.finest_ms):
+        if src.swept_until != NO_TIME and t0 < src.swept_until:
             return ST_LATE
         if sym.closed_until != NO_TIME and t0 < sym.closed_until:
             return ST_LATE
@@ -877,8 +894,10 @@ cdef class Engine:
         sym.started = True
         for q in range(base, N_TF):
             g = <Group*>sym.groups[q]
-            if g != NULL:
-                bar_merge(&g.forming, &g.has_forming, floor_to(t0, g.tf_ms), o, h, l, c, v, qv, n)
+            if g != NULL and bar_merge(&g.forming, &g.has_forming, t0, g.tf_ms, o, h, l, c, v,
+                                       qv, n):
+                if g.forming.t0 + g.tf_ms < sym.next_end:
+                    sym.next_end = g.forming.t0 + g.tf_ms
         # intrabar rules see the complete bar, before it closes
         self._evaluate_tick_rules(sym, end, 0)
         self._advance(sym, end)
@@ -1318,6 +1337,7 @@ cdef class Engine:
         if sym.closed_until != NO_TIME:
             g.closed_through = floor_to(sym.closed_until, g.tf_ms)
         sym.groups[tf] = g
+        sym.next_end = NO_TIME
         self.n_groups += 1
         return g
 
@@ -1325,6 +1345,7 @@ cdef class Engine:
         g.refs -= 1
         if g.refs <= 0:
             g.sym.groups[g.tf] = NULL
+            g.sym.next_end = NO_TIME
             self._free_group(g, False)
 
     cdef void _free_group(self, Group* g, bint with_series) noexcept:

@@ -186,3 +186,20 @@ cdef inline double deque_extreme(const MonoDeque* d, int64_t since) noexcept nog
     if n == 0:
         return NAN
     return d.val[pos]
+
+
+cdef inline void ring_moments(const Ring* r, double shift, KSum* s1, KSum* s2) noexcept nogil:
+    """Recompute the sums of (x - shift) and (x - shift)^2 over the ring exactly.
+
+    Windowed variances keep running sums of shifted values; calling this every
+    `cap` updates with a fresh shift (amortised O(1)) keeps the shift near the
+    data and clears the residue that adding and removing leaves behind.
+    """
+    cdef int j
+    cdef double d
+    ksum_clear(s1)
+    ksum_clear(s2)
+    for j in range(r.len):
+        d = ring_back(r, j) - shift
+        ksum_add(s1, d)
+        ksum_add(s2, d * d)

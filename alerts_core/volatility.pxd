@@ -4,13 +4,14 @@
 from libc.math cimport NAN, sqrt, fabs
 from libc.stdint cimport int64_t
 from alerts_core.ring cimport (Ring, KSum, ring_push, ring_oldest, ksum_add, ksum_value,
-                               deque_push, deque_extreme)
+                               deque_push, deque_extreme, ring_moments)
 from alerts_core.series cimport Series, Bar, K_LOWEST
 
 
 cdef inline void bb_step(Series* s, const Bar* b, double* out, bint commit) noexcept nogil:
     # r0: last n closes; sums of (x - a[0]) in s0 and of its square in s1, a[0]
-    # being the first close seen (a shift that keeps the variance exact).
+    # being a recent close (a shift that keeps the variance exact; renewed, with the
+    # sums recomputed, every n bars).
     # outputs: upper, middle, lower, pct_b, width
     cdef int n = s.p0
     cdef bint full = s.r0.len == n
@@ -51,6 +52,9 @@ cdef inline void bb_step(Series* s, const Bar* b, double* out, bint commit) noex
         ksum_add(&s.s0, d)
         ksum_add(&s.s1, d * d)
         s.count += 1
+        if full and s.count % n == 0:
+            s.a[0] = c
+            ring_moments(&s.r0, c, &s.s0, &s.s1)
 
 
 cdef inline void atr_step(Series* s, const Bar* b, double* out, bint commit) noexcept nogil:

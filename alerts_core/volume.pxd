@@ -2,7 +2,7 @@
 # volume z-score over the n closed bars before the current one.
 
 from libc.math cimport NAN, sqrt
-from alerts_core.ring cimport Ring, KSum, ring_push, ring_oldest, ksum_add, ksum_value
+from alerts_core.ring cimport Ring, KSum, ring_push, ring_oldest, ksum_add, ksum_value, ring_moments
 from alerts_core.series cimport Series, Bar
 
 
@@ -26,7 +26,8 @@ cdef inline void obv_step(Series* s, const Bar* b, double* out, bint commit) noe
 
 cdef inline void volume_z_step(Series* s, const Bar* b, double* out, bint commit) noexcept nogil:
     # r0: last n volumes; s0/s1: sums of (v - a[0]) and its square, a[0] the
-    # first volume seen. z = (v - mean) / population sigma; sigma 0 is undefined.
+    # recent volume (renewed every n bars). z = (v - mean) / population sigma;
+    # sigma 0 is undefined.
     cdef int n = s.p0
     cdef double shift = s.a[0] if s.count > 0 else b.volume
     cdef double m1, m2, var, d, old
@@ -48,3 +49,6 @@ cdef inline void volume_z_step(Series* s, const Bar* b, double* out, bint commit
         ksum_add(&s.s0, d)
         ksum_add(&s.s1, d * d)
         s.count += 1
+        if s.r0.len == n and s.count % n == 0:
+            s.a[0] = b.volume
+            ring_moments(&s.r0, b.volume, &s.s0, &s.s1)
