@@ -193,6 +193,7 @@ ctypedef struct Group:
     Bar forming
     Bar last_closed
     int64_t closed_through      # bars ending at or before this closed (see _closed_through)
+    int64_t first_t0            # no bar before this open time (a timeframe added mid-bar)
     Bar* hist                   # ring of closed bars for field offsets
     int hist_cap
     int hist_head
@@ -842,7 +843,8 @@ cdef class Engine:
         sym.started = True
         for q in range(N_TF):
             g = <Group*>sym.groups[q]
-            if g != NULL and bar_merge(&g.forming, &g.has_forming, t, g.tf_ms, price, price,
+            if g != NULL and t >= g.first_t0 and bar_merge(&g.forming, &g.has_forming, t,
+                                                            g.tf_ms, price, price,
                                        price, price, qty, price * qty, 1):
                 if g.forming.t0 + g.tf_ms < sym.next_end:
                     sym.next_end = g.forming.t0 + g.tf_ms
@@ -894,7 +896,8 @@ cdef class Engine:
         sym.started = True
         for q in range(base, N_TF):
             g = <Group*>sym.groups[q]
-            if g != NULL and bar_merge(&g.forming, &g.has_forming, t0, g.tf_ms, o, h, l, c, v,
+            if g != NULL and t0 >= g.first_t0 and bar_merge(&g.forming, &g.has_forming, t0,
+                                                             g.tf_ms, o, h, l, c, v,
                                        qv, n):
                 if g.forming.t0 + g.tf_ms < sym.next_end:
                     sym.next_end = g.forming.t0 + g.tf_ms
@@ -1334,8 +1337,12 @@ cdef class Engine:
         g.tf_ms = tf_ms(tf)
         g.sym = sym
         g.closed_through = NO_TIME
+        g.first_t0 = NO_TIME
         if sym.closed_until != NO_TIME:
             g.closed_through = floor_to(sym.closed_until, g.tf_ms)
+        if sym.started:
+            # the symbol is trading: its first bar of this timeframe is the next whole one
+            g.first_t0 = floor_to(sym.last_time, g.tf_ms) + g.tf_ms
         sym.groups[tf] = g
         sym.next_end = NO_TIME
         self.n_groups += 1

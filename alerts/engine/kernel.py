@@ -276,24 +276,25 @@ class Kernel:
         n = len(ev["rule"])
         if n == 0:
             return []
-        out: list[Fired] = []
         names = self._names
         rule_ids = self._rule_ids
+        cols = {k: v.tolist() for k, v in ev.items() if k != "values"}
+        values = ev["values"].tolist()
+        out: list[Fired] = []
         for i in range(n):
-            tf = int(ev["timeframe"][i])
-            bar_close = int(ev["kind"][i]) == 1
-            nv = int(ev["n_values"][i])
+            tf = cols["timeframe"][i]
+            bar_close = cols["kind"][i] == 1
             out.append(
                 Fired(
-                    rule_id=rule_ids[int(ev["rule"][i])],
-                    symbol=names[int(ev["symbol"][i])],
-                    time_ms=int(ev["time_ms"][i]),
+                    rule_id=rule_ids[cols["rule"][i]],
+                    symbol=names[cols["symbol"][i]],
+                    time_ms=cols["time_ms"][i],
                     kind="bar_close" if bar_close else "tick",
                     timeframe=None if tf < 0 else TIMEFRAMES[tf],
-                    bar_open_ms=int(ev["bar_open_ms"][i]) if bar_close else None,
-                    trade_id=int(ev["trade_id"][i]),
-                    rank=int(ev["rank"][i]),
-                    values=tuple(float(v) for v in ev["values"][i, :nv]),
+                    bar_open_ms=cols["bar_open_ms"][i] if bar_close else None,
+                    trade_id=cols["trade_id"][i],
+                    rank=cols["rank"][i],
+                    values=tuple(values[i][: cols["n_values"][i]]),
                 )
             )
         return out

@@ -349,3 +349,15 @@ def test_same_event_time_fires_get_increasing_ranks() -> None:
     fired = kernel.process(src, ids, [5, 5, 6], [2.0, 3.0, 4.0], [1.0] * 3, [0] * 3)
     assert [(f.time_ms, f.rank, f.values) for f in fired] == [
         (5, 0, (2.0,)), (5, 1, (3.0,)), (6, 0, (4.0,))]
+
+
+def test_a_timeframe_added_mid_bar_starts_with_the_next_whole_bar() -> None:
+    kernel = Kernel()
+    src = kernel.add_source(fill_gaps=False)
+    ids = kernel.intern(["t:A"] * 2)
+    kernel.process(src, ids, [10_000, 20_000], [5.0, 6.0], [1.0, 1.0], [0, 0])
+    kernel.add_rule("o", "t:A", "open(1m) > 0 and trades(1m) > 0", mode="ONCE_PER_BAR_CLOSE")
+    fired = kernel.process(src, kernel.intern(["t:A"] * 3), [30_000, 70_000, 130_000],
+                           [7.0, 8.0, 9.0], [1.0] * 3, [0] * 3)
+    # the partial first minute (only the tick at 30 s would be in it) is not a bar
+    assert [(f.bar_open_ms, f.values) for f in fired] == [(60_000, (8.0, 1.0))]
