@@ -26,6 +26,10 @@ MAX_PERIOD = 1000
 MAX_OFFSET = 1000
 MAX_TEXT_BYTES = 4096
 MAX_NESTING = 32
+#: Deepest syntax tree (long chains such as ``a + b + c + ...`` nest without
+#: parentheses). Each level costs two protobuf message levels and decoders refuse
+#: messages nested more than 100 deep, so a stored condition must stay under 50.
+MAX_TREE_DEPTH = 40
 
 
 @dataclass(frozen=True)

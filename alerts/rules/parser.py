@@ -25,7 +25,7 @@ arithmetic), each channel bracket ``[lower, upper]``, each ``not`` and each
 unary ``-`` enclosing the current token. Argument lists ``f(...)`` and offsets
 ``x[k]`` hold only literals and do not count. The depth is checked before the
 parser recurses, so deep input cannot exhaust Python's stack. Separately, the
-syntax tree may be at most ``MAX_TREE_DEPTH`` nodes deep (long chains such as
+syntax tree may be at most ``catalog.MAX_TREE_DEPTH`` nodes deep (long chains such as
 ``a + b + c + ...`` nest to the left), so that the tree's consumers, which
 recurse over it, stay far from Python's recursion limit.
 """
@@ -66,10 +66,9 @@ from alerts.rules.ast import (
 )
 from alerts.rules.format import format_number
 
-__all__ = ["KEYWORDS", "MAX_TREE_DEPTH", "parse_condition"]
+__all__ = ["KEYWORDS", "parse_condition"]
 
 #: Deepest syntax tree accepted (a leaf is depth 1); see the module docstring.
-MAX_TREE_DEPTH: Final = 100
 
 _COMPARE_OPS: Final = frozenset({">", ">=", "<", "<=", "=="})
 _CROSS_OPS: Final = frozenset({"crosses", "crosses_above", "crosses_below"})
@@ -377,10 +376,10 @@ class _Parser:
     def _depth(self, at: _Token, children: tuple[_Item | _Channel, ...]) -> int:
         """The depth of a node over ``children``; too deep is an error at token ``at``."""
         depth = 1 + max((child.depth for child in children), default=0)
-        if depth > MAX_TREE_DEPTH:
+        if depth > catalog.MAX_TREE_DEPTH:
             self._fail_at(
                 at,
-                f"expression too deep: its syntax tree would be more than {MAX_TREE_DEPTH} "
+                f"expression too deep: its syntax tree would be more than {catalog.MAX_TREE_DEPTH} "
                 "levels deep; split the rule",
             )
         return depth

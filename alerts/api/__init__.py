@@ -1,0 +1,1 @@
+"""The gRPC API: servicers, interceptors and conversions between protos and domain types."""
