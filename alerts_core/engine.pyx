@@ -17,13 +17,13 @@ other rule reading S is evaluated on intrabar values.
 """
 
 from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t, INT64_MAX, INT64_MIN
-from libc.string cimport memcpy, memset
+from libc.string cimport memcpy, memmove, memset
 from libc.math cimport NAN, INFINITY
 
 import numpy as np
 cimport numpy as cnp
 
-from alerts_core.memory cimport mem_alloc, mem_free, alerts_core_bytes
+from alerts_core.memory cimport mem_alloc, mem_alloc_raw, mem_free, alerts_core_bytes
 from alerts_core.ring cimport (Ring, KSum, MonoDeque, ring_init, ring_free, ring_clear, ring_push,
                                ring_back, ksum_add, ksum_value, ksum_clear, deque_init, deque_free,
                                deque_clear, deque_push, deque_extreme)
@@ -81,7 +81,21 @@ cdef enum:
     EV_TICK = 0
     EV_BAR_CLOSE = 1
 
+cdef extern from *:
+    """
+    #define ALERTS_PREFETCH(p) __builtin_prefetch((const void*)(p), 1, 3)
+    """
+    void ALERTS_PREFETCH(const void* p) noexcept nogil
+
+cdef enum:
+    PREFETCH_SYMBOL = 12        # ticks ahead: the symbol's struct
+    PREFETCH_STATE = 6          # ticks ahead: its bars and rules (struct already near)
+
 cdef int64_t NO_TIME = INT64_MIN
+
+
+cdef inline size_t _align8(size_t n) noexcept nogil:
+    return (n + 7) & ~(<size_t>7)
 cdef int64_t GAP_RESTART_MS = 7 * 86400000
 
 KINDS = {
@@ -161,6 +175,12 @@ cdef void il_free(IntList* l) noexcept nogil:
 
 # ------------------------------------------------------------------ structs --
 
+ctypedef struct IdRun:
+    int64_t lo                  # first trade id of the run
+    int64_t hi                  # last trade id of the run
+    int32_t src                 # source
+
+
 ctypedef struct Symbol:
     int32_t id
     int source                  # bound source (first tick's), -1 before
@@ -175,11 +195,11 @@ ctypedef struct Symbol:
     int64_t vwap_day
     KSum vwap_pv
     KSum vwap_v
-    int64_t dd_bucket           # finest bucket whose trade ids the table holds
-    int64_t* dd_ids             # open-addressing table of trade ids (0: empty)
-    int32_t* dd_src             # source of each id
+    int64_t dd_bucket           # finest bucket whose trade ids the runs hold
+    IdRun* dd_runs              # (source, trade id) seen in it, as sorted runs of ids
+    int dd_n
     int dd_cap
-    int dd_len
+    int dd_last                 # the run touched last (monotonic ids extend it)
     IntList tick_rules          # rules evaluated on this symbol's ticks
 
 
@@ -523,7 +543,7 @@ cdef class Engine:
         self.finest_ms = tf_ms(self.finest)
         self.series_index = {}
         self.evcap0 = event_capacity
-        self.evbuf = <Event*>mem_alloc(event_capacity * sizeof(Event))
+        self.evbuf = <Event*>mem_alloc_raw(event_capacity * sizeof(Event))
         if self.evbuf == NULL:
             raise MemoryError()
         self.evcap = event_capacity
@@ -543,8 +563,7 @@ cdef class Engine:
             for t in range(N_TF):
                 if sym.groups[t] != NULL:
                     self._free_group(<Group*>sym.groups[t], True)
-            mem_free(sym.dd_ids)
-            mem_free(sym.dd_src)
+            mem_free(sym.dd_runs)
             il_free(&sym.tick_rules)
             mem_free(sym)
         mem_free(self.syms)
@@ -637,48 +656,85 @@ cdef class Engine:
 
     # ----------------------------------------------------------- dedupe --
 
-    cdef int _seen(self, Symbol* sym, int si, int64_t tid) noexcept nogil:
-        """1 if (source, trade id) was seen in the symbol's forming bucket, else records it."""
-        cdef uint64_t h
-        cdef int i, cap, j
-        cdef int64_t* old_ids
-        cdef int32_t* old_src
-        cdef int old_cap
-        if sym.dd_cap == 0 or sym.dd_len * 2 >= sym.dd_cap:
-            old_ids = sym.dd_ids
-            old_src = sym.dd_src
-            old_cap = sym.dd_cap
-            cap = 16 if old_cap == 0 else old_cap * 2
-            sym.dd_ids = <int64_t*>mem_alloc(cap * sizeof(int64_t))
-            sym.dd_src = <int32_t*>mem_alloc(cap * sizeof(int32_t))
-            if sym.dd_ids == NULL or sym.dd_src == NULL:
+    cdef int _seen(self, Symbol* sym, int32_t si, int64_t tid) noexcept nogil:
+        """1 if (source, trade id) was seen in the symbol's forming bucket, else records it.
+
+        Seen ids are kept as sorted runs of consecutive ids, so an exchange's
+        increasing ids cost one run however many trades a bar has; the last run
+        touched is tried first, which makes the common case O(1).
+        """
+        cdef IdRun* runs = sym.dd_runs
+        cdef int n = sym.dd_n
+        cdef int lo = 0, hi = n, mid, p
+        cdef IdRun* r
+        cdef bint prev_adj, next_adj
+        if n:
+            r = &runs[sym.dd_last]
+            if r.src == si:
+                if r.lo <= tid and tid <= r.hi:
+                    return 1
+                if tid == r.hi + 1 and (sym.dd_last + 1 == n or runs[sym.dd_last + 1].src != si
+                                        or runs[sym.dd_last + 1].lo > tid + 1):
+                    r.hi = tid
+                    return 0
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if runs[mid].src < si or (runs[mid].src == si and runs[mid].lo <= tid):
+                lo = mid + 1
+            else:
+                hi = mid
+        p = lo
+        if p > 0 and runs[p - 1].src == si and runs[p - 1].hi >= tid:
+            return 1
+        prev_adj = p > 0 and runs[p - 1].src == si and runs[p - 1].hi + 1 == tid
+        next_adj = p < n and runs[p].src == si and runs[p].lo - 1 == tid
+        if prev_adj and next_adj:
+            runs[p - 1].hi = runs[p].hi
+            memmove(&runs[p], &runs[p + 1], (n - p - 1) * sizeof(IdRun))
+            sym.dd_n -= 1
+            sym.dd_last = p - 1
+        elif prev_adj:
+            runs[p - 1].hi = tid
+            sym.dd_last = p - 1
+        elif next_adj:
+            runs[p].lo = tid
+            sym.dd_last = p
+        else:
+            if n == sym.dd_cap and self._grow_runs(sym) < 0:
                 return -1
-            sym.dd_cap = cap
-            sym.dd_len = 0
-            for j in range(old_cap):
-                if old_ids[j] != 0:
-                    self._dd_insert(sym, old_src[j], old_ids[j])
-            mem_free(old_ids)
-            mem_free(old_src)
-        h = (<uint64_t>tid * 0x9E3779B97F4A7C15ULL) ^ (<uint64_t>si * 0xC2B2AE3D27D4EB4FULL)
-        i = <int>((h >> 17) & <uint64_t>(sym.dd_cap - 1))
-        while sym.dd_ids[i] != 0:
-            if sym.dd_ids[i] == tid and sym.dd_src[i] == si:
-                return 1
-            i = (i + 1) & (sym.dd_cap - 1)
-        sym.dd_ids[i] = tid
-        sym.dd_src[i] = si
-        sym.dd_len += 1
+            runs = sym.dd_runs
+            memmove(&runs[p + 1], &runs[p], (n - p) * sizeof(IdRun))
+            runs[p].lo = tid
+            runs[p].hi = tid
+            runs[p].src = si
+            sym.dd_n += 1
+            sym.dd_last = p
         return 0
 
-    cdef void _dd_insert(self, Symbol* sym, int32_t si, int64_t tid) noexcept nogil:
-        cdef uint64_t h = (<uint64_t>tid * 0x9E3779B97F4A7C15ULL) ^ (<uint64_t>si * 0xC2B2AE3D27D4EB4FULL)
-        cdef int i = <int>((h >> 17) & <uint64_t>(sym.dd_cap - 1))
-        while sym.dd_ids[i] != 0:
-            i = (i + 1) & (sym.dd_cap - 1)
-        sym.dd_ids[i] = tid
-        sym.dd_src[i] = si
-        sym.dd_len += 1
+    cdef int _grow_runs(self, Symbol* sym) noexcept nogil:
+        cdef int cap = 4 if sym.dd_cap == 0 else sym.dd_cap * 2
+        cdef IdRun* nr = <IdRun*>mem_alloc(cap * sizeof(IdRun))
+        if nr == NULL:
+            return -1
+        if sym.dd_n:
+            memcpy(nr, sym.dd_runs, sym.dd_n * sizeof(IdRun))
+        mem_free(sym.dd_runs)
+        sym.dd_runs = nr
+        sym.dd_cap = cap
+        return 0
+
+    cdef void _new_id_bucket(self, Symbol* sym, int64_t t) noexcept nogil:
+        """Forget the previous bucket's ids; give back runs a busy bucket needed."""
+        cdef IdRun* nr
+        sym.dd_bucket = floor_to(t, self.finest_ms)
+        if sym.dd_cap > 4 and sym.dd_n < sym.dd_cap // 4:
+            nr = <IdRun*>mem_alloc((sym.dd_cap // 2) * sizeof(IdRun))
+            if nr != NULL:
+                mem_free(sym.dd_runs)
+                sym.dd_runs = nr
+                sym.dd_cap = sym.dd_cap // 2
+        sym.dd_n = 0
+        sym.dd_last = 0
 
     # --------------------------------------------------------- bar closing --
 
@@ -804,6 +860,21 @@ cdef class Engine:
 
     # ------------------------------------------------------------- ticks --
 
+    cdef inline void _prefetch_state(self, Symbol* sym) noexcept nogil:
+        cdef int q
+        cdef Rule* r
+        if sym == NULL:
+            return
+        for q in range(N_TF):
+            if sym.groups[q] != NULL:
+                ALERTS_PREFETCH(sym.groups[q])
+        for q in range(sym.tick_rules.n):
+            r = self.rules[sym.tick_rules.v[q]]
+            ALERTS_PREFETCH(r)
+            ALERTS_PREFETCH(<char*>r + 64)
+            ALERTS_PREFETCH(r.ops)
+            ALERTS_PREFETCH(r.operands)
+
     cdef int _tick(self, int si, int32_t sid, int64_t t, double price, double qty,
                    int64_t tid) noexcept nogil:
         cdef Source* src = &self.sources[si]
@@ -822,10 +893,7 @@ cdef class Engine:
             return ST_LATE
         if tid != 0:
             if sym.dd_bucket == NO_TIME or t < sym.dd_bucket or t >= sym.dd_bucket + self.finest_ms:
-                sym.dd_bucket = floor_to(t, self.finest_ms)
-                if sym.dd_len:
-                    memset(sym.dd_ids, 0, sym.dd_cap * sizeof(int64_t))
-                    sym.dd_len = 0
+                self._new_id_bucket(sym, t)
             seen = self._seen(sym, si, tid)
             if seen < 0:
                 return ST_NOMEM
@@ -868,7 +936,6 @@ cdef class Engine:
 
     cdef int _bar(self, int si, int base, int32_t sid, int64_t t0, double o, double h, double l,
                   double c, double v, double qv, int64_t n) noexcept nogil:
-        cdef Source* src = &self.sources[si]
         cdef int64_t base_ms = tf_ms(base)
         cdef int64_t end = t0 + base_ms
         cdef Symbol* sym
@@ -881,15 +948,10 @@ cdef class Engine:
         sym = self._symbol(sid)
         if sym == NULL:
             return ST_NOMEM
-        if src.swept_until != NO_TIME and t0 < src.swept_until:
-            return ST_LATE
         if sym.closed_until != NO_TIME and t0 < sym.closed_until:
             return ST_LATE
         if self._bind(sym, si) < 0:
             return ST_NOMEM
-        if src.clock == NO_TIME or end > src.clock:
-            src.clock = end
-            self._sweep(si)
         self._advance(sym, t0)
         sym.last_price = c
         sym.last_time = end - 1
@@ -1176,7 +1238,7 @@ cdef class Engine:
 
     cdef int _grow_events(self) noexcept nogil:
         cdef int cap = self.evcap * 2
-        cdef Event* ne = <Event*>mem_alloc(cap * sizeof(Event))
+        cdef Event* ne = <Event*>mem_alloc_raw(cap * sizeof(Event))
         if ne == NULL:
             self.nomem = True
             return -1
@@ -1186,13 +1248,17 @@ cdef class Engine:
         self.evcap = cap
         return 0
 
-    cdef _reset_events(self):
-        """Forget the previous batch's events; give back a grown buffer."""
+    cdef _reset_events(self, bint release=False):
+        """Forget the previous batch's events.
+
+        A buffer a burst grew is kept for the next batches (growing it again costs
+        page faults), unless it is over 16 times its initial size or ``release``.
+        """
         cdef Event* ne
         self.n_ev = 0
         self.nomem = False
-        if self.evcap > self.evcap0:
-            ne = <Event*>mem_alloc(self.evcap0 * sizeof(Event))
+        if self.evcap > self.evcap0 and (release or self.evcap > 16 * self.evcap0):
+            ne = <Event*>mem_alloc_raw(self.evcap0 * sizeof(Event))
             if ne == NULL:
                 raise MemoryError()
             mem_free(self.evbuf)
@@ -1223,6 +1289,12 @@ cdef class Engine:
         memset(counts, 0, sizeof(counts))
         with nogil:
             for i in range(n):
+                # symbols come in arrival order, which the batch knows ahead: start
+                # fetching later ticks' state so cache misses overlap
+                if i + PREFETCH_SYMBOL < n:
+                    ALERTS_PREFETCH(self.syms[symbol[i + PREFETCH_SYMBOL]])
+                if i + PREFETCH_STATE < n:
+                    self._prefetch_state(self.syms[symbol[i + PREFETCH_STATE]])
                 code = self._tick(source, symbol[i], time_ms[i], price[i], qty[i], trade_id[i])
                 if code < 0:
                     self.nomem = True
@@ -1284,9 +1356,9 @@ cdef class Engine:
         if self.nomem:
             raise MemoryError("alerts_core: out of memory")
 
-    def clear_events(self):
-        """Drop the last batch's events now (a buffer grown by a burst is given back)."""
-        self._reset_events()
+    def clear_events(self, *, bint release=False):
+        """Drop the last batch's events now; ``release`` also gives back a grown buffer."""
+        self._reset_events(release)
 
     def events(self):
         """The last batch's fired events as a dict of numpy columns."""
@@ -1500,9 +1572,34 @@ cdef class Engine:
             if not 0 <= out < N_OUTPUTS.get(kind, 1):
                 raise ValueError("bad operand output")
         # allocate
-        r = <Rule*>mem_alloc(sizeof(Rule))
-        if r == NULL:
+        # one block per rule: the struct, then its program and scratch arrays, so an
+        # evaluation reads a few adjacent cache lines
+        read = list(dict.fromkeys([symbol] + [o_[1] for o_ in operands]))
+        n_operands = len(operands)
+        n_moves = len(moves)
+        cdef size_t at[10]
+        at[0] = 0
+        at[1] = _align8(sizeof(Rule))
+        at[2] = at[1] + _align8(n_ops * sizeof(Op))
+        at[3] = at[2] + _align8(n_operands * sizeof(Operand))
+        at[4] = at[3] + _align8((max_depth + 1) * sizeof(double))
+        at[5] = at[4] + _align8((n_slots + 1) * sizeof(double))
+        at[6] = at[5] + _align8((n_operands + 1) * sizeof(double))
+        at[7] = at[6] + _align8(n_moves * sizeof(MonoDeque))
+        at[8] = at[7] + _align8((n_moves + 1) * sizeof(double))
+        at[9] = at[8] + len(read) * sizeof(int32_t)
+        cdef char* block = <char*>mem_alloc(at[9])
+        if block == NULL:
             raise MemoryError()
+        r = <Rule*>block
+        r.ops = <Op*>(block + at[1])
+        r.operands = <Operand*>(block + at[2])
+        r.stack = <double*>(block + at[3])
+        r.slots = <double*>(block + at[4])
+        r.vals = <double*>(block + at[5])
+        r.moves = <MonoDeque*>(block + at[6])
+        r.moves_x = <double*>(block + at[7])
+        r.read_syms = <int32_t*>(block + at[8])
         try:
             r.symbol = symbol
             r.mode = mode
@@ -1516,19 +1613,8 @@ cdef class Engine:
             r.last_bucket = NO_TIME
             r.last_closed_eval = NO_TIME
             r.n_ops = n_ops
-            r.ops = <Op*>mem_alloc(n_ops * sizeof(Op))
-            r.stack = <double*>mem_alloc((max_depth + 1) * sizeof(double))
             r.n_slots = n_slots
-            r.slots = <double*>mem_alloc((n_slots + 1) * sizeof(double))
-            r.n_operands = len(operands)
-            r.operands = <Operand*>mem_alloc((r.n_operands + 1) * sizeof(Operand))
-            r.vals = <double*>mem_alloc((r.n_operands + 1) * sizeof(double))
-            r.n_moves = len(moves)
-            r.moves = <MonoDeque*>mem_alloc((r.n_moves + 1) * sizeof(MonoDeque))
-            r.moves_x = <double*>mem_alloc((r.n_moves + 1) * sizeof(double))
-            if (r.ops == NULL or r.stack == NULL or r.slots == NULL or r.operands == NULL
-                    or r.vals == NULL or r.moves == NULL or r.moves_x == NULL):
-                raise MemoryError()
+            r.n_operands = n_operands
             for i, (code, a, b, d, c) in enumerate(ops):
                 r.ops[i].op = code
                 r.ops[i].a = a
@@ -1540,17 +1626,13 @@ cdef class Engine:
             for i in range(r.n_operands):
                 r.vals[i] = NAN
             for i, m in enumerate(moves):
+                r.n_moves = i + 1
                 if deque_init(&r.moves[i], m, True) < 0:
                     raise MemoryError()
                 r.moves[i].is_max = any(op[0] == OP_MOVES_DOWN and op[1] == i for op in ops)
             # symbols read: the rule's own, then every operand's
-            read = [symbol] + [o_[1] for o_ in operands]
-            read = list(dict.fromkeys(read))
             self._ensure_symbols(max(read))
             r.n_read = len(read)
-            r.read_syms = <int32_t*>mem_alloc(r.n_read * sizeof(int32_t))
-            if r.read_syms == NULL:
-                raise MemoryError()
             for i, sid in enumerate(read):
                 r.read_syms[i] = sid
                 if self._symbol(sid) == NULL:
@@ -1589,11 +1671,7 @@ cdef class Engine:
         else:
             if self.n_rules == self.rules_cap:
                 self._grow_rules()
-            idx = self.n_rules
-            for i in range(self.rules_cap):
-                if self.rules[i] == NULL:
-                    idx = i
-                    break
+            idx = self.n_rules          # no free slot: slots 0..n_rules-1 are all in use
         self.rules[idx] = r
         self.n_rules += 1
         self._register(r, idx)
@@ -1650,18 +1728,10 @@ cdef class Engine:
                 o.sym = NULL
 
     cdef void _free_rule_struct(self, Rule* r) noexcept:
+        """Free a rule's block (its program and arrays live inside it)."""
         cdef int i
-        if r.moves != NULL:
-            for i in range(r.n_moves):
-                deque_free(&r.moves[i])
-        mem_free(r.ops)
-        mem_free(r.stack)
-        mem_free(r.slots)
-        mem_free(r.operands)
-        mem_free(r.vals)
-        mem_free(r.moves)
-        mem_free(r.moves_x)
-        mem_free(r.read_syms)
+        for i in range(r.n_moves):
+            deque_free(&r.moves[i])
         mem_free(r)
 
     cdef Rule* _rule(self, int idx) except NULL:

@@ -12,6 +12,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from alerts.engine.kernel import Fired, Kernel
 from alerts_core import OPS, Engine
@@ -189,6 +191,7 @@ def test_one_state_per_indicator_and_memory_returns_to_baseline() -> None:
     assert fired and all(len(v) == 1 for v in by_time.values())
     for i in range(1000):
         kernel.remove_rule(f"r{i}")
+    kernel.engine.clear_events(release=True)  # the burst of fires grew the event buffer
     after = kernel.stats()
     assert after["series"] == base["series"]
     assert after["groups"] == base["groups"]
@@ -361,3 +364,54 @@ def test_a_timeframe_added_mid_bar_starts_with_the_next_whole_bar() -> None:
                            [7.0, 8.0, 9.0], [1.0] * 3, [0] * 3)
     # the partial first minute (only the tick at 30 s would be in it) is not a bar
     assert [(f.bar_open_ms, f.values) for f in fired] == [(60_000, (8.0, 1.0))]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 40)), min_size=1, max_size=300))
+def test_duplicates_are_exactly_the_repeated_source_and_trade_id(pairs: list) -> None:
+    kernel = Kernel()
+    sources = [kernel.add_source(), kernel.add_source()]
+    sid = kernel.intern(["t:A"])
+    seen: set[tuple[int, int]] = set()
+    for n, (src, tid) in enumerate(pairs):
+        kernel.process(sources[src], sid, [1_000 + n], [1.0], [1.0], [tid])
+        duplicate = tid != 0 and (src, tid) in seen
+        assert kernel.last_counts == ((0, 0, 1, 0) if duplicate else (1, 0, 0, 0)), (src, tid)
+        if tid:
+            seen.add((src, tid))
+
+
+def test_increasing_trade_ids_keep_one_run_of_memory() -> None:
+    kernel = Kernel()
+    src = kernel.add_source()
+    n = 50_000
+    ids = np.zeros(n, np.int32)
+    kernel.intern(["t:A"])
+    before = kernel.stats()["core_bytes"]
+    kernel.process(src, ids, np.arange(n, dtype=np.int64), np.ones(n), np.ones(n),
+                   np.arange(1, n + 1, dtype=np.int64))
+    assert kernel.last_counts.accepted == n
+    # 50,000 trades in one minute, ids increasing: a few bytes, not a table per trade
+    assert kernel.stats()["core_bytes"] - before < 1_000
+
+
+def test_bars_of_many_symbols_on_one_source_in_any_order() -> None:
+    names = [f"t:S{i}" for i in range(3)]
+    results = []
+    for order in ("by_time", "by_symbol"):
+        kernel = Kernel()
+        src = kernel.add_source(fill_gaps=False)
+        for name in names:
+            kernel.add_rule(name, name, "sma(2, 1h) > 0", mode="ONCE_PER_BAR_CLOSE")
+        rows = [(s, t) for t in range(8) for s in range(3)]
+        if order == "by_symbol":
+            rows.sort()
+        sym = kernel.intern([names[s] for s, _ in rows])
+        t0 = np.array([t * 900_000 for _, t in rows], np.int64)
+        close = np.array([10.0 * (s + 1) + t for s, t in rows])
+        fired = kernel.process_bars(src, "15m", sym, t0, close, close, close, close,
+                                    np.ones(len(rows)))
+        assert kernel.last_counts.accepted == 24, order
+        results.append(sorted((f.rule_id, f.time_ms, f.values) for f in fired))
+    assert results[0] == results[1]
+    assert [r[1] for r in results[0] if r[0] == "t:S0"] == [7_200_000]
