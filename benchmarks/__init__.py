@@ -1,0 +1,1 @@
+"""Benchmarks of the core against its peers (pytest-benchmark; see README.md)."""
