@@ -17,8 +17,9 @@ import csv
 import gzip
 import io
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, TextIO
+from typing import TextIO
 
 import numpy as np
 

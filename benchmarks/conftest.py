@@ -18,8 +18,9 @@ Timings are never asserted: benchmarks do not fail on speed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -237,7 +238,7 @@ def run_rounds(benchmark: Any, target: Callable[..., Any], *,
     if setup is not None:
         kwargs["setup"] = setup
     benchmark.pedantic(timed, **kwargs)
-    skip = len(seconds) - (rounds if len(seconds) >= rounds else len(seconds))
+    skip = len(seconds) - (min(rounds, len(seconds)))
     return seconds[skip:], results[skip:]
 
 

@@ -26,8 +26,18 @@ import numpy as np
 import pytest
 
 from alerts.engine.kernel import Kernel
-from benchmarks.conftest import (MIN, START_MS, TickStream, feed_bars, feed_random_walk,
-                                 process_ticks, random_walk_bars, report, reset_events, run_rounds)
+from benchmarks.conftest import (
+    MIN,
+    START_MS,
+    TickStream,
+    feed_bars,
+    feed_random_walk,
+    process_ticks,
+    random_walk_bars,
+    report,
+    reset_events,
+    run_rounds,
+)
 
 RATE = 3.0                     # ticks per second per symbol
 BATCH = 4096

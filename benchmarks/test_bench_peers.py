@@ -30,8 +30,17 @@ import numpy as np
 import pytest
 
 from alerts.engine.kernel import Kernel
-from benchmarks.conftest import (MIN, START_MS, Bars, bar_columns, feed_bar_columns, feed_bars,
-                                 random_walk_bars, report, run_rounds)
+from benchmarks.conftest import (
+    MIN,
+    START_MS,
+    Bars,
+    bar_columns,
+    feed_bar_columns,
+    feed_bars,
+    random_walk_bars,
+    report,
+    run_rounds,
+)
 
 N_SYMBOLS = 1_000
 N_BARS = 1_000

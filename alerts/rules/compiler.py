@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from alerts.errors import InvalidArgumentError, FieldViolation, RuleSyntaxError
+from alerts.errors import FieldViolation, InvalidArgumentError, RuleSyntaxError
 from alerts.rules import ast
 from alerts.rules.catalog import CHANNEL_BOUNDS, SERIES, TIMEFRAME_MS, TIMEFRAMES
 from alerts.rules.format import format_series
@@ -304,9 +304,9 @@ def compile_rule(
 
 __all__ = [
     "BAR_MODES",
-    "CompiledRule",
     "DEFAULT_EVERY_TIME_COOLDOWN_MS",
     "MODES",
+    "CompiledRule",
     "OperandRef",
     "compile_rule",
     "qualify",

@@ -17,8 +17,8 @@ up to that hour end close too, and the reference has them as well).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd

@@ -27,8 +27,8 @@ also read alone, as their 0/0 masks differ.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd

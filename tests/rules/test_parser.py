@@ -24,8 +24,8 @@ from alerts.rules.ast import (
     Series,
     SeriesChannel,
 )
-from alerts.rules.format import format_condition, format_number
 from alerts.rules.catalog import MAX_TREE_DEPTH
+from alerts.rules.format import format_condition, format_number
 from alerts.rules.parser import parse_condition
 
 PRICE = Series("price")
