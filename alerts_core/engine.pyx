@@ -294,6 +294,7 @@ ctypedef struct Event:
     int8_t kind
     int8_t tf
     int8_t n_values
+    double price                # the rule symbol's last price (its bar close at a close)
     double values[MAX_VALUES]
 
 # ----------------------------------------------------------- series helpers --
@@ -1228,6 +1229,9 @@ cdef class Engine:
         ev.kind = kind
         ev.tf = <int8_t>r.tf
         ev.n_values = <int8_t>(r.n_operands if r.n_operands < MAX_VALUES else MAX_VALUES)
+        ev.price = self.syms[r.symbol].last_price
+        if kind == EV_BAR_CLOSE and self.syms[r.symbol].groups[r.tf] != NULL:
+            ev.price = (<Group*>self.syms[r.symbol].groups[r.tf]).last_closed.close
         for q in range(ev.n_values):
             ev.values[q] = r.vals[q]
         r.fires += 1
@@ -1375,6 +1379,8 @@ cdef class Engine:
         tf = np.empty(n, np.int8)
         nv = np.empty(n, np.int8)
         vals = np.full((n, MAX_VALUES), np.nan)
+        price = np.empty(n)
+        cdef double[::1] price_v = price
         cdef int32_t[::1] rule_v = rule, sym_v = sym, rank_v = rank
         cdef int64_t[::1] t_v = t, bo_v = bar_open, tid_v = tid
         cdef int8_t[::1] kind_v = kind, tf_v = tf, nv_v = nv
@@ -1390,11 +1396,12 @@ cdef class Engine:
             kind_v[i] = e.kind
             tf_v[i] = e.tf
             nv_v[i] = e.n_values
+            price_v[i] = e.price
             for q in range(e.n_values):
                 vals_v[i, q] = e.values[q]
         return {"rule": rule, "symbol": sym, "time_ms": t, "bar_open_ms": bar_open,
                 "trade_id": tid, "rank": rank, "kind": kind, "timeframe": tf,
-                "n_values": nv, "values": vals}
+                "n_values": nv, "values": vals, "price": price}
 
     # --------------------------------------------------------------- rules --
 
@@ -1774,6 +1781,19 @@ cdef class Engine:
         r.max_fires = max_fires
         r.completed = max_fires > 0 and r.fires >= max_fires
         r.expired = False
+
+    def set_rule_trigger_state(self, int idx, *, int64_t fires, last_fire_ms, bint armed,
+                               bint completed, bint expired):
+        """Restore a rule's trigger state (after a restart, from the store)."""
+        cdef Rule* r = self._rule(idx)
+        if fires < 0:
+            raise ValueError("fires must be >= 0")
+        r.fires = fires
+        r.last_fire = NO_TIME if last_fire_ms is None else <int64_t>last_fire_ms
+        r.last_rank = 0
+        r.armed = armed
+        r.completed = completed
+        r.expired = expired
 
     def set_rule_paused(self, int idx, bint paused):
         self._rule(idx).paused = paused

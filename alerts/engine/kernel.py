@@ -37,6 +37,7 @@ class Fired:
     trade_id: int
     rank: int                    # among this rule's fires at the same event time
     values: tuple[float, ...]    # the condition's series operands, in text order
+    price: float = float("nan")  # the symbol's last price (the bar's close at a close)
 
 
 class TickCounts(NamedTuple):
@@ -187,6 +188,13 @@ class Kernel:
         self.engine.set_rule_limits(self._loaded(rule_id).index, cooldown_ms=cooldown_ms,
                                     expire_ms=expire_time_ms, max_fires=max_fires)
 
+    def restore_state(self, rule_id: str, *, fires: int, last_fire_ms: int | None, armed: bool,
+                      completed: bool, expired: bool) -> None:
+        """Put back a trigger state kept in the store (after a restart)."""
+        self.engine.set_rule_trigger_state(self._loaded(rule_id).index, fires=fires,
+                                           last_fire_ms=last_fire_ms, armed=armed,
+                                           completed=completed, expired=expired)
+
     def set_paused(self, rule_id: str, paused: bool) -> None:
         self.engine.set_rule_paused(self._loaded(rule_id).index, paused)
 
@@ -296,6 +304,7 @@ class Kernel:
                     trade_id=cols["trade_id"][i],
                     rank=cols["rank"][i],
                     values=tuple(values[i][: cols["n_values"][i]]),
+                    price=cols["price"][i],
                 )
             )
         return out

@@ -46,7 +46,7 @@ def random_ticks(n: int, symbols: list[str], seed: int = 7, step_ms: int = 700,
 def comparable(fired: list[Fired]) -> list[tuple]:
     """Fires as tuples with undefined values as None (NaN never equals itself)."""
     return [
-        (f.rule_id, f.symbol, f.time_ms, f.kind, f.bar_open_ms, f.trade_id, f.rank,
+        (f.rule_id, f.symbol, f.time_ms, f.kind, f.bar_open_ms, f.trade_id, f.rank, f.price,
          tuple(None if v != v else v for v in f.values))
         for f in fired
     ]
@@ -350,8 +350,8 @@ def test_same_event_time_fires_get_increasing_ranks() -> None:
     kernel.add_rule("r", "t:A", "price > 1", mode="EVERY_TIME", cooldown_ms=0)
     ids = kernel.intern(["t:A"] * 3)
     fired = kernel.process(src, ids, [5, 5, 6], [2.0, 3.0, 4.0], [1.0] * 3, [0] * 3)
-    assert [(f.time_ms, f.rank, f.values) for f in fired] == [
-        (5, 0, (2.0,)), (5, 1, (3.0,)), (6, 0, (4.0,))]
+    assert [(f.time_ms, f.rank, f.values, f.price) for f in fired] == [
+        (5, 0, (2.0,), 2.0), (5, 1, (3.0,), 3.0), (6, 0, (4.0,), 4.0)]
 
 
 def test_a_timeframe_added_mid_bar_starts_with_the_next_whole_bar() -> None:
@@ -415,3 +415,18 @@ def test_bars_of_many_symbols_on_one_source_in_any_order() -> None:
         results.append(sorted((f.rule_id, f.time_ms, f.values) for f in fired))
     assert results[0] == results[1]
     assert [r[1] for r in results[0] if r[0] == "t:S0"] == [7_200_000]
+
+
+def test_restored_trigger_state_continues_where_it_was() -> None:
+    kernel = Kernel()
+    src = kernel.add_source()
+    kernel.add_rule("r", "t:A", "price > 1", mode="ON_TRUE", max_fires=2)
+    kernel.restore_state("r", fires=1, last_fire_ms=500, armed=False, completed=False,
+                         expired=False)
+    ids = kernel.intern(["t:A"] * 3)
+    fired = kernel.process(src, ids, [1_000, 2_000, 3_000], [2.0, 0.5, 2.0], [1.0] * 3,
+                           [0] * 3)
+    # disarmed: the first true evaluation does not fire; re-armed by the false one;
+    # the second fire completes the rule
+    assert [f.time_ms for f in fired] == [3_000]
+    assert kernel.rule_state("r")["completed"] is True
