@@ -1,5 +1,9 @@
 """The ``alerts`` command.
 
+``alerts serve``: run the service (configuration: TOML file < ``ALERTS_*``
+environment < flags; see ``alerts.config``). ``alerts rules
+create|list|get|delete|validate`` and ``alerts tail``: thin gRPC clients for
+people at a terminal (``--server``, default 127.0.0.1:50051).
 ``alerts validate CONDITION``: parse and compile a rule, print its canonical
 text, timeframe and operands (or the error with ``line:col``).
 ``alerts backtest``: run rules over recorded trades or klines (CSV, gzip or
@@ -127,6 +131,101 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from alerts.api.server import build_server
+    from alerts.config import Config
+    from alerts.observability.logging import configure_logging
+
+    config = Config.load(args.config, grpc_listen=args.grpc_listen,
+                         metrics_listen=args.metrics_listen, store_url=args.store,
+                         default_venue=args.default_venue_serve)
+    configure_logging(config.log_level)
+
+    async def run() -> None:
+        app = await build_server(config)
+        await app.start()
+        metrics = ""
+        if config.metrics_listen:
+            from alerts.observability.metrics import start_metrics_server
+
+            metrics = ", metrics on http://" + start_metrics_server(config.metrics_listen,
+                                                                    app)
+        print(f"alerts: gRPC on {config.grpc_listen.rsplit(':', 1)[0]}:{app.port}{metrics}, "
+              f"store {config.store_url}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        print("alerts: stopping", flush=True)
+        await app.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    import grpc
+
+    from alerts.v1 import service_pb2_grpc
+
+    channel = grpc.insecure_channel(args.server)
+    return service_pb2_grpc.AlertServiceStub(channel)
+
+
+def _cmd_rules(args: argparse.Namespace) -> int:
+    from google.protobuf import json_format
+
+    from alerts.api.convert import MODE_ENUM
+    from alerts.api.conditions import timeframe_to_proto
+    from alerts.v1 import rules_pb2, service_pb2
+
+    stub = _client(args)
+    if args.action == "create":
+        rule = rules_pb2.Rule(symbol=args.symbol, condition_text=args.condition,
+                              trigger_mode=MODE_ENUM[args.mode], display_name=args.name or "",
+                              timeframe=timeframe_to_proto(args.timeframe))
+        out = stub.CreateRule(service_pb2.CreateRuleRequest(rule=rule, rule_id=args.id or ""))
+        print(out.name)
+    elif args.action == "list":
+        token = ""
+        while True:
+            page = stub.ListRules(service_pb2.ListRulesRequest(page_size=200, page_token=token))
+            for r in page.rules:
+                print(f"{r.name}\t{r.symbol}\t{rules_pb2.Rule.State.Name(r.state)}\t"
+                      f"{r.condition_text}")
+            token = page.next_page_token
+            if not token:
+                break
+    elif args.action == "get":
+        out = stub.GetRule(service_pb2.GetRuleRequest(name=f"rules/{args.id}"))
+        print(json_format.MessageToJson(out))
+    elif args.action == "delete":
+        stub.DeleteRule(service_pb2.DeleteRuleRequest(name=f"rules/{args.id}"))
+    else:
+        rule = rules_pb2.Rule(symbol=args.symbol, condition_text=args.condition)
+        out = stub.ValidateRule(service_pb2.ValidateRuleRequest(rule=rule))
+        print(out.canonical_text)
+    return 0
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    from alerts.v1 import service_pb2
+
+    req = service_pb2.StreamAlertsRequest()
+    if args.resume_after is not None:
+        req.resume_after = args.resume_after
+    for msg in _client(args).StreamAlerts(req):
+        if msg.WhichOneof("payload") == "alert":
+            a = msg.alert
+            print(f"{a.id}\t{a.event_time.ToJsonString()}\t{a.symbol}\t{a.rule}\t{a.message}",
+                  flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alerts", description=__doc__.split("\n\n")[0])
     parser.add_argument("--default-venue", default="binance",
@@ -151,6 +250,38 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--no-fill-gaps", action="store_true",
                     help="no flat bars for intervals without trades (stock sessions)")
     bt.set_defaults(func=_cmd_backtest)
+
+    serve = sub.add_parser("serve", help="run the service")
+    serve.add_argument("--config", help="TOML file (keys as in alerts.config.Config)")
+    serve.add_argument("--grpc-listen", help="host:port for gRPC (default 127.0.0.1:50051)")
+    serve.add_argument("--metrics-listen", help="host:port for /metrics ('' for none)")
+    serve.add_argument("--store", help="sqlite:///path or postgresql://user@host/db")
+    serve.add_argument("--venue", dest="default_venue_serve",
+                       help="venue of a bare symbol (default binance)")
+    serve.set_defaults(func=_cmd_serve)
+
+    rules = sub.add_parser("rules", help="manage rules on a running server")
+    rules.add_argument("--server", default="127.0.0.1:50051")
+    rsub = rules.add_subparsers(dest="action", required=True)
+    create = rsub.add_parser("create")
+    create.add_argument("--symbol", required=True)
+    create.add_argument("--condition", required=True)
+    create.add_argument("--mode", default="ON_TRUE", choices=sorted(MODES))
+    create.add_argument("--timeframe")
+    create.add_argument("--id")
+    create.add_argument("--name")
+    rsub.add_parser("list")
+    for action in ("get", "delete"):
+        rsub.add_parser(action).add_argument("id")
+    check = rsub.add_parser("validate")
+    check.add_argument("--symbol", default="binance:BTCUSDT")
+    check.add_argument("--condition", required=True)
+    rules.set_defaults(func=_cmd_rules)
+
+    tail = sub.add_parser("tail", help="print alerts as they are committed")
+    tail.add_argument("--server", default="127.0.0.1:50051")
+    tail.add_argument("--resume-after", type=int)
+    tail.set_defaults(func=_cmd_tail)
     return parser
 
 
@@ -164,6 +295,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # grpc.RpcError from the client commands
+        code = getattr(exc, "code", None)
+        if code is None:
+            raise
+        print(f"alerts: error: {code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        return 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ interceptor maps them to ``google.rpc.Status``. Domain code never imports grpc.
     ├── FailedPreconditionError       FAILED_PRECONDITION
     ├── OutOfRangeError               OUT_OF_RANGE
     ├── ResourceExhaustedError        RESOURCE_EXHAUSTED (with a retry delay)
-    └── UnavailableError              UNAVAILABLE
+    ├── UnavailableError              UNAVAILABLE
+    └── DeadlineExceededError         DEADLINE_EXCEEDED
 """
 
 from __future__ import annotations
@@ -110,3 +111,8 @@ class ResourceExhaustedError(AlertsError):
 class UnavailableError(AlertsError):
     code = "UNAVAILABLE"
     reason = "UNAVAILABLE"
+
+
+class DeadlineExceededError(AlertsError):
+    code = "DEADLINE_EXCEEDED"
+    reason = "DEADLINE_EXCEEDED"

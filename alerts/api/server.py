@@ -1,0 +1,84 @@
+"""Assembling the service: store, processor, hub, gRPC server with health and reflection.
+
+``build_server(config)`` returns a started-ready ``App``; tests bind port 0 and
+read ``app.port``. Shutdown: health NOT_SERVING, no new RPCs, the batch under
+way finishes and is committed, streams end with UNAVAILABLE, the store closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from alerts.api.errors import ErrorInterceptor
+from alerts.api.service import AlertService
+from alerts.config import Config
+from alerts.delivery.hub import AlertHub
+from alerts.engine.processor import AlertProcessor
+from alerts.errors import UnavailableError
+from alerts.storage import open_store
+from alerts.storage.base import Store
+from alerts.v1 import service_pb2, service_pb2_grpc
+
+SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name
+
+
+@dataclass
+class App:
+    config: Config
+    server: grpc.aio.Server
+    port: int
+    store: Store
+    processor: AlertProcessor
+    hub: AlertHub
+    service: AlertService
+    health: health.aio.HealthServicer
+    on_stop: list[Callable[[], object]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.processor.start()
+        await self.server.start()
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float | None = None) -> None:
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.service.stopping.set()
+        self.hub.close()
+        await self.server.stop(self.config.shutdown_grace_s if grace is None else grace)
+        await self.processor.stop()
+        await self.store.close()
+        for callback in self.on_stop:
+            callback()
+
+
+async def build_server(config: Config) -> App:
+    store = await open_store(config.store_url)
+    try:
+        hub = AlertHub(config.subscriber_queue)
+        processor = AlertProcessor(store, hub, default_venue=config.default_venue,
+                                   grace_ms=config.grace_ms, enable_1s=config.enable_1s)
+        service = AlertService(store, processor, hub, owner=config.default_owner)
+        server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        service_pb2_grpc.add_AlertServiceServicer_to_server(service, server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+        try:
+            port = server.add_insecure_port(config.grpc_listen)
+        except RuntimeError as exc:
+            raise UnavailableError(f"cannot listen on {config.grpc_listen}: {exc}") from None
+        if port == 0:
+            raise UnavailableError(f"cannot listen on {config.grpc_listen}: address in use")
+    except BaseException:
+        await store.close()
+        raise
+    return App(config, server, port, store, processor, hub, service, health_servicer)

@@ -1,0 +1,340 @@
+"""The AlertService servicer: rule management, alert history and streams, tick publishing.
+
+Every resource has an owner; another owner's resource answers exactly as a
+missing one. Errors are raised as ``AlertsError`` and mapped by
+``alerts.api.errors.ErrorInterceptor``. RPCs of later issues (Subscribe,
+channels, positions, snapshots) answer UNIMPLEMENTED from the generated base.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+
+import grpc
+import numpy as np
+from google.protobuf import empty_pb2
+
+from alerts.api import convert
+from alerts.api.conditions import condition_to_proto, timeframe_to_proto
+from alerts.delivery.hub import AlertHub, SlowConsumer
+from alerts.engine.processor import AlertProcessor, TickBatch, now_ms
+from alerts.errors import (
+    DeadlineExceededError,
+    FailedPreconditionError,
+    NotFoundError,
+    OutOfRangeError,
+    ResourceExhaustedError,
+    UnavailableError,
+)
+from alerts.rules.compiler import rule_timeframe
+from alerts.storage.base import Store
+from alerts.storage.records import AlertRecord, RuleRecord
+from alerts.v1 import service_pb2, service_pb2_grpc
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+DEFAULT_HEARTBEAT_S = 15.0
+MIN_HEARTBEAT_S = 0.05
+
+
+def _page_size(value: int) -> int:
+    if value < 0:
+        raise convert.invalid("page_size", "must be >= 0")
+    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _check_deadline(context: grpc.aio.ServicerContext) -> None:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise DeadlineExceededError("the deadline passed before the change was stored")
+
+
+class AlertService(service_pb2_grpc.AlertServiceServicer):
+    def __init__(self, store: Store, processor: AlertProcessor, hub: AlertHub, *,
+                 owner: str = "local") -> None:
+        self.store = store
+        self.processor = processor
+        self.hub = hub
+        self.owner = owner
+        self.stopping = asyncio.Event()
+
+    def _owner(self, context: grpc.aio.ServicerContext) -> str:
+        return self.owner
+
+    # rules ------------------------------------------------------------------
+    def _record(self, fields: convert.RuleFields, *, rule_id: str, owner: str, now: int,
+                base: RuleRecord | None = None) -> RuleRecord:
+        if fields.channels:
+            raise FailedPreconditionError(
+                "channels are not available yet: create the rule without channels and "
+                "receive its alerts with StreamAlerts",
+                reason="CHANNELS_UNAVAILABLE")
+        return RuleRecord(
+            rule_id=rule_id, owner=owner, display_name=fields.display_name,
+            symbol=self.processor.qualify(fields.symbol), condition_text=fields.condition_text,
+            mode=fields.mode, timeframe=fields.timeframe, cooldown_ms=fields.cooldown_ms,
+            expire_time_ms=fields.expire_time_ms, max_fires=fields.max_fires,
+            hysteresis=fields.hysteresis, hold_for_ms=fields.hold_for_ms,
+            message_template=fields.message_template, channels=fields.channels,
+            labels=fields.labels, paused=fields.paused,
+            create_time_ms=base.create_time_ms if base else now, update_time_ms=now,
+            etag=base.etag if base else "", revision=base.revision if base else 0,
+        )
+
+    def _to_proto(self, rec: RuleRecord) -> object:
+        tree_tf = rule_timeframe(convert.parse_condition(rec.condition_text), rec.timeframe)
+        return convert.rule_to_proto(rec, self.processor.rule_state(rec.rule_id), tree_tf)
+
+    async def CreateRule(self, request: service_pb2.CreateRuleRequest,
+                         context: grpc.aio.ServicerContext) -> object:
+        owner = self._owner(context)
+        rule_id = (convert.check_rule_id(request.rule_id) if request.rule_id
+                   else "r" + secrets.token_hex(8))
+        fields = convert.rule_fields_from_proto(request.rule)
+        rec = self._record(fields, rule_id=rule_id, owner=owner, now=now_ms())
+        self.processor.compile(rec)            # every check the engine makes, before storing
+        if request.validate_only:
+            return self._to_proto(rec)
+        async def store_it() -> RuleRecord:
+            _check_deadline(context)
+            return await self.store.create_rule(rec, request.request_id or None)
+
+        # a repeated request_id returns the original rule, which the engine already runs:
+        # without reset its trigger state is left as it is
+        stored = await self.processor.change_rule(store_it, reset=False)
+        assert stored is not None
+        return self._to_proto(stored)
+
+    async def GetRule(self, request: service_pb2.GetRuleRequest,
+                      context: grpc.aio.ServicerContext) -> object:
+        rec = await self.store.get_rule(self._owner(context), convert.rule_id_of(request.name))
+        return self._to_proto(rec)
+
+    async def ListRules(self, request: service_pb2.ListRulesRequest,
+                        context: grpc.aio.ServicerContext) -> service_pb2.ListRulesResponse:
+        symbol, paused = self._rule_filter(request.filter)
+        recs, token = await self.store.list_rules(
+            self._owner(context), page_size=_page_size(request.page_size),
+            page_token=request.page_token or None, symbol=symbol, paused=paused)
+        return service_pb2.ListRulesResponse(rules=[self._to_proto(r) for r in recs],
+                                             next_page_token=token or "")
+
+    def _rule_filter(self, text: str) -> tuple[str | None, bool | None]:
+        """``symbol = "binance:BTCUSDT" AND paused = true`` (both optional)."""
+        symbol: str | None = None
+        paused: bool | None = None
+        if not text.strip():
+            return symbol, paused
+        for term in text.split(" AND "):
+            key, eq, value = (part.strip() for part in term.partition("="))
+            value = value.strip('"')
+            if not eq or not value:
+                raise convert.invalid("filter", f"expected key = value, got {term.strip()!r}")
+            if key == "symbol":
+                symbol = self.processor.qualify(value)
+            elif key == "paused" and value in ("true", "false"):
+                paused = value == "true"
+            else:
+                raise convert.invalid("filter", f"unknown filter {key!r}: use symbol or paused")
+        return symbol, paused
+
+    async def UpdateRule(self, request: service_pb2.UpdateRuleRequest,
+                         context: grpc.aio.ServicerContext) -> object:
+        owner = self._owner(context)
+        rule_id = convert.rule_id_of(request.rule.name, "rule.name")
+        current = await self.store.get_rule(owner, rule_id)
+        paths = list(request.update_mask.paths)
+        merged = convert.rules_pb2.Rule()
+        if not paths or paths == ["*"]:
+            merged.CopyFrom(request.rule)
+        else:
+            for path in paths:
+                if path not in _UPDATABLE:
+                    raise convert.invalid("update_mask", f"{path!r} cannot be updated")
+            merged.CopyFrom(self._to_proto(current))  # type: ignore[arg-type]
+            merged.ClearField("condition")            # the stored text is the source of truth
+            if "condition" in paths:
+                merged.ClearField("condition_text")
+            request.update_mask.MergeMessage(request.rule, merged, replace_message_field=True,
+                                             replace_repeated_field=True)
+        fields = convert.rule_fields_from_proto(merged)
+        rec = self._record(fields, rule_id=rule_id, owner=owner, now=now_ms(), base=current)
+        self.processor.compile(rec)
+        if request.validate_only:
+            return self._to_proto(rec)
+        reset = (rec.condition_text, rec.symbol, rec.timeframe, rec.mode) != (
+            current.condition_text, current.symbol, current.timeframe, current.mode)
+
+        async def store_it() -> RuleRecord:
+            _check_deadline(context)
+            return await self.store.update_rule(rec, expected_etag=request.rule.etag or None)
+
+        stored = await self.processor.change_rule(store_it, reset=reset)
+        assert stored is not None
+        return self._to_proto(stored)
+
+    async def DeleteRule(self, request: service_pb2.DeleteRuleRequest,
+                         context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
+        owner = self._owner(context)
+        rule_id = convert.rule_id_of(request.name)
+        try:
+            current = await self.store.get_rule(owner, rule_id)
+        except NotFoundError:
+            if request.allow_missing:
+                return empty_pb2.Empty()
+            raise
+        if request.etag and request.etag != current.etag:
+            raise FailedPreconditionError("the rule changed since it was read (etag mismatch)",
+                                          reason="ETAG_MISMATCH")
+        async def delete_it() -> None:
+            _check_deadline(context)
+            await self.store.delete_rule(owner, rule_id)
+
+        await self.processor.delete_rule(rule_id, delete_it)
+        return empty_pb2.Empty()
+
+    async def ValidateRule(self, request: service_pb2.ValidateRuleRequest,
+                           context: grpc.aio.ServicerContext) -> service_pb2.ValidateRuleResponse:
+        fields = convert.rule_fields_from_proto(request.rule)
+        rec = self._record(fields, rule_id="validate", owner=self._owner(context), now=now_ms())
+        compiled = self.processor.compile(rec)
+        return service_pb2.ValidateRuleResponse(
+            condition=condition_to_proto(fields.condition),
+            timeframe=timeframe_to_proto(compiled.timeframe),
+            canonical_text=fields.condition_text)
+
+    # alerts -----------------------------------------------------------------
+    def _alert_filter(self, flt: service_pb2.AlertFilter) -> object:
+        rules = {convert.rule_id_of(n, "filter.rules") for n in flt.rules}
+        symbols = {self.processor.qualify(s) for s in flt.symbols}
+        kinds = {convert.KIND_NAMES[k] for k in flt.kinds if k in convert.KIND_NAMES}
+
+        def accepts(rec: AlertRecord) -> bool:
+            return ((not rules or rec.rule_id in rules) and (not symbols or rec.symbol in symbols)
+                    and (not kinds or rec.kind in kinds))
+        return accepts
+
+    async def ListAlerts(self, request: service_pb2.ListAlertsRequest,
+                         context: grpc.aio.ServicerContext) -> service_pb2.ListAlertsResponse:
+        size = _page_size(request.page_size)
+        after = 0
+        if request.page_token:
+            try:
+                after = int(request.page_token.removeprefix("after-"))
+            except ValueError:
+                raise convert.invalid("page_token", "not a token this server issued") from None
+        accepts = self._alert_filter(request.filter)
+        since = convert.ms_of(request.start_time) if request.HasField("start_time") else None
+        until = convert.ms_of(request.end_time) if request.HasField("end_time") else None
+        out: list[AlertRecord] = []
+        while len(out) < size:
+            batch = await self.store.list_alerts(self._owner(context), after_id=after,
+                                                 limit=size, since_ms=since, until_ms=until)
+            if not batch:
+                break
+            for rec in batch:
+                after = rec.alert_id
+                if accepts(rec):  # type: ignore[operator]
+                    out.append(rec)
+                    if len(out) == size:
+                        break
+        more = len(out) == size and bool(
+            await self.store.list_alerts(self._owner(context), after_id=after, limit=1,
+                                         since_ms=since, until_ms=until))
+        return service_pb2.ListAlertsResponse(
+            alerts=[convert.alert_to_proto(r) for r in out],
+            next_page_token=f"after-{after}" if more else "")
+
+    async def StreamAlerts(self, request: service_pb2.StreamAlertsRequest,
+                           context: grpc.aio.ServicerContext
+                           ) -> AsyncIterator[service_pb2.StreamAlertsResponse]:
+        owner = self._owner(context)
+        accepts = self._alert_filter(request.filter)
+        heartbeat = DEFAULT_HEARTBEAT_S
+        if request.HasField("heartbeat_interval"):
+            heartbeat = max(request.heartbeat_interval.ToMilliseconds() / 1000, MIN_HEARTBEAT_S)
+        sub = self.hub.subscribe(owner, accepts)  # type: ignore[arg-type]
+        try:
+            last_committed = self.hub.last_id
+            yield service_pb2.StreamAlertsResponse(ack=service_pb2.StreamAck(
+                last_committed_id=last_committed, server_time=convert.ts(now_ms())))
+            last = last_committed
+            if request.HasField("resume_after"):
+                last = request.resume_after
+                if last > last_committed:
+                    raise convert.invalid("resume_after", f"alert id {last} was never issued")
+                first = await self.store.first_alert_id()
+                if first is not None and last < first - 1:
+                    raise OutOfRangeError(
+                        f"alerts after {last} were pruned; the oldest kept is {first}",
+                        reason="ALERTS_PRUNED")
+                while True:
+                    batch = await self.store.list_alerts(owner, after_id=last, limit=500)
+                    if not batch:
+                        break
+                    for rec in batch:
+                        last = rec.alert_id
+                        if accepts(rec):  # type: ignore[operator]
+                            yield service_pb2.StreamAlertsResponse(
+                                alert=convert.alert_to_proto(rec))
+            yield service_pb2.StreamAlertsResponse(caught_up=service_pb2.CaughtUp(last_id=last))
+            while True:
+                try:
+                    rec = await sub.next(heartbeat)
+                except SlowConsumer:
+                    if self.stopping.is_set():
+                        raise UnavailableError("the server is shutting down") from None
+                    raise ResourceExhaustedError(
+                        f"this stream fell {self.hub.queue_size} alerts behind and was ended; "
+                        f"resume after alert {last}", reason="SLOW_CONSUMER",
+                        metadata={"resume_after": str(last)}) from None
+                if rec is None:
+                    yield service_pb2.StreamAlertsResponse(heartbeat=service_pb2.Heartbeat(
+                        last_committed_id=self.hub.last_id, server_time=convert.ts(now_ms())))
+                elif rec.alert_id > last:
+                    last = rec.alert_id
+                    yield service_pb2.StreamAlertsResponse(alert=convert.alert_to_proto(rec))
+        finally:
+            self.hub.unsubscribe(sub)
+
+    # ticks ------------------------------------------------------------------
+    async def PublishTicks(self, request_iterator: AsyncIterator[service_pb2.PublishTicksRequest],
+                           context: grpc.aio.ServicerContext
+                           ) -> service_pb2.PublishTicksResponse:
+        accepted = late = duplicate = 0
+        watermark: int | None = None
+        stream_source = "stream-" + secrets.token_hex(6)
+        async for req in request_iterator:
+            source = req.source or stream_source
+            ticks = req.ticks
+            batch = TickBatch(
+                symbols=[self.processor.qualify(t.symbol) if t.symbol else "" for t in ticks],
+                time_ms=np.fromiter((convert.ms_of(t.event_time) for t in ticks), np.int64,
+                                    len(ticks)),
+                price=np.fromiter((t.price for t in ticks), np.float64, len(ticks)),
+                qty=np.fromiter((t.quantity for t in ticks), np.float64, len(ticks)),
+                trade_id=np.fromiter((t.trade_id for t in ticks), np.uint64,
+                                     len(ticks)).astype(np.int64),
+            )
+            result = await self.processor.publish(
+                source, batch,
+                watermark_ms=convert.ms_of(req.watermark) if req.HasField("watermark") else None,
+                fill_gaps=req.fill_gaps if req.HasField("fill_gaps") else True)
+            accepted += result.accepted
+            late += result.late
+            duplicate += result.duplicate
+            watermark = result.watermark_ms
+        response = service_pb2.PublishTicksResponse(
+            accepted_count=accepted, late_count=late, duplicate_count=duplicate)
+        if watermark is not None:
+            response.watermark.CopyFrom(convert.ts(watermark))
+        return response
+
+
+_UPDATABLE = frozenset({
+    "display_name", "symbol", "condition_text", "condition", "trigger_mode", "timeframe",
+    "cooldown", "expire_time", "max_fires", "hysteresis", "hold_for", "message_template",
+    "channels", "labels", "paused",
+})

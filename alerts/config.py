@@ -1,0 +1,65 @@
+"""One typed configuration for ``alerts serve``: defaults < TOML file < environment < flags.
+
+Environment variables are ``ALERTS_<FIELD>`` in upper case (``ALERTS_STORE_URL``,
+``ALERTS_GRPC_LISTEN`` ...). Addresses are ``host:port``; port 0 picks a free one.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from alerts.errors import InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class Config:
+    grpc_listen: str = "127.0.0.1:50051"
+    metrics_listen: str = "127.0.0.1:9108"     # empty: no metrics endpoint
+    store_url: str = "sqlite:///alerts.db"
+    default_venue: str = "binance"
+    default_owner: str = "local"
+    grace_ms: int = 1000
+    enable_1s: bool = False
+    subscriber_queue: int = 10_000
+    shutdown_grace_s: float = 5.0
+    log_level: str = "info"
+
+    @classmethod
+    def load(cls, path: str | None = None, env: dict[str, str] | None = None,
+             **overrides: Any) -> Config:
+        cfg = cls()
+        if path:
+            try:
+                data = tomllib.loads(Path(path).read_text())
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise InvalidArgumentError(f"config file {path}: {exc}") from exc
+            cfg = cfg._with(data, f"config file {path}")
+        env = os.environ if env is None else env
+        from_env = {f.name: env[f"ALERTS_{f.name.upper()}"] for f in fields(cls)
+                    if f"ALERTS_{f.name.upper()}" in env}
+        cfg = cfg._with(from_env, "environment")
+        return cfg._with({k: v for k, v in overrides.items() if v is not None}, "flags")
+
+    def _with(self, data: dict[str, Any], where: str) -> Config:
+        known = {f.name: f for f in fields(self)}
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            key = key.replace("-", "_")
+            if key not in known:
+                raise InvalidArgumentError(f"{where}: unknown setting {key!r}")
+            default = getattr(Config, key)
+            try:
+                if isinstance(default, bool):
+                    value: Any = raw if isinstance(raw, bool) else str(raw).lower() in (
+                        "1", "true", "yes", "on")
+                else:
+                    value = type(default)(raw)
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(f"{where}: {key} = {raw!r} is not a "
+                                           f"{type(default).__name__}") from None
+            values[key] = value
+        return replace(self, **values)

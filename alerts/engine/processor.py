@@ -1,0 +1,263 @@
+"""AlertProcessor: ticks in, committed alerts out.
+
+One Kernel, driven from a single worker thread (the core releases the GIL, so
+the event loop keeps serving clients while a batch runs). Rule changes and
+tick batches are serialised through one lock, which fixes their order; each
+batch's alerts and the trigger states of the rules that fired are committed in
+one store transaction, together with the source's watermark, before anyone is
+told; then the hub fans the committed alerts out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from alerts.engine.kernel import Fired, Kernel, TickCounts
+from alerts.engine.messages import render
+from alerts.errors import FieldViolation, InvalidArgumentError, UnavailableError
+from alerts.delivery.hub import AlertHub
+from alerts.observability.metrics import Metrics
+from alerts.rules.compiler import CompiledRule, qualify
+from alerts.rules.parser import parse_condition
+from alerts.storage.base import Store
+from alerts.storage.records import AlertRecord, NewAlert, RuleRecord, TriggerState
+
+#: A tick more than this far ahead of the wall clock is refused.
+MAX_FUTURE_MS = 60_000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class TickBatch:
+    """Columns of one PublishTicks message (symbols already qualified)."""
+
+    symbols: list[str]
+    time_ms: np.ndarray
+    price: np.ndarray
+    qty: np.ndarray
+    trade_id: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    accepted: int
+    late: int
+    duplicate: int
+    watermark_ms: int | None
+    alerts: list[AlertRecord]
+
+
+def validate_ticks(batch: TickBatch, *, now: int, field: str = "ticks") -> None:
+    """Refuse the whole batch at its first bad tick, naming ``ticks[i].field``."""
+    checks = (
+        ("symbol", np.array([not s or s.endswith(":") for s in batch.symbols], bool),
+         "a symbol is required"),
+        ("price", ~(np.isfinite(batch.price) & (batch.price > 0)),
+         "price must be finite and > 0"),
+        ("quantity", ~(np.isfinite(batch.qty) & (batch.qty >= 0)),
+         "quantity must be finite and >= 0"),
+        ("event_time", batch.time_ms > now + MAX_FUTURE_MS,
+         "event time is more than 60 s ahead of the server's clock"),
+    )
+    first: tuple[int, str, str] | None = None
+    for name, bad, why in checks:
+        if len(bad) and bad.any():
+            i = int(np.argmax(bad))
+            if first is None or i < first[0]:
+                first = (i, name, why)
+    if first is not None:
+        i, name, why = first
+        path = f"{field}[{i}].{name}"
+        raise InvalidArgumentError(f"{path}: {why}", violations=(FieldViolation(path, why),))
+
+
+class AlertProcessor:
+    """Owns the kernel; the only writer of alerts and trigger states."""
+
+    def __init__(self, store: Store, hub: AlertHub, *, default_venue: str = "binance",
+                 grace_ms: int = 1000, enable_1s: bool = False) -> None:
+        self.store = store
+        self.hub = hub
+        self.default_venue = default_venue
+        self.grace_ms = grace_ms
+        self.kernel = Kernel(enable_1s=enable_1s, default_venue=default_venue)
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts-kernel")
+        self._lock = asyncio.Lock()
+        self._rules: dict[str, RuleRecord] = {}
+        self._sources: dict[str, int] = {}
+        self._compiled: dict[tuple[str, int], CompiledRule] = {}
+        self.metrics = Metrics()
+        self._closed = False
+
+    # lifecycle ---------------------------------------------------------------
+    async def start(self) -> None:
+        """Load every stored rule and its trigger state."""
+        states = {s.rule_id: s for s in await self.store.trigger_states()}
+        for rec in await self.store.all_rules():
+            compiled = self.compile(rec)
+            self.kernel.load(rec.rule_id, compiled, paused=rec.paused)
+            self._rules[rec.rule_id] = rec
+            state = states.get(rec.rule_id)
+            if state is not None:
+                self.kernel.restore_state(rec.rule_id, fires=state.fires,
+                                          last_fire_ms=state.last_fire_ms, armed=state.armed,
+                                          completed=state.completed, expired=state.expired)
+        self.hub.last_id = await self.store.last_alert_id()
+
+    async def stop(self) -> None:
+        """Finish the batch under way, then stop taking work."""
+        async with self._lock:
+            self._closed = True
+        self._worker.shutdown(wait=True)
+
+    # rules ------------------------------------------------------------------
+    def compile(self, rec: RuleRecord) -> CompiledRule:
+        return self.kernel.compile(
+            rec.symbol, parse_condition(rec.condition_text), mode=rec.mode,
+            timeframe=rec.timeframe, cooldown_ms=rec.cooldown_ms, max_fires=rec.max_fires,
+            expire_time_ms=rec.expire_time_ms,
+        )
+
+    async def change_rule(self, store_change: Callable[[], Awaitable[RuleRecord | None]],
+                          *, reset: bool = True) -> RuleRecord | None:
+        """Store a rule change and apply it to the engine, between two tick batches.
+
+        ``store_change`` runs under the engine lock and returns the stored rule (None: it
+        was deleted). A rule the engine already has is reloaded with a fresh trigger state
+        when ``reset``, else only its limits and pause flag change.
+        """
+        async with self._lock:
+            self._check_open()
+            rec = await store_change()
+            if rec is None:
+                return None
+            compiled = self.compile(rec)
+            old = self._rules.get(rec.rule_id)
+            if old is None or reset:
+                if old is not None:
+                    self.kernel.remove_rule(rec.rule_id)
+                self.kernel.load(rec.rule_id, compiled, paused=rec.paused)
+            else:
+                self.kernel.set_limits(rec.rule_id, cooldown_ms=compiled.cooldown_ms,
+                                       expire_time_ms=compiled.expire_time_ms,
+                                       max_fires=compiled.max_fires)
+                self.kernel.set_paused(rec.rule_id, rec.paused)
+            self._rules[rec.rule_id] = rec
+            return rec
+
+    async def delete_rule(self, rule_id: str,
+                          store_change: Callable[[], Awaitable[None]]) -> None:
+        async with self._lock:
+            self._check_open()
+            await store_change()
+            if self._rules.pop(rule_id, None) is not None:
+                self.kernel.remove_rule(rule_id)
+
+    def rule_state(self, rule_id: str) -> dict[str, object] | None:
+        if rule_id not in self._rules:
+            return None
+        return self.kernel.rule_state(rule_id)
+
+    # ticks ------------------------------------------------------------------
+    async def publish(self, source: str, batch: TickBatch, *, watermark_ms: int | None = None,
+                      fill_gaps: bool = True) -> PublishResult:
+        """Validate, apply, commit, fan out; answers after the commit."""
+        received = now_ms()
+        validate_ticks(batch, now=received)
+        async with self._lock:
+            self._check_open()
+            src = self._sources.get(source)
+            if src is None:
+                src = self.kernel.add_source(fill_gaps=fill_gaps, grace_ms=self.grace_ms)
+                self._sources[source] = src
+            loop = asyncio.get_running_loop()
+            fired, counts = await loop.run_in_executor(
+                self._worker, self._run_batch, src, batch, watermark_ms)
+            decided = now_ms()
+            alerts = [self._new_alert(f, received, decided) for f in fired]
+            states = self._states({f.rule_id for f in fired})
+            clock = self.kernel.engine.source_clock(src)
+            marks = {source: clock} if clock is not None else {}
+            started = time.perf_counter()
+            records = await self.store.commit_batch(alerts, states, marks)
+            committed = time.perf_counter()
+            self.hub.publish(records)
+        m = self.metrics
+        m.store_write.observe(committed - started)
+        m.batch_size.observe(len(batch))
+        for outcome, n in zip(("accepted", "late", "duplicate"), counts[:3], strict=True):
+            m.ticks.labels(outcome).inc(n)
+        if records:
+            m.alerts.inc(len(records))
+            m.tick_to_alert.observe(max(records[-1].commit_time_ms - received, 0) / 1000)
+        m.subscribers.set(self.hub.subscriber_count)
+        m.queue_depth.set(max(self.hub.queue_depths(), default=0))
+        return PublishResult(counts.accepted, counts.late, counts.duplicate, clock, records)
+
+    def _run_batch(self, src: int, batch: TickBatch,
+                   watermark_ms: int | None) -> tuple[list[Fired], TickCounts]:
+        fired: list[Fired] = []
+        if len(batch):
+            ids = self.kernel.intern(batch.symbols)
+            fired = self.kernel.process(src, ids, batch.time_ms, batch.price, batch.qty,
+                                        batch.trade_id)
+        counts = self.kernel.last_counts
+        if watermark_ms is not None:
+            fired += self.kernel.advance_clock(src, watermark_ms)
+        return fired, counts
+
+    def _new_alert(self, f: Fired, received: int, decided: int) -> NewAlert:
+        rec = self._rules[f.rule_id]
+        compiled = self.compile_cached(rec)
+        values = tuple(zip(compiled.labels, f.values, strict=False))
+        price = None if math.isnan(f.price) else f.price
+        return NewAlert(
+            owner=rec.owner, rule_id=rec.rule_id, symbol=f.symbol, kind="RULE",
+            timeframe=f.timeframe if f.kind == "bar_close" else compiled.timeframe,
+            bar_open_ms=f.bar_open_ms, values=values,
+            message=render(rec.message_template, rule=rec.display_name or rec.rule_id,
+                           symbol=f.symbol, condition=rec.condition_text, price=price,
+                           values=values, timeframe=compiled.timeframe, time_ms=f.time_ms),
+            condition_text=rec.condition_text, event_time_ms=f.time_ms,
+            receive_time_ms=received, decide_time_ms=decided, trade_id=f.trade_id,
+            rank=f.rank, price=price, details={},
+        )
+
+    def compile_cached(self, rec: RuleRecord) -> CompiledRule:
+        cached = self._compiled.get((rec.rule_id, rec.revision))
+        if cached is None:
+            cached = self.compile(rec)
+            self._compiled = {k: v for k, v in self._compiled.items() if k[0] != rec.rule_id}
+            self._compiled[(rec.rule_id, rec.revision)] = cached
+        return cached
+
+    def _states(self, rule_ids: Sequence[str] | set[str]) -> list[TriggerState]:
+        out = []
+        for rid in sorted(rule_ids):
+            st = self.kernel.rule_state(rid)
+            out.append(TriggerState(
+                rule_id=rid, owner=self._rules[rid].owner, fires=int(st["fires"]),
+                last_fire_ms=st["last_fire_ms"], armed=bool(st["armed"]),
+                completed=bool(st["completed"]), expired=bool(st["expired"]),
+            ))
+        return out
+
+    def qualify(self, symbol: str) -> str:
+        return qualify(symbol, self.default_venue)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UnavailableError("the server is shutting down")

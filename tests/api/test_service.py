@@ -1,0 +1,264 @@
+"""AlertService end to end on a real server over loopback (SQLite store)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import duration_pb2, field_mask_pb2, timestamp_pb2
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+
+from alerts.v1 import market_pb2, rules_pb2, service_pb2
+from tests.support.conformance import case_params
+from tests.support.server import running_server, server_config
+
+
+def ts(ms: int) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    out.FromMilliseconds(ms)
+    return out
+
+
+def details(err: grpc.RpcError) -> dict[str, object]:
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    assert status is not None, "no google.rpc.Status in the trailers"
+    out: dict[str, object] = {}
+    for d in status.details:
+        for cls in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest,
+                    error_details_pb2.RetryInfo):
+            if d.Is(cls.DESCRIPTOR):
+                msg = cls()
+                d.Unpack(msg)
+                out[cls.__name__] = msg
+    return out
+
+
+@pytest.fixture
+def served(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with running_server(server_config(tmp_path)) as pair:
+        yield pair
+
+
+MODES = {"ON_TRUE": rules_pb2.TRIGGER_MODE_ON_TRUE, "ONCE": rules_pb2.TRIGGER_MODE_ONCE,
+         "EVERY_TIME": rules_pb2.TRIGGER_MODE_EVERY_TIME,
+         "ONCE_PER_BAR": rules_pb2.TRIGGER_MODE_ONCE_PER_BAR,
+         "ONCE_PER_BAR_CLOSE": rules_pb2.TRIGGER_MODE_ONCE_PER_BAR_CLOSE}
+TF = {"1m": market_pb2.TIMEFRAME_1M}
+
+
+def rule_message(spec: dict) -> rules_pb2.Rule:
+    rule = rules_pb2.Rule(symbol=spec["symbol"], condition_text=spec["condition"],
+                          trigger_mode=MODES[spec["mode"]],
+                          max_fires=spec.get("max_fires", 0))
+    if "timeframe" in spec:
+        rule.timeframe = TF[spec["timeframe"]]
+    if "cooldown_ms" in spec:
+        rule.cooldown.CopyFrom(duration_pb2.Duration(seconds=spec["cooldown_ms"] // 1000,
+                                                     nanos=spec["cooldown_ms"] % 1000 * 10**6))
+    if "expire_time_ms" in spec:
+        rule.expire_time.CopyFrom(ts(spec["expire_time_ms"]))
+    return rule
+
+
+@pytest.mark.parametrize("case", case_params())
+def test_conformance_case_over_grpc(case: dict, tmp_path: Path) -> None:
+    with running_server(server_config(tmp_path)) as (_, stub):
+        ids = {}
+        for spec in case["rules"]:
+            rid = "c-" + spec["id"].lower()
+            stub.CreateRule(service_pb2.CreateRuleRequest(rule=rule_message(spec), rule_id=rid))
+            ids[f"rules/{rid}"] = spec["id"]
+        stream = stub.StreamAlerts(service_pb2.StreamAlertsRequest(
+            heartbeat_interval=duration_pb2.Duration(seconds=30)))
+        first = next(stream)
+        assert first.WhichOneof("payload") == "ack"
+        assert next(stream).WhichOneof("payload") == "caught_up"
+        ticks = [market_pb2.Tick(symbol=s, event_time=ts(t), price=p, quantity=q, trade_id=i)
+                 for s, t, p, q, i in case["ticks"]]
+        fill = case["source"]["fill_gaps"]
+        reply = stub.PublishTicks(iter([service_pb2.PublishTicksRequest(
+            source="conformance", ticks=ticks, fill_gaps=fill)]))
+        assert reply.accepted_count + reply.late_count + reply.duplicate_count == len(ticks)
+        listed = stub.ListAlerts(service_pb2.ListAlertsRequest(page_size=1000)).alerts
+        got = sorted([ids[a.rule], a.symbol, a.event_time.ToMilliseconds()] for a in listed)
+        assert got == sorted(case["expected"]), case["why"]
+        streamed = []
+        for _ in range(len(listed)):
+            msg = next(stream)
+            assert msg.WhichOneof("payload") == "alert"
+            streamed.append(msg.alert)
+        stream.cancel()
+        assert [a.id for a in streamed] == [a.id for a in listed]
+        assert [a.id for a in listed] == sorted(a.id for a in listed)
+
+
+def test_rule_lifecycle(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    created = stub.CreateRule(service_pb2.CreateRuleRequest(
+        rule_id="rsi-hot", rule=rules_pb2.Rule(symbol="BTCUSDT",
+                                               condition_text="rsi(14,5m)>70",
+                                               display_name="hot")))
+    assert created.name == "rules/rsi-hot"
+    assert created.symbol == "binance:BTCUSDT"
+    assert created.condition_text == "rsi(14, 5m) > 70"
+    assert created.condition.WhichOneof("kind") == "compare"
+    assert created.effective_timeframe == market_pb2.TIMEFRAME_5M
+    assert created.state == rules_pb2.Rule.STATE_WARMING_UP
+    assert stub.GetRule(service_pb2.GetRuleRequest(name="rules/rsi-hot")) == created
+
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CreateRule(service_pb2.CreateRuleRequest(
+            rule_id="rsi-hot", rule=rules_pb2.Rule(symbol="X", condition_text="price > 1")))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+    updated = stub.UpdateRule(service_pb2.UpdateRuleRequest(
+        rule=rules_pb2.Rule(name="rules/rsi-hot", display_name="very hot", paused=True),
+        update_mask=field_mask_pb2.FieldMask(paths=["display_name", "paused"])))
+    assert (updated.display_name, updated.paused) == ("very hot", True)
+    assert updated.condition_text == "rsi(14, 5m) > 70"
+    assert updated.state == rules_pb2.Rule.STATE_PAUSED
+    assert updated.etag != created.etag
+
+    for i in range(5):
+        stub.CreateRule(service_pb2.CreateRuleRequest(
+            rule=rules_pb2.Rule(symbol="ETHUSDT", condition_text=f"price > {i}")))
+    seen, token = [], ""
+    while True:
+        page = stub.ListRules(service_pb2.ListRulesRequest(page_size=2, page_token=token))
+        seen += [r.name for r in page.rules]
+        token = page.next_page_token
+        if not token:
+            break
+    assert len(seen) == 6 and len(set(seen)) == 6
+    eth = stub.ListRules(service_pb2.ListRulesRequest(filter='symbol = "ETHUSDT"'))
+    assert len(eth.rules) == 5
+
+    stub.DeleteRule(service_pb2.DeleteRuleRequest(name="rules/rsi-hot"))
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetRule(service_pb2.GetRuleRequest(name="rules/rsi-hot"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_request_id_makes_create_idempotent(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    req = service_pb2.CreateRuleRequest(
+        request_id="7b1c", rule=rules_pb2.Rule(symbol="X", condition_text="price > 1"))
+    a = stub.CreateRule(req)
+    b = stub.CreateRule(req)
+    assert a.name == b.name
+    assert len(stub.ListRules(service_pb2.ListRulesRequest()).rules) == 1
+
+
+def test_bad_rule_is_invalid_argument_with_position(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CreateRule(service_pb2.CreateRuleRequest(rule=rules_pb2.Rule(
+            symbol="BTCUSDT", condition_text="rsi(14, 5m) > 70 and volme_z(20, 1m) > 3")))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    d = details(err.value)
+    assert d["ErrorInfo"].reason == "INVALID_RULE"  # type: ignore[attr-defined]
+    assert d["ErrorInfo"].domain == "alerts.v1"  # type: ignore[attr-defined]
+    violation = d["BadRequest"].field_violations[0]  # type: ignore[attr-defined]
+    assert violation.field == "rule.condition_text"
+    assert violation.description.startswith("1:22: unknown indicator 'volme_z'")
+    assert stub.ListRules(service_pb2.ListRulesRequest()).rules == []
+
+
+def test_rule_with_channels_is_refused_until_channels_exist(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CreateRule(service_pb2.CreateRuleRequest(rule=rules_pb2.Rule(
+            symbol="X", condition_text="price > 1", channels=["channels/hook"])))
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def test_validate_only_and_validate_rule_store_nothing(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    rule = rules_pb2.Rule(symbol="X", condition_text="close(1h) crosses_above sma(50, 1h)")
+    preview = stub.CreateRule(service_pb2.CreateRuleRequest(rule=rule, validate_only=True))
+    assert preview.condition_text == "close(1h) crosses_above sma(50, 1h)"
+    checked = stub.ValidateRule(service_pb2.ValidateRuleRequest(rule=rule))
+    assert checked.timeframe == market_pb2.TIMEFRAME_1H
+    assert checked.canonical_text == "close(1h) crosses_above sma(50, 1h)"
+    assert stub.ListRules(service_pb2.ListRulesRequest()).rules == []
+
+
+def test_create_with_a_passed_deadline_stores_nothing(served) -> None:  # type: ignore[no-untyped-def]
+    server, stub = served
+    release = threading.Event()
+
+    async def hold_engine() -> None:
+        # tick batches and rule changes share one lock: hold it so the RPC's deadline
+        # passes while it waits
+        async with server.app.processor._lock:
+            await asyncio.get_running_loop().run_in_executor(None, release.wait)
+
+    held = asyncio.run_coroutine_threadsafe(hold_engine(), server.loop)
+    try:
+        with pytest.raises(grpc.RpcError) as err:
+            stub.CreateRule(service_pb2.CreateRuleRequest(
+                rule=rules_pb2.Rule(symbol="X", condition_text="price > 1")), timeout=0.3)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        release.set()
+        held.result(10)
+    assert stub.ListRules(service_pb2.ListRulesRequest()).rules == []
+
+
+def test_bad_tick_names_its_index(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    ticks = [market_pb2.Tick(symbol="X", event_time=ts(1000), price=1.0, quantity=1.0),
+             market_pb2.Tick(symbol="X", event_time=ts(2000), price=math.nan, quantity=1.0)]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.PublishTicks(iter([service_pb2.PublishTicksRequest(ticks=ticks)]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violation = details(err.value)["BadRequest"].field_violations[0]  # type: ignore[attr-defined]
+    assert violation.field == "ticks[1].price"
+
+
+def test_stream_resume_and_never_issued_id(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    stub.CreateRule(service_pb2.CreateRuleRequest(rule=rules_pb2.Rule(
+        symbol="test:A", condition_text="price > 1",
+        trigger_mode=rules_pb2.TRIGGER_MODE_EVERY_TIME,
+        cooldown=duration_pb2.Duration())))
+    ticks = [market_pb2.Tick(symbol="test:A", event_time=ts(1000 * i), price=2.0, quantity=1.0)
+             for i in range(1, 6)]
+    stub.PublishTicks(iter([service_pb2.PublishTicksRequest(source="s", ticks=ticks)]))
+    ids = [a.id for a in stub.ListAlerts(service_pb2.ListAlertsRequest()).alerts]
+    assert len(ids) == 5
+    stream = stub.StreamAlerts(service_pb2.StreamAlertsRequest(resume_after=ids[1]))
+    kinds = [next(stream) for _ in range(5)]
+    assert [m.WhichOneof("payload") for m in kinds] == ["ack", "alert", "alert", "alert",
+                                                         "caught_up"]
+    assert [m.alert.id for m in kinds[1:4]] == ids[2:]
+    stream.cancel()
+    with pytest.raises(grpc.RpcError) as err:
+        list(stub.StreamAlerts(service_pb2.StreamAlertsRequest(resume_after=ids[-1] + 10)))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_heartbeats_carry_the_last_committed_id(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    stream = stub.StreamAlerts(service_pb2.StreamAlertsRequest(
+        heartbeat_interval=duration_pb2.Duration(nanos=100_000_000)))
+    assert next(stream).WhichOneof("payload") == "ack"
+    assert next(stream).WhichOneof("payload") == "caught_up"
+    beat = next(stream)
+    assert beat.WhichOneof("payload") == "heartbeat"
+    assert beat.heartbeat.last_committed_id == 0
+    stream.cancel()
+
+
+def test_health_is_serving(served) -> None:  # type: ignore[no-untyped-def]
+    server, _ = served
+    with grpc.insecure_channel(server.target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        reply = health.Check(health_pb2.HealthCheckRequest(service="alerts.v1.AlertService"))
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING

@@ -1,0 +1,84 @@
+"""A real server on loopback for tests: its own event loop in a thread, port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+
+from alerts.api.server import App, build_server
+from alerts.config import Config
+from alerts.v1 import service_pb2_grpc
+
+
+class ServerThread:
+    """Runs ``build_server(config)`` on a private loop; ``stop()`` shuts it down gracefully."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.app: App | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        try:
+            self.app = self.loop.run_until_complete(build_server(self.config))
+            self.loop.run_until_complete(self.app.start())
+        except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        self.loop.run_forever()
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        assert self.app is not None, "server did not start in 30 s"
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self.app is not None
+        return self.app.port
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def call(self, coro):  # type: ignore[no-untyped-def]
+        """Run a coroutine on the server's loop and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    def stop(self) -> None:
+        if self.app is not None:
+            self.call(self.app.stop(grace=1.0))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(30)
+
+
+def server_config(tmp_path: Path, **overrides: object) -> Config:
+    base = Config(grpc_listen="127.0.0.1:0", metrics_listen="",
+                  store_url=f"sqlite:///{tmp_path / 'alerts.db'}", shutdown_grace_s=1.0)
+    return replace(base, **overrides)  # type: ignore[arg-type]
+
+
+@contextmanager
+def running_server(config: Config) -> Iterator[tuple[ServerThread, service_pb2_grpc.AlertServiceStub]]:
+    server = ServerThread(config).start()
+    channel = grpc.insecure_channel(server.target)
+    try:
+        yield server, service_pb2_grpc.AlertServiceStub(channel)
+    finally:
+        channel.close()
+        server.stop()
