@@ -133,7 +133,10 @@ def _cmd_backtest(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     import asyncio
+    import os
     import signal
+
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")  # errors are reported in one line below
 
     from alerts.api.server import build_server
     from alerts.config import Config

@@ -74,10 +74,11 @@ async def build_server(config: Config) -> App:
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
         try:
             port = server.add_insecure_port(config.grpc_listen)
-        except RuntimeError as exc:
-            raise UnavailableError(f"cannot listen on {config.grpc_listen}: {exc}") from None
+        except RuntimeError:
+            port = 0
         if port == 0:
-            raise UnavailableError(f"cannot listen on {config.grpc_listen}: address in use")
+            raise UnavailableError(
+                f"cannot listen on {config.grpc_listen}: the address is in use or not valid here")
     except BaseException:
         await store.close()
         raise

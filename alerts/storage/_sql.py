@@ -1,0 +1,502 @@
+"""``SqlStore``: the ``Store`` semantics written once over a small connection interface.
+
+SQL here is written with PostgreSQL's ``$1`` placeholders and in the subset both
+back ends understand (``ON CONFLICT ... DO UPDATE``, ``RETURNING``, ``CAST``); the
+SQLite back end rewrites ``$n`` to its ``?n``. Optional filters add fixed clauses
+with their own placeholders: values always travel as parameters.
+
+A back end supplies connections (``_read`` for single statements outside a
+transaction, ``_write`` for a transaction) and may override ``_insert_alerts``
+and ``_lock_schema``.
+
+Commit order: every ``commit_batch`` starts by updating the single row of
+``alert_counter`` (which holds the last issued id). That row lock serialises
+committers until each commits, so ids are taken and made visible in the same order.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
+from typing import Any, Protocol
+
+from alerts.errors import (
+    AlreadyExistsError,
+    FailedPreconditionError,
+    FieldViolation,
+    InvalidArgumentError,
+    NotFoundError,
+)
+from alerts.storage import _codec, _paging, migrations
+from alerts.storage._codec import Row
+from alerts.storage.base import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    REQUEST_ID_RETENTION_MS,
+    Store,
+)
+from alerts.storage.records import (
+    AlertRecord,
+    Checkpoint,
+    NewAlert,
+    RuleRecord,
+    SubscriptionRecord,
+    TriggerState,
+)
+
+Clock = Callable[[], int]
+"""Returns the current time in epoch milliseconds."""
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Connection(Protocol):
+    """What ``SqlStore`` needs of a connection (``$n`` placeholders)."""
+
+    async def fetch(self, sql: str, *args: object) -> list[Row]: ...
+
+    async def fetchrow(self, sql: str, *args: object) -> Row | None: ...
+
+    async def fetchval(self, sql: str, *args: object) -> Any: ...
+
+    async def execute(self, sql: str, *args: object) -> int:
+        """Runs one statement; returns the number of rows it changed."""
+        ...
+
+    async def executemany(self, sql: str, args: Sequence[Sequence[object]]) -> None: ...
+
+
+_INSERT_RULE = (
+    f"INSERT INTO rules ({_codec.RULE_COLUMNS}) VALUES"
+    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+    " ON CONFLICT (owner, rule_id) DO NOTHING RETURNING rule_id"
+)
+_UPDATE_RULE = (
+    "UPDATE rules SET display_name = $3, symbol = $4, condition_text = $5, trigger_mode = $6,"
+    " timeframe = $7, cooldown_ms = $8, expire_time_ms = $9, max_fires = $10, hysteresis = $11,"
+    " hold_for_ms = $12, message_template = $13, channels = $14, labels = $15, paused = $16,"
+    " create_time_ms = $17, update_time_ms = $18, etag = $19, revision = $20"
+    " WHERE owner = $1 AND rule_id = $2"
+)
+_INSERT_ALERT = (
+    f"INSERT INTO alerts ({_codec.ALERT_COLUMNS}) VALUES"
+    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+    " ON CONFLICT DO NOTHING RETURNING alert_id"
+)
+_UPSERT_STATE = (
+    f"INSERT INTO trigger_states ({_codec.STATE_COLUMNS})"
+    " SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS BIGINT), CAST($4 AS BIGINT),"
+    " CAST($5 AS BOOLEAN), CAST($6 AS BOOLEAN), CAST($7 AS BOOLEAN)"
+    " WHERE EXISTS (SELECT 1 FROM rules WHERE owner = $1 AND rule_id = $2)"
+    " ON CONFLICT (owner, rule_id) DO UPDATE SET fires = excluded.fires,"
+    " last_fire_ms = excluded.last_fire_ms, armed = excluded.armed,"
+    " completed = excluded.completed, expired = excluded.expired"
+)
+_UPSERT_WATERMARK = (
+    "INSERT INTO watermarks (source, watermark_ms) VALUES ($1, $2)"
+    " ON CONFLICT (source) DO UPDATE SET watermark_ms = excluded.watermark_ms"
+)
+_UPSERT_SUBSCRIPTION = (
+    f"INSERT INTO subscriptions ({_codec.SUBSCRIPTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+    " ON CONFLICT (owner, subscription_id) DO UPDATE SET acked_id = excluded.acked_id,"
+    " filters = excluded.filters, max_unacked = excluded.max_unacked,"
+    " update_time_ms = excluded.update_time_ms"
+)
+_UPSERT_CHECKPOINT = (
+    "INSERT INTO checkpoints (id, blob, watermarks, create_time_ms) VALUES (1, $1, $2, $3)"
+    " ON CONFLICT (id) DO UPDATE SET blob = excluded.blob, watermarks = excluded.watermarks,"
+    " create_time_ms = excluded.create_time_ms"
+)
+
+
+def _rule_not_found(rule_id: str) -> NotFoundError:
+    # The same words whether the rule is missing or another owner's.
+    return NotFoundError(f"rule {rule_id!r} not found", metadata={"rule_id": rule_id})
+
+
+def _etag_mismatch(rule_id: str) -> FailedPreconditionError:
+    return FailedPreconditionError(
+        f"rule {rule_id!r} was changed since the etag given was read",
+        reason="ETAG_MISMATCH",
+        violations=(FieldViolation("etag", "does not match the rule's current etag"),),
+        metadata={"rule_id": rule_id},
+    )
+
+
+class SqlStore(Store):
+    """A ``Store`` over SQL; subclasses provide connections and the dialect name."""
+
+    dialect: str
+
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock or wall_clock_ms
+
+    # -- back-end hooks --------------------------------------------------------------------
+
+    @abstractmethod
+    def _read(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection for reads; each statement sees committed data only."""
+
+    @abstractmethod
+    def _write(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection inside a transaction, committed on normal exit, else rolled back."""
+
+    async def _lock_schema(self, tx: Connection) -> None:
+        """Keeps concurrent openers from migrating at the same time (if ``_write`` does not)."""
+
+    async def _insert_alerts(
+        self, tx: Connection, alerts: Sequence[NewAlert], first_id: int, commit_time_ms: int
+    ) -> list[AlertRecord]:
+        """Insert the alerts not yet stored, with ids from ``first_id`` on, in input order.
+
+        Runs inside ``commit_batch``'s transaction, which holds the counter row lock.
+        """
+        stored: list[AlertRecord] = []
+        next_id = first_id
+        for alert in alerts:
+            params = _codec.alert_params(alert, next_id, commit_time_ms)
+            if await tx.fetchrow(_INSERT_ALERT, *params) is not None:
+                stored.append(_codec.stored_alert(alert, next_id, commit_time_ms))
+                next_id += 1
+        return stored
+
+    # -- schema ----------------------------------------------------------------------------
+
+    async def _migrate(self) -> None:
+        steps = migrations.MIGRATIONS
+        latest = migrations.latest_version(steps)
+        async with self._write() as tx:
+            await self._lock_schema(tx)
+            await tx.execute(migrations.render(migrations.BOOTSTRAP, self.dialect))
+            current = await tx.fetchval("SELECT MAX(version) FROM schema_version") or 0
+            if current > latest:
+                raise FailedPreconditionError(
+                    f"the database's schema is version {current}, newer than the {latest}"
+                    " this build knows; run a newer build or restore a matching backup",
+                    reason="SCHEMA_TOO_NEW",
+                    metadata={"schema_version": str(current), "known_version": str(latest)},
+                )
+            for step in steps:
+                if step.version <= current:
+                    continue
+                for statement in step.render(self.dialect):
+                    await tx.execute(statement)
+                await tx.execute(
+                    "INSERT INTO schema_version (version, description, applied_time_ms)"
+                    " VALUES ($1, $2, $3)",
+                    step.version,
+                    step.description,
+                    self._clock(),
+                )
+
+    async def schema_version(self) -> int:
+        """The schema version the database is at (for diagnostics)."""
+        async with self._read() as conn:
+            return int(await conn.fetchval("SELECT MAX(version) FROM schema_version") or 0)
+
+    # -- rules -----------------------------------------------------------------------------
+
+    async def create_rule(self, rec: RuleRecord, request_id: str | None = None) -> RuleRecord:
+        async with self._write() as tx:
+            now = self._clock()  # read in the transaction: create times follow commit order
+            stored = replace(
+                rec,
+                labels=_codec.sorted_labels(rec.labels),
+                create_time_ms=now,
+                update_time_ms=now,
+                revision=1,
+            )
+            stored = replace(stored, etag=_codec.rule_etag(stored))
+            if request_id:
+                await tx.execute(
+                    "DELETE FROM rule_requests WHERE create_time_ms < $1",
+                    now - REQUEST_ID_RETENTION_MS,
+                )
+                earlier = await self._rule_of_request(tx, rec.owner, request_id)
+                if earlier is not None:
+                    return earlier
+            if await tx.fetchrow(_INSERT_RULE, *_codec.rule_params(stored)) is None:
+                if request_id:
+                    # A concurrent twin of this request may have committed meanwhile.
+                    earlier = await self._rule_of_request(tx, rec.owner, request_id)
+                    if earlier is not None:
+                        return earlier
+                raise AlreadyExistsError(
+                    f"rule {rec.rule_id!r} already exists", metadata={"rule_id": rec.rule_id}
+                )
+            if request_id:
+                await tx.execute(
+                    "INSERT INTO rule_requests (owner, request_id, rule_id, create_time_ms)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT (owner, request_id) DO NOTHING",
+                    rec.owner,
+                    request_id,
+                    rec.rule_id,
+                    now,
+                )
+        return stored
+
+    async def _rule_of_request(
+        self, tx: Connection, owner: str, request_id: str
+    ) -> RuleRecord | None:
+        rule_id = await tx.fetchval(
+            "SELECT rule_id FROM rule_requests WHERE owner = $1 AND request_id = $2"
+            " AND create_time_ms >= $3",
+            owner,
+            request_id,
+            self._clock() - REQUEST_ID_RETENTION_MS,
+        )
+        if rule_id is None:
+            return None
+        row = await tx.fetchrow(
+            f"SELECT {_codec.RULE_COLUMNS} FROM rules WHERE owner = $1 AND rule_id = $2",
+            owner,
+            rule_id,
+        )
+        if row is None:
+            raise NotFoundError(
+                f"rule {rule_id!r}, created by request {request_id!r}, has since been deleted",
+                metadata={"rule_id": rule_id},
+            )
+        return _codec.rule_from_row(row)
+
+    async def get_rule(self, owner: str, rule_id: str) -> RuleRecord:
+        async with self._read() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_codec.RULE_COLUMNS} FROM rules WHERE owner = $1 AND rule_id = $2",
+                owner,
+                rule_id,
+            )
+        if row is None:
+            raise _rule_not_found(rule_id)
+        return _codec.rule_from_row(row)
+
+    async def list_rules(
+        self,
+        owner: str,
+        *,
+        page_size: int,
+        page_token: str | None,
+        symbol: str | None = None,
+        paused: bool | None = None,
+    ) -> tuple[list[RuleRecord], str | None]:
+        if page_size < 0:
+            raise InvalidArgumentError(
+                "page_size must not be negative",
+                violations=(FieldViolation("page_size", "must not be negative"),),
+            )
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        scope = [owner, symbol, paused]
+        args: list[object] = [owner]
+        where = ["owner = $1"]
+        if page_token:
+            after_time, after_id = _paging.decode_token(page_token, scope)
+            args += [after_time, after_id]
+            where.append(
+                f"(create_time_ms > ${len(args) - 1}"
+                f" OR (create_time_ms = ${len(args) - 1} AND rule_id > ${len(args)}))"
+            )
+        if symbol is not None:
+            args.append(symbol)
+            where.append(f"symbol = ${len(args)}")
+        if paused is not None:
+            args.append(paused)
+            where.append(f"paused = ${len(args)}")
+        args.append(size + 1)
+        sql = (
+            f"SELECT {_codec.RULE_COLUMNS} FROM rules WHERE {' AND '.join(where)}"
+            f" ORDER BY create_time_ms, rule_id LIMIT ${len(args)}"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, *args)
+        rules = [_codec.rule_from_row(row) for row in rows[:size]]
+        if len(rows) <= size:
+            return rules, None
+        last = rules[-1]
+        return rules, _paging.encode_token(scope, last.create_time_ms, last.rule_id)
+
+    async def update_rule(self, rec: RuleRecord, *, expected_etag: str | None) -> RuleRecord:
+        async with self._write() as tx:
+            # A no-op update locks the row (PostgreSQL) and reads its latest committed state.
+            row = await tx.fetchrow(
+                "UPDATE rules SET revision = revision WHERE owner = $1 AND rule_id = $2"
+                f" RETURNING {_codec.RULE_COLUMNS}",
+                rec.owner,
+                rec.rule_id,
+            )
+            if row is None:
+                raise _rule_not_found(rec.rule_id)
+            current = _codec.rule_from_row(row)
+            if expected_etag is not None and expected_etag != current.etag:
+                raise _etag_mismatch(rec.rule_id)
+            stored = replace(
+                rec,
+                labels=_codec.sorted_labels(rec.labels),
+                create_time_ms=current.create_time_ms,
+                update_time_ms=max(self._clock(), current.update_time_ms),
+                revision=current.revision + 1,
+            )
+            stored = replace(stored, etag=_codec.rule_etag(stored))
+            await tx.execute(_UPDATE_RULE, *_codec.rule_params(stored))
+        return stored
+
+    async def delete_rule(
+        self, owner: str, rule_id: str, *, expected_etag: str | None = None
+    ) -> None:
+        args: list[object] = [owner, rule_id]
+        sql = "DELETE FROM rules WHERE owner = $1 AND rule_id = $2"
+        if expected_etag is not None:
+            args.append(expected_etag)
+            sql += " AND etag = $3"
+        async with self._write() as tx:
+            if await tx.execute(sql, *args) != 1:
+                exists = await tx.fetchval(
+                    "SELECT 1 FROM rules WHERE owner = $1 AND rule_id = $2", owner, rule_id
+                )
+                raise _etag_mismatch(rule_id) if exists else _rule_not_found(rule_id)
+            await tx.execute(
+                "DELETE FROM trigger_states WHERE owner = $1 AND rule_id = $2", owner, rule_id
+            )
+
+    async def all_rules(self) -> list[RuleRecord]:
+        async with self._read() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_codec.RULE_COLUMNS} FROM rules ORDER BY owner, create_time_ms, rule_id"
+            )
+        return [_codec.rule_from_row(row) for row in rows]
+
+    # -- alerts ----------------------------------------------------------------------------
+
+    async def commit_batch(
+        self,
+        alerts: Sequence[NewAlert],
+        states: Sequence[TriggerState],
+        watermarks: Mapping[str, int],
+    ) -> list[AlertRecord]:
+        async with self._write() as tx:
+            # Taking the counter row first serialises committers (see the module docstring).
+            counter = await tx.fetchrow(
+                "UPDATE alert_counter SET last_id = last_id WHERE id = 1"
+                " RETURNING last_id, last_commit_ms"
+            )
+            assert counter is not None, "alert_counter has its one row from migration 1"
+            last_id, last_commit_ms = int(counter["last_id"]), int(counter["last_commit_ms"])
+            commit_time_ms = max(self._clock(), last_commit_ms)
+            stored = await self._insert_alerts(tx, alerts, last_id + 1, commit_time_ms)
+            if states:
+                await tx.executemany(_UPSERT_STATE, [_codec.state_params(s) for s in states])
+            if watermarks:
+                await tx.executemany(
+                    _UPSERT_WATERMARK, [(str(k), int(v)) for k, v in watermarks.items()]
+                )
+            if stored:
+                await tx.execute(
+                    "UPDATE alert_counter SET last_id = $1, last_commit_ms = $2 WHERE id = 1",
+                    stored[-1].alert_id,
+                    commit_time_ms,
+                )
+        return stored
+
+    async def list_alerts(
+        self,
+        owner: str | None,
+        *,
+        after_id: int = 0,
+        limit: int,
+        rule_id: str | None = None,
+        symbol: str | None = None,
+        kind: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[AlertRecord]:
+        if limit < 1:
+            raise InvalidArgumentError(
+                "limit must be at least 1",
+                violations=(FieldViolation("limit", "must be at least 1"),),
+            )
+        args: list[object] = [after_id]
+        where = ["alert_id > $1"]
+        for clause, value in (
+            ("owner = ", owner),
+            ("rule_id = ", rule_id),
+            ("symbol = ", symbol),
+            ("kind = ", kind),
+            ("event_time_ms >= ", since_ms),
+            ("event_time_ms < ", until_ms),
+        ):
+            if value is not None:
+                args.append(value)
+                where.append(f"{clause}${len(args)}")
+        args.append(limit)
+        sql = (
+            f"SELECT {_codec.ALERT_COLUMNS} FROM alerts WHERE {' AND '.join(where)}"
+            f" ORDER BY alert_id LIMIT ${len(args)}"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, *args)
+        return [_codec.alert_from_row(row) for row in rows]
+
+    async def last_alert_id(self) -> int:
+        async with self._read() as conn:
+            return int(await conn.fetchval("SELECT last_id FROM alert_counter WHERE id = 1"))
+
+    async def first_alert_id(self) -> int | None:
+        async with self._read() as conn:
+            value = await conn.fetchval("SELECT MIN(alert_id) FROM alerts")
+        return None if value is None else int(value)
+
+    async def prune_alerts(self, before_ms: int) -> int:
+        async with self._write() as tx:
+            return await tx.execute("DELETE FROM alerts WHERE commit_time_ms < $1", before_ms)
+
+    async def trigger_states(self) -> list[TriggerState]:
+        async with self._read() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_codec.STATE_COLUMNS} FROM trigger_states ORDER BY owner, rule_id"
+            )
+        return [_codec.state_from_row(row) for row in rows]
+
+    async def watermarks(self) -> dict[str, int]:
+        async with self._read() as conn:
+            rows = await conn.fetch("SELECT source, watermark_ms FROM watermarks")
+        return {row["source"]: int(row["watermark_ms"]) for row in rows}
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    async def get_subscription(
+        self, owner: str, subscription_id: str
+    ) -> SubscriptionRecord | None:
+        async with self._read() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_codec.SUBSCRIPTION_COLUMNS} FROM subscriptions"
+                " WHERE owner = $1 AND subscription_id = $2",
+                owner,
+                subscription_id,
+            )
+        return None if row is None else _codec.subscription_from_row(row)
+
+    async def save_subscription(self, rec: SubscriptionRecord) -> None:
+        async with self._write() as tx:
+            await tx.execute(_UPSERT_SUBSCRIPTION, *_codec.subscription_params(rec))
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    async def save_checkpoint(self, cp: Checkpoint) -> None:
+        async with self._write() as tx:
+            await tx.execute(
+                _UPSERT_CHECKPOINT,
+                bytes(cp.blob),
+                _codec.encode_watermarks(cp.watermarks),
+                cp.create_time_ms,
+            )
+
+    async def load_checkpoint(self) -> Checkpoint | None:
+        async with self._read() as conn:
+            row = await conn.fetchrow(
+                "SELECT blob, watermarks, create_time_ms FROM checkpoints WHERE id = 1"
+            )
+        return None if row is None else _codec.checkpoint_from_row(row)

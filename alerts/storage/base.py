@@ -1,0 +1,222 @@
+"""The one storage interface of the service: ``Store``.
+
+Back ends (``sqlite``, ``postgres``) implement every method with the semantics
+written here; one test suite runs against both. Methods take and return the plain
+records of ``alerts.storage.records`` and raise only errors of ``alerts.errors``
+on purpose (a bug or a lost connection may surface as the driver's own error).
+
+A store is opened once (``await store.open()``, which also migrates the schema)
+and closed once; ``async with store:`` does both. It is safe to call from many
+tasks at once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Self
+
+from alerts.storage.records import (
+    AlertRecord,
+    Checkpoint,
+    NewAlert,
+    RuleRecord,
+    SubscriptionRecord,
+    TriggerState,
+)
+
+REQUEST_ID_RETENTION_MS = 24 * 3600 * 1000
+"""How long a ``create_rule`` request id is remembered (AIP-155)."""
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 1000
+
+
+class Store(ABC):
+    """Rules, alerts, trigger state, subscriptions and checkpoints, behind one interface."""
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and bring the schema up to date.
+
+        Migrations are the numbered steps of ``alerts.storage.migrations``: the missing
+        ones are applied in order in one transaction (one opener at a time) and recorded
+        in ``schema_version``; opening an up-to-date store again is harmless. A database migrated by a newer build (a
+        version this one does not know) is refused with ``FailedPreconditionError``.
+        An unreachable database raises ``UnavailableError``.
+        """
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections; waits for running calls to end. Closing twice is harmless."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- rules -----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_rule(self, rec: RuleRecord, request_id: str | None = None) -> RuleRecord:
+        """Store a new rule and return it as stored.
+
+        The store sets ``create_time_ms`` and ``update_time_ms`` (now), ``revision`` (1)
+        and ``etag``, and sorts ``labels``. A taken (owner, rule_id) raises
+        ``AlreadyExistsError``. A non-empty ``request_id`` seen before for the same
+        owner within ``REQUEST_ID_RETENTION_MS`` returns the rule that request created,
+        in its current state, and stores nothing (AIP-155); if that rule has since been
+        deleted, ``NotFoundError``.
+        """
+
+    @abstractmethod
+    async def get_rule(self, owner: str, rule_id: str) -> RuleRecord:
+        """The rule; a missing one and another owner's raise the same ``NotFoundError``."""
+
+    @abstractmethod
+    async def list_rules(
+        self,
+        owner: str,
+        *,
+        page_size: int,
+        page_token: str | None,
+        symbol: str | None = None,
+        paused: bool | None = None,
+    ) -> tuple[list[RuleRecord], str | None]:
+        """One page of the owner's rules, ordered by (create time, rule id), and the next token.
+
+        ``page_size`` 0 means ``DEFAULT_PAGE_SIZE``; larger than ``MAX_PAGE_SIZE`` is
+        clamped; negative is ``InvalidArgumentError``. The returned token is ``None`` on
+        the last page. Tokens are opaque and bound to the owner and filters: a token
+        that does not decode, or was made for other filters, raises
+        ``InvalidArgumentError`` with a field violation on ``page_token``. Paging is by
+        key, so rules created or deleted meanwhile never shift a page.
+        """
+
+    @abstractmethod
+    async def update_rule(self, rec: RuleRecord, *, expected_etag: str | None) -> RuleRecord:
+        """Replace the rule (owner, rule_id) with ``rec``'s fields and return it as stored.
+
+        ``create_time_ms`` is kept; ``revision`` is bumped, ``etag`` and
+        ``update_time_ms`` renewed; the fields ``rec`` gives for those are ignored.
+        ``expected_etag`` not ``None`` and not the current etag raises
+        ``FailedPreconditionError`` (reason ``ETAG_MISMATCH``); a missing rule
+        ``NotFoundError``. Trigger state is not touched: the engine decides whether the
+        change resets it and commits the new state with its next batch.
+        """
+
+    @abstractmethod
+    async def delete_rule(
+        self, owner: str, rule_id: str, *, expected_etag: str | None = None
+    ) -> None:
+        """Delete the rule and its trigger state (its alerts stay as history).
+
+        A missing rule raises ``NotFoundError``; a stale ``expected_etag``
+        ``FailedPreconditionError``.
+        """
+
+    @abstractmethod
+    async def all_rules(self) -> list[RuleRecord]:
+        """Every owner's rules, ordered by (owner, create time, rule id): the engine loads them."""
+
+    # -- alerts ----------------------------------------------------------------------------
+
+    @abstractmethod
+    async def commit_batch(
+        self,
+        alerts: Sequence[NewAlert],
+        states: Sequence[TriggerState],
+        watermarks: Mapping[str, int],
+    ) -> list[AlertRecord]:
+        """Write one engine batch in ONE transaction and return the alerts it inserted.
+
+        - ``alerts`` are inserted in the given order. One whose identity (owner,
+          rule_id, symbol, event_time_ms, rank) is already stored, or repeats an
+          earlier alert of the same batch, is skipped: neither an error nor returned.
+          Inserted alerts get consecutive ids following the last id ever issued, and
+          one ``commit_time_ms`` that never goes backwards from one commit to the next.
+        - ``states`` are upserted by (owner, rule_id); the state of a rule that does
+          not exist (deleted meanwhile) is skipped, so a rule created later under the
+          same id starts afresh.
+        - ``watermarks`` (source name -> ms) are upserted.
+
+        Either all of it is stored or, on any error, none of it. Commits are serialised,
+        so ids become visible in id order: a reader that has seen id N never later sees
+        a new id below N. Returns the inserted alerts in id order.
+        """
+
+    @abstractmethod
+    async def list_alerts(
+        self,
+        owner: str | None,
+        *,
+        after_id: int = 0,
+        limit: int,
+        rule_id: str | None = None,
+        symbol: str | None = None,
+        kind: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> list[AlertRecord]:
+        """Up to ``limit`` (>= 1) of the owner's alerts with id > ``after_id``, ascending by id.
+
+        ``owner`` ``None`` reads every owner's alerts (for delivery, never for a client).
+        Optional filters match exactly; ``since_ms`` (inclusive) and ``until_ms``
+        (exclusive) bound the event time.
+        """
+
+    @abstractmethod
+    async def last_alert_id(self) -> int:
+        """The last id ever issued (pruned or not); 0 before the first alert."""
+
+    @abstractmethod
+    async def first_alert_id(self) -> int | None:
+        """The smallest id still stored; ``None`` when no alert is stored."""
+
+    @abstractmethod
+    async def prune_alerts(self, before_ms: int) -> int:
+        """Delete alerts committed before ``before_ms``; returns how many.
+
+        Commit times never decrease with ids, so what remains is always every id from
+        ``first_alert_id()`` on.
+        """
+
+    @abstractmethod
+    async def trigger_states(self) -> list[TriggerState]:
+        """Every stored trigger state, ordered by (owner, rule_id)."""
+
+    @abstractmethod
+    async def watermarks(self) -> dict[str, int]:
+        """Each source's watermark as last committed by ``commit_batch``."""
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    @abstractmethod
+    async def get_subscription(
+        self, owner: str, subscription_id: str
+    ) -> SubscriptionRecord | None:
+        """The owner's subscription, or ``None`` (another owner's is ``None`` as well)."""
+
+    @abstractmethod
+    async def save_subscription(self, rec: SubscriptionRecord) -> None:
+        """Insert or replace the subscription (owner, subscription_id) as given."""
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    @abstractmethod
+    async def save_checkpoint(self, cp: Checkpoint) -> None:
+        """Store ``cp`` in place of the previous checkpoint (only the latest is kept)."""
+
+    @abstractmethod
+    async def load_checkpoint(self) -> Checkpoint | None:
+        """The latest checkpoint, or ``None`` if none was saved."""

@@ -1,0 +1,110 @@
+"""The plain records a ``Store`` takes and gives back.
+
+Frozen dataclasses of built-in types only: no protobuf, no grpc, so every domain
+package can use them. All times are integer epoch milliseconds, UTC. Fields are
+keyword-only; the ones a caller usually leaves alone have defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+RULE_MODES = ("ON_TRUE", "ONCE", "EVERY_TIME", "ONCE_PER_BAR", "ONCE_PER_BAR_CLOSE")
+"""Accepted values of ``RuleRecord.mode``."""
+
+ALERT_KINDS = ("RULE", "DATA_QUALITY", "SYSTEM")
+"""Accepted values of ``NewAlert.kind``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuleRecord:
+    """A stored rule. The store sets the last four fields on create and on update."""
+
+    rule_id: str
+    owner: str
+    display_name: str = ""
+    symbol: str
+    condition_text: str              # canonical text
+    mode: str = "ON_TRUE"            # one of RULE_MODES
+    timeframe: str | None = None     # as given by the client; None: derived from the condition
+    cooldown_ms: int | None = None   # None: the mode's default
+    expire_time_ms: int | None = None
+    max_fires: int = 0               # 0: unlimited
+    hysteresis: float = 0.0
+    hold_for_ms: int = 0
+    message_template: str = ""
+    channels: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()  # sorted by key
+    paused: bool = False
+    create_time_ms: int = 0
+    update_time_ms: int = 0
+    etag: str = ""
+    revision: int = 0                # 1 on create, bumped by every update
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriggerState:
+    """A rule's trigger state, committed with the alerts of the batch that changed it."""
+
+    rule_id: str
+    owner: str
+    fires: int = 0
+    last_fire_ms: int | None = None
+    armed: bool = True
+    completed: bool = False
+    expired: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewAlert:
+    """An alert the engine decided on, not yet stored (so without an id).
+
+    Its identity is (owner, rule_id, symbol, event_time_ms, rank): the store keeps
+    the first alert with a given identity and skips any repeat.
+    """
+
+    owner: str
+    rule_id: str
+    symbol: str
+    kind: str = "RULE"               # one of ALERT_KINDS
+    timeframe: str | None = None     # set for bar-close fires
+    bar_open_ms: int | None = None   # set for bar-close fires
+    values: tuple[tuple[str, float], ...] = ()  # (operand label, value); NaN allowed
+    message: str = ""
+    condition_text: str = ""
+    event_time_ms: int
+    receive_time_ms: int = 0
+    decide_time_ms: int = 0
+    trade_id: int = 0
+    rank: int = 0                    # among this rule's fires at the same event time
+    price: float | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlertRecord(NewAlert):
+    """A stored alert: ``alert_id`` increases in commit order and is never reused."""
+
+    alert_id: int
+    commit_time_ms: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubscriptionRecord:
+    """A durable subscription's cursor: everything up to ``acked_id`` was acknowledged."""
+
+    subscription_id: str
+    owner: str
+    acked_id: int = 0
+    filters: dict[str, str] = field(default_factory=dict)
+    max_unacked: int = 0
+    update_time_ms: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkpoint:
+    """The engine's serialised state with each source's watermark at that instant."""
+
+    blob: bytes
+    watermarks: dict[str, int] = field(default_factory=dict)  # source name -> watermark ms
+    create_time_ms: int = 0
