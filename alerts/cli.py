@@ -150,12 +150,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     async def run() -> None:
         app = await build_server(config)
         await app.start()
-        metrics = ""
-        if config.metrics_listen:
-            from alerts.observability.metrics import start_metrics_server
-
-            metrics = ", metrics on http://" + start_metrics_server(config.metrics_listen,
-                                                                    app)
+        metrics = f", metrics on http://{app.metrics_address}" if app.metrics_address else ""
         print(f"alerts: gRPC on {config.grpc_listen.rsplit(':', 1)[0]}:{app.port}{metrics}, "
               f"store {config.store_url}", flush=True)
         stop = asyncio.Event()

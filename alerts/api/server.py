@@ -20,6 +20,7 @@ from alerts.config import Config
 from alerts.delivery.hub import AlertHub
 from alerts.engine.processor import AlertProcessor
 from alerts.errors import UnavailableError
+from alerts.observability.metrics import start_metrics_server
 from alerts.storage import open_store
 from alerts.storage.base import Store
 from alerts.v1 import service_pb2, service_pb2_grpc
@@ -38,9 +39,12 @@ class App:
     service: AlertService
     health: health.aio.HealthServicer
     on_stop: list[Callable[[], object]] = field(default_factory=list)
+    metrics_address: str = ""
 
     async def start(self) -> None:
         await self.processor.start()
+        if self.config.metrics_listen:
+            self.metrics_address = start_metrics_server(self.config.metrics_listen, self)
         await self.server.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

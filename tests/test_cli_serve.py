@@ -1,0 +1,70 @@
+"""``alerts serve`` as a user runs it: where it listens, a clean stop, one-line failures."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+SERVE = [sys.executable, "-m", "alerts.cli", "serve", "--metrics-listen", ""]
+
+
+def test_serve_prints_where_it_listens_and_stops_on_sigterm(tmp_path: Path) -> None:
+    proc = subprocess.Popen([*SERVE, "--grpc-listen", "127.0.0.1:0",
+                             "--store", f"sqlite:///{tmp_path / 'a.db'}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("alerts: gRPC on 127.0.0.1:"), line
+        port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
+                                                              timeout=10)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def _one_line_failure(args: list[str]) -> str:
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _one_line_failure([*SERVE, "--grpc-listen", f"127.0.0.1:{port}",
+                                  "--store", f"sqlite:///{tmp_path / 'a.db'}"])
+    assert line == (f"alerts: error: cannot listen on 127.0.0.1:{port}: the address is in use "
+                    "or not valid here")
+
+
+def test_unreachable_database_is_one_line_and_exit_2() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]          # nothing listens there once closed
+    line = _one_line_failure([*SERVE, "--grpc-listen", "127.0.0.1:0",
+                              "--store", f"postgresql://postgres@127.0.0.1:{port}/test"])
+    assert line.startswith(f"alerts: error: cannot reach PostgreSQL at 127.0.0.1:{port}")
+
+
+def test_bad_setting_in_the_config_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "alerts.toml"
+    cfg.write_text('grpc_listen = "127.0.0.1:0"\nfrobnicate = 1\n')
+    line = _one_line_failure([*SERVE, "--config", str(cfg)])
+    assert line == f"alerts: error: config file {cfg}: unknown setting 'frobnicate'"
