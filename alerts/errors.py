@@ -14,7 +14,8 @@ interceptor maps them to ``google.rpc.Status``. Domain code never imports grpc.
     ├── OutOfRangeError               OUT_OF_RANGE
     ├── ResourceExhaustedError        RESOURCE_EXHAUSTED (with a retry delay)
     ├── UnavailableError              UNAVAILABLE
-    └── DeadlineExceededError         DEADLINE_EXCEEDED
+    ├── DeadlineExceededError         DEADLINE_EXCEEDED
+    └── AbortedError                  ABORTED
 """
 
 from __future__ import annotations
@@ -116,3 +117,8 @@ class UnavailableError(AlertsError):
 class DeadlineExceededError(AlertsError):
     code = "DEADLINE_EXCEEDED"
     reason = "DEADLINE_EXCEEDED"
+
+
+class AbortedError(AlertsError):
+    code = "ABORTED"
+    reason = "ABORTED"

@@ -9,6 +9,7 @@ channels, positions, snapshots) answer UNIMPLEMENTED from the generated base.
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 from collections.abc import AsyncIterator
 
@@ -18,9 +19,10 @@ from google.protobuf import empty_pb2
 
 from alerts.api import convert
 from alerts.api.conditions import condition_to_proto, timeframe_to_proto
-from alerts.delivery.hub import AlertHub, SlowConsumer
+from alerts.delivery.hub import AlertHub, SlowConsumer, Subscriber
 from alerts.engine.processor import AlertProcessor, TickBatch, now_ms
 from alerts.errors import (
+    AbortedError,
     DeadlineExceededError,
     FailedPreconditionError,
     NotFoundError,
@@ -30,9 +32,10 @@ from alerts.errors import (
 )
 from alerts.rules.compiler import rule_timeframe
 from alerts.storage.base import Store
-from alerts.storage.records import AlertRecord, RuleRecord
+from alerts.storage.records import AlertRecord, RuleRecord, SubscriptionRecord
 from alerts.v1 import service_pb2, service_pb2_grpc
 
+SUBSCRIPTION_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 DEFAULT_HEARTBEAT_S = 15.0
@@ -59,6 +62,7 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
         self.hub = hub
         self.owner = owner
         self.stopping = asyncio.Event()
+        self._open_subscriptions: dict[tuple[str, str], tuple[asyncio.Event, Subscriber]] = {}
 
     def _owner(self, context: grpc.aio.ServicerContext) -> str:
         return self.owner
@@ -262,14 +266,7 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
                 last_committed_id=last_committed, server_time=convert.ts(now_ms())))
             last = last_committed
             if request.HasField("resume_after"):
-                last = request.resume_after
-                if last > last_committed:
-                    raise convert.invalid("resume_after", f"alert id {last} was never issued")
-                first = await self.store.first_alert_id()
-                if first is not None and last < first - 1:
-                    raise OutOfRangeError(
-                        f"alerts after {last} were pruned; the oldest kept is {first}",
-                        reason="ALERTS_PRUNED")
+                last = await self._check_resume(request.resume_after, "resume_after")
                 while True:
                     batch = await self.store.list_alerts(owner, after_id=last, limit=500)
                     if not batch:
@@ -298,6 +295,148 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
                     yield service_pb2.StreamAlertsResponse(alert=convert.alert_to_proto(rec))
         finally:
             self.hub.unsubscribe(sub)
+
+    async def Subscribe(self, request_iterator: AsyncIterator[service_pb2.SubscribeRequest],
+                        context: grpc.aio.ServicerContext
+                        ) -> AsyncIterator[service_pb2.SubscribeResponse]:
+        owner = self._owner(context)
+        try:
+            first = await anext(aiter(request_iterator))
+        except StopAsyncIteration:
+            raise convert.invalid("open", "the stream closed before opening") from None
+        if first.WhichOneof("payload") != "open":
+            raise convert.invalid("open", "the first message must open the subscription")
+        op = first.open
+        sid = op.subscription_id
+        if not SUBSCRIPTION_ID.fullmatch(sid):
+            raise convert.invalid("open.subscription_id", "[a-z][a-z0-9-]{0,62}")
+        max_unacked = op.max_unacked or 1000
+        if not 1 <= max_unacked <= 10_000:
+            raise convert.invalid("open.max_unacked", "from 1 to 10000")
+        heartbeat = DEFAULT_HEARTBEAT_S
+        if op.HasField("heartbeat_interval"):
+            heartbeat = op.heartbeat_interval.ToMilliseconds() / 1000
+            if not 1.0 <= heartbeat <= 300.0:
+                raise convert.invalid("open.heartbeat_interval", "from 1 s to 5 min")
+        accepts = self._alert_filter(op.filter)
+        stored = await self.store.get_subscription(owner, sid)
+        if op.HasField("resume_after"):
+            start = await self._check_resume(op.resume_after, "open.resume_after")
+        else:
+            start = stored.acked_id if stored else self.hub.last_id
+        state = SubscriptionRecord(subscription_id=sid, owner=owner, acked_id=start,
+                                   filters={}, max_unacked=max_unacked,
+                                   update_time_ms=now_ms())
+        await self.store.save_subscription(state)
+        # one stream per subscription: a newer one ends the older
+        key = (owner, sid)
+        if key in self._open_subscriptions:
+            older, older_sub = self._open_subscriptions[key]
+            older.set()
+            older_sub.queue.put_nowait(None)     # wakes it at once
+        superseded = asyncio.Event()
+        sub = self.hub.subscribe(owner, accepts)  # type: ignore[arg-type]
+        self._open_subscriptions[key] = (superseded, sub)
+        acked = start
+        unacked: list[int] = []
+        acks = asyncio.Event()
+
+        async def read_acks() -> None:
+            nonlocal acked
+            async for msg in request_iterator:
+                if msg.WhichOneof("payload") == "ack" and msg.ack.alert_id > acked:
+                    acked = msg.ack.alert_id
+                    await self.store.save_subscription(SubscriptionRecord(
+                        subscription_id=sid, owner=owner, acked_id=acked, filters={},
+                        max_unacked=max_unacked, update_time_ms=now_ms()))
+                    acks.set()
+
+        reader = asyncio.create_task(read_acks())
+
+        def info(paused: bool) -> service_pb2.SubscribeResponse:
+            return service_pb2.SubscribeResponse(subscription=service_pb2.SubscriptionInfo(
+                subscription_id=sid, acked_id=acked, unacked_count=len(unacked),
+                max_unacked=max_unacked, paused=paused))
+
+        async def room() -> AsyncIterator[service_pb2.SubscribeResponse]:
+            """Wait (with heartbeats) until fewer than max_unacked alerts are unacknowledged."""
+            paused = False
+            while True:
+                acks.clear()        # then check: an ack arriving after this wakes the wait
+                unacked[:] = [i for i in unacked if i > acked]
+                if len(unacked) < max_unacked:
+                    break
+                if not paused:
+                    paused = True
+                    yield info(True)
+                    continue
+                try:
+                    await asyncio.wait_for(acks.wait(), heartbeat)
+                except TimeoutError:
+                    yield service_pb2.SubscribeResponse(heartbeat=service_pb2.Heartbeat(
+                        last_committed_id=self.hub.last_id, server_time=convert.ts(now_ms())))
+                if superseded.is_set():
+                    raise AbortedError("a newer stream opened this subscription",
+                                       reason="SUBSCRIPTION_REOPENED")
+            if paused:
+                yield info(False)
+
+        try:
+            yield service_pb2.SubscribeResponse(ack=service_pb2.StreamAck(
+                last_committed_id=self.hub.last_id, server_time=convert.ts(now_ms())))
+            yield info(False)
+            last = start
+            while True:
+                batch = await self.store.list_alerts(owner, after_id=last, limit=500)
+                if not batch:
+                    break
+                for rec in batch:
+                    last = rec.alert_id
+                    if accepts(rec):  # type: ignore[operator]
+                        async for msg in room():
+                            yield msg
+                        unacked.append(rec.alert_id)
+                        yield service_pb2.SubscribeResponse(alert=convert.alert_to_proto(rec))
+            yield service_pb2.SubscribeResponse(caught_up=service_pb2.CaughtUp(last_id=last))
+            while True:
+                if superseded.is_set():
+                    raise AbortedError("a newer stream opened this subscription",
+                                       reason="SUBSCRIPTION_REOPENED")
+                async for msg in room():
+                    yield msg
+                try:
+                    rec = await sub.next(heartbeat)
+                except SlowConsumer:
+                    if self.stopping.is_set():
+                        raise UnavailableError("the server is shutting down") from None
+                    if superseded.is_set():
+                        raise AbortedError("a newer stream opened this subscription",
+                                           reason="SUBSCRIPTION_REOPENED") from None
+                    raise ResourceExhaustedError(
+                        f"this subscription fell {self.hub.queue_size} alerts behind; reopen it "
+                        f"to resume after alert {acked}", reason="SLOW_CONSUMER",
+                        metadata={"resume_after": str(acked)}) from None
+                if rec is None:
+                    yield service_pb2.SubscribeResponse(heartbeat=service_pb2.Heartbeat(
+                        last_committed_id=self.hub.last_id, server_time=convert.ts(now_ms())))
+                elif rec.alert_id > last:
+                    last = rec.alert_id
+                    unacked.append(rec.alert_id)
+                    yield service_pb2.SubscribeResponse(alert=convert.alert_to_proto(rec))
+        finally:
+            reader.cancel()
+            self.hub.unsubscribe(sub)
+            if self._open_subscriptions.get(key, (None,))[0] is superseded:
+                del self._open_subscriptions[key]
+
+    async def _check_resume(self, after: int, field: str) -> int:
+        if after > self.hub.last_id:
+            raise convert.invalid(field, f"alert id {after} was never issued")
+        first = await self.store.first_alert_id()
+        if first is not None and after < first - 1:
+            raise OutOfRangeError(f"alerts after {after} were pruned; the oldest kept is {first}",
+                                  reason="ALERTS_PRUNED")
+        return after
 
     # ticks ------------------------------------------------------------------
     async def PublishTicks(self, request_iterator: AsyncIterator[service_pb2.PublishTicksRequest],
