@@ -23,6 +23,7 @@ class Config:
     default_venue: str = "binance"
     default_owner: str = "local"
     grace_ms: int = 1000
+    checkpoint_interval_ms: int = 60_000    # of source time; and before every rule change
     enable_1s: bool = False
     subscriber_queue: int = 10_000
     shutdown_grace_s: float = 5.0

@@ -16,7 +16,7 @@ are evaluated on closed values; (3) the tick enters the forming bars; (4) every
 other rule reading S is evaluated on intrabar values.
 """
 
-from libc.stdint cimport int8_t, int32_t, int64_t, uint64_t, INT64_MAX, INT64_MIN
+from libc.stdint cimport int8_t, int32_t, int64_t, uint32_t, uint64_t, INT64_MAX, INT64_MIN
 from libc.string cimport memcpy, memmove, memset
 from libc.math cimport NAN, INFINITY
 
@@ -1820,3 +1820,366 @@ cdef class Engine:
             "event_capacity": self.evcap,
             "core_bytes": alerts_core_bytes(),
         }
+
+    # ---------------------------------------------------------- checkpoints --
+    #
+    # A checkpoint is every value of the engine's state, keyed so that it can be
+    # put back into an engine that was rebuilt with the same symbols (same ids)
+    # and the same rules: records of (tag, key, payload). Payloads are raw
+    # little-endian values written and read field by field; a record whose key
+    # is not in the engine, or whose shape (window sizes) differs, is skipped
+    # and that state starts fresh.
+
+    def checkpoint(self, dict rule_keys):
+        """All state as bytes; ``rule_keys`` maps rule index -> a stable key (its id)."""
+        cdef bytearray out = bytearray(b"ACK1")
+        cdef int i, t, q
+        cdef Symbol* sym
+        cdef Group* g
+        cdef Series* s
+        cdef Rule* r
+        cdef bytearray p
+        for i in range(self.n_sources):
+            p = bytearray()
+            _w(p, &self.sources[i].fill_gaps, sizeof(bint))
+            _w(p, &self.sources[i].grace, sizeof(int64_t))
+            _w(p, &self.sources[i].clock, sizeof(int64_t))
+            _w(p, &self.sources[i].swept_until, sizeof(int64_t))
+            _record(out, b"S", str(i), p)
+        for i in range(self.syms_cap):
+            sym = self.syms[i]
+            if sym == NULL:
+                continue
+            p = bytearray()
+            _w(p, &sym.source, sizeof(int))
+            _w(p, &sym.started, sizeof(bint))
+            _w(p, &sym.last_price, sizeof(double))
+            _w(p, &sym.last_time, sizeof(int64_t))
+            _w(p, &sym.closed_until, sizeof(int64_t))
+            _w(p, &sym.advanced_to, sizeof(int64_t))
+            _w(p, &sym.vwap_day, sizeof(int64_t))
+            _w(p, &sym.vwap_pv, sizeof(KSum))
+            _w(p, &sym.vwap_v, sizeof(KSum))
+            _w(p, &sym.dd_bucket, sizeof(int64_t))
+            _w(p, &sym.dd_n, sizeof(int))
+            _w(p, sym.dd_runs, sym.dd_n * sizeof(IdRun))
+            _record(out, b"Y", str(i), p)
+            for t in range(N_TF):
+                g = <Group*>sym.groups[t]
+                if g == NULL:
+                    continue
+                p = bytearray()
+                _w(p, &g.has_forming, sizeof(bint))
+                _w(p, &g.has_closed, sizeof(bint))
+                _w(p, &g.forming, sizeof(Bar))
+                _w(p, &g.last_closed, sizeof(Bar))
+                _w(p, &g.closed_through, sizeof(int64_t))
+                _w(p, &g.first_t0, sizeof(int64_t))
+                _w(p, &g.hist_cap, sizeof(int))
+                _w(p, &g.hist_len, sizeof(int))
+                for q in range(g.hist_len - 1, -1, -1):
+                    _w(p, group_hist_back(g, q), sizeof(Bar))
+                _record(out, b"G", f"{i}|{t}", p)
+                for q in range(g.n_series):
+                    s = g.series[q]
+                    _record(out, b"E", f"{i}|{t}|{s.kind}|{s.p0}|{s.p1}|{s.p2}|{s.k!r}",
+                            _series_state(s))
+        for i in range(self.rules_cap):
+            r = self.rules[i] if self.rules != NULL else NULL
+            if r == NULL or i not in rule_keys:
+                continue
+            p = bytearray()
+            _w(p, &r.armed, sizeof(bint))
+            _w(p, &r.completed, sizeof(bint))
+            _w(p, &r.expired, sizeof(bint))
+            _w(p, &r.evaluated, sizeof(bint))
+            _w(p, &r.fires, sizeof(int64_t))
+            _w(p, &r.last_fire, sizeof(int64_t))
+            _w(p, &r.last_rank, sizeof(int32_t))
+            _w(p, &r.last_bucket, sizeof(int64_t))
+            _w(p, &r.last_closed_eval, sizeof(int64_t))
+            _w(p, &r.n_slots, sizeof(int))
+            _w(p, r.slots, r.n_slots * sizeof(double))
+            _w(p, &r.n_operands, sizeof(int))
+            _w(p, r.vals, r.n_operands * sizeof(double))
+            _w(p, &r.n_moves, sizeof(int))
+            for q in range(r.n_moves):
+                _w_deque(p, &r.moves[q])
+            _record(out, b"R", str(rule_keys[i]), p)
+        return bytes(out)
+
+    def restore(self, const unsigned char[::1] blob, dict rule_index):
+        """Put a checkpoint back; ``rule_index`` maps a rule key -> its index here.
+
+        Returns the number of records applied; sources must already exist (same
+        order) and symbols must have their checkpoint ids.
+        """
+        cdef _Reader rd = _Reader(blob)
+        cdef _Reader p
+        cdef int applied = 0, i, t, n
+        cdef Symbol* sym
+        cdef Group* g
+        cdef Series* s
+        cdef Rule* r
+        cdef size_t addr
+        if rd.take(4) != b"ACK1":
+            raise ValueError("not an alerts_core checkpoint")
+        while not rd.done():
+            tag, key, p = rd.record()
+            if tag == b"S":
+                i = int(key)
+                if i >= self.n_sources:
+                    continue
+                p.read(&self.sources[i].fill_gaps, sizeof(bint))
+                p.read(&self.sources[i].grace, sizeof(int64_t))
+                p.read(&self.sources[i].clock, sizeof(int64_t))
+                p.read(&self.sources[i].swept_until, sizeof(int64_t))
+                il_free(&self.sources[i].symbols)
+            elif tag == b"Y":
+                i = int(key)
+                self._ensure_symbols(i)
+                sym = self._symbol(i)
+                if sym == NULL:
+                    raise MemoryError()
+                p.read(&sym.source, sizeof(int))
+                p.read(&sym.started, sizeof(bint))
+                p.read(&sym.last_price, sizeof(double))
+                p.read(&sym.last_time, sizeof(int64_t))
+                p.read(&sym.closed_until, sizeof(int64_t))
+                p.read(&sym.advanced_to, sizeof(int64_t))
+                p.read(&sym.vwap_day, sizeof(int64_t))
+                p.read(&sym.vwap_pv, sizeof(KSum))
+                p.read(&sym.vwap_v, sizeof(KSum))
+                p.read(&sym.dd_bucket, sizeof(int64_t))
+                p.read(&n, sizeof(int))
+                while sym.dd_cap < n:
+                    if self._grow_runs(sym) < 0:
+                        raise MemoryError()
+                p.read(sym.dd_runs, n * sizeof(IdRun))
+                sym.dd_n = n
+                sym.dd_last = 0
+                sym.next_end = NO_TIME
+                if sym.source >= self.n_sources:
+                    sym.source = -1
+            elif tag == b"G":
+                i, t = (int(x) for x in key.split("|"))
+                if i >= self.syms_cap or self.syms[i] == NULL or self.syms[i].groups[t] == NULL:
+                    continue
+                g = <Group*>self.syms[i].groups[t]
+                self._restore_group(g, p)
+            elif tag == b"E":
+                parts = key.split("|")
+                addr = self.series_index.get(
+                    (int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]), int(parts[4]),
+                     int(parts[5]), float(parts[6])), 0)
+                if addr == 0:
+                    continue
+                _restore_series(<Series*>addr, p)
+            elif tag == b"R":
+                if key not in rule_index:
+                    continue
+                r = self._rule(rule_index[key])
+                self._restore_rule(r, p)
+            else:
+                continue
+            applied += 1
+        for i in range(self.syms_cap):
+            sym = self.syms[i]
+            if sym != NULL and sym.source >= 0:
+                if il_add(&self.sources[sym.source].symbols, sym.id) < 0:
+                    raise MemoryError()
+        return applied
+
+    cdef _restore_group(self, Group* g, _Reader p):
+        cdef int cap, n, q
+        cdef Bar b
+        p.read(&g.has_forming, sizeof(bint))
+        p.read(&g.has_closed, sizeof(bint))
+        p.read(&g.forming, sizeof(Bar))
+        p.read(&g.last_closed, sizeof(Bar))
+        p.read(&g.closed_through, sizeof(int64_t))
+        p.read(&g.first_t0, sizeof(int64_t))
+        p.read(&cap, sizeof(int))
+        p.read(&n, sizeof(int))
+        g.hist_len = 0
+        g.hist_head = 0
+        for q in range(n):
+            p.read(&b, sizeof(Bar))
+            group_hist_push(g, &b)
+
+    cdef _restore_rule(self, Rule* r, _Reader p):
+        cdef int n, q
+        p.read(&r.armed, sizeof(bint))
+        p.read(&r.completed, sizeof(bint))
+        p.read(&r.expired, sizeof(bint))
+        p.read(&r.evaluated, sizeof(bint))
+        p.read(&r.fires, sizeof(int64_t))
+        p.read(&r.last_fire, sizeof(int64_t))
+        p.read(&r.last_rank, sizeof(int32_t))
+        p.read(&r.last_bucket, sizeof(int64_t))
+        p.read(&r.last_closed_eval, sizeof(int64_t))
+        p.read(&n, sizeof(int))
+        if n != r.n_slots:
+            return
+        p.read(r.slots, n * sizeof(double))
+        p.read(&n, sizeof(int))
+        if n != r.n_operands:
+            return
+        p.read(r.vals, n * sizeof(double))
+        p.read(&n, sizeof(int))
+        if n != r.n_moves:
+            return
+        for q in range(n):
+            _r_deque(p, &r.moves[q])
+
+
+cdef inline void _w(bytearray out, const void* p, size_t n):
+    out.extend((<const char*>p)[:n])
+
+
+cdef void _record(bytearray out, bytes tag, str key, bytearray payload):
+    cdef bytes k = key.encode()
+    cdef uint32_t kl = len(k), pl = len(payload)
+    out.extend(tag)
+    _w(out, &kl, sizeof(uint32_t))
+    out.extend(k)
+    _w(out, &pl, sizeof(uint32_t))
+    out.extend(payload)
+
+
+cdef void _w_ring(bytearray out, const Ring* r):
+    cdef int j
+    cdef double v
+    _w(out, &r.cap, sizeof(int))
+    _w(out, &r.len, sizeof(int))
+    for j in range(r.len - 1, -1, -1):
+        v = ring_back(r, j)
+        _w(out, &v, sizeof(double))
+
+
+cdef void _w_deque(bytearray out, const MonoDeque* d):
+    cdef int j, pos
+    _w(out, &d.cap, sizeof(int))
+    _w(out, &d.size, sizeof(int))
+    _w(out, &d.pushed, sizeof(int64_t))
+    for j in range(d.size):
+        pos = (d.front + j) % d.cap
+        _w(out, &d.idx[pos], sizeof(int64_t))
+        _w(out, &d.val[pos], sizeof(double))
+
+
+cdef bytearray _series_state(Series* s):
+    cdef bytearray p = bytearray()
+    cdef int has_dq = s.dq != NULL, q
+    _w(p, &s.count, sizeof(int64_t))
+    _w(p, s.a, 4 * sizeof(double))
+    _w(p, &s.s0, sizeof(KSum))
+    _w(p, &s.s1, sizeof(KSum))
+    _w_ring(p, &s.r0)
+    _w_ring(p, &s.r1)
+    _w(p, &has_dq, sizeof(int))
+    if has_dq:
+        _w_deque(p, &s.dq[0])
+        _w_deque(p, &s.dq[1])
+    _w(p, s.closed, MAX_OUT * sizeof(double))
+    _w(p, &s.hist_cap, sizeof(int))
+    if s.hist != NULL:
+        for q in range(s.n_out):
+            _w_ring(p, &s.hist[q])
+    return p
+
+
+cdef class _Reader:
+    cdef const unsigned char[::1] buf
+    cdef Py_ssize_t pos
+
+    def __cinit__(self, const unsigned char[::1] buf):
+        self.buf = buf
+        self.pos = 0
+
+    cdef bint done(self):
+        return self.pos >= self.buf.shape[0]
+
+    cdef int read(self, void* out, size_t n) except -1:
+        if n == 0:
+            return 0
+        if self.pos + <Py_ssize_t>n > self.buf.shape[0]:
+            raise ValueError("truncated checkpoint")
+        memcpy(out, &self.buf[self.pos], n)
+        self.pos += n
+        return 0
+
+    cdef bytes take(self, size_t n):
+        cdef bytes out
+        if self.pos + <Py_ssize_t>n > self.buf.shape[0]:
+            raise ValueError("truncated checkpoint")
+        out = bytes(self.buf[self.pos:self.pos + n])
+        self.pos += n
+        return out
+
+    cdef tuple record(self):
+        cdef uint32_t kl, pl
+        tag = self.take(1)
+        self.read(&kl, sizeof(uint32_t))
+        key = self.take(kl).decode()
+        self.read(&pl, sizeof(uint32_t))
+        return tag, key, _Reader(self.take(pl))
+
+
+cdef int _r_ring(_Reader p, Ring* r) except -1:
+    """Refill a ring; False (0) when its capacity differs (its values are consumed)."""
+    cdef int cap, n, j
+    cdef double v
+    p.read(&cap, sizeof(int))
+    p.read(&n, sizeof(int))
+    ring_clear(r)
+    for j in range(n):
+        p.read(&v, sizeof(double))
+        if cap == r.cap:
+            ring_push(r, v)
+    return cap == r.cap
+
+
+cdef int _r_deque(_Reader p, MonoDeque* d) except -1:
+    cdef int cap, n, j
+    cdef int64_t pushed, ix
+    cdef double v
+    p.read(&cap, sizeof(int))
+    p.read(&n, sizeof(int))
+    p.read(&pushed, sizeof(int64_t))
+    deque_clear(d)
+    for j in range(n):
+        p.read(&ix, sizeof(int64_t))
+        p.read(&v, sizeof(double))
+        if cap == d.cap:
+            d.idx[j] = ix
+            d.val[j] = v
+    if cap == d.cap:
+        d.size = n
+        d.pushed = pushed
+    return cap == d.cap
+
+
+cdef int _restore_series(Series* s, _Reader p) except -1:
+    cdef int has_dq, ok = 1, q, hist_cap
+    p.read(&s.count, sizeof(int64_t))
+    p.read(s.a, 4 * sizeof(double))
+    p.read(&s.s0, sizeof(KSum))
+    p.read(&s.s1, sizeof(KSum))
+    ok &= _r_ring(p, &s.r0)
+    ok &= _r_ring(p, &s.r1)
+    p.read(&has_dq, sizeof(int))
+    if has_dq:
+        if s.dq == NULL:
+            return 0
+        ok &= _r_deque(p, &s.dq[0])
+        ok &= _r_deque(p, &s.dq[1])
+    p.read(s.closed, MAX_OUT * sizeof(double))
+    p.read(&hist_cap, sizeof(int))
+    if hist_cap and s.hist != NULL and hist_cap == s.hist_cap:
+        for q in range(s.n_out):
+            _r_ring(p, &s.hist[q])
+    s.peek_stamp = 0
+    if not ok:
+        series_reset(s)
+    return ok

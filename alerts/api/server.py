@@ -66,7 +66,8 @@ async def build_server(config: Config) -> App:
     try:
         hub = AlertHub(config.subscriber_queue)
         processor = AlertProcessor(store, hub, default_venue=config.default_venue,
-                                   grace_ms=config.grace_ms, enable_1s=config.enable_1s)
+                                   grace_ms=config.grace_ms, enable_1s=config.enable_1s,
+                                   checkpoint_interval_ms=config.checkpoint_interval_ms)
         service = AlertService(store, processor, hub, owner=config.default_owner)
         server = grpc.aio.server(interceptors=[ErrorInterceptor()])
         service_pb2_grpc.add_AlertServiceServicer_to_server(service, server)

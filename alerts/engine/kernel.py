@@ -10,6 +10,7 @@ rule, never per tick.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+import json
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -22,6 +23,9 @@ from alerts.rules.catalog import TIMEFRAMES
 from alerts.rules.compiler import CompiledRule, compile_rule, qualify
 from alerts.rules.parser import parse_condition
 from alerts_core import KINDS, MODES, OPS, Engine
+
+
+CHECKPOINT_MAGIC = b"AKC1"
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,7 @@ class Kernel:
         self._rules: dict[str, _LoadedRule] = {}
         self._rule_ids: dict[int, str] = {}
         self.last_counts = TickCounts(0, 0, 0, 0)
+        self.source_names: list[str] = []
 
     # symbols ---------------------------------------------------------------
     def symbol_id(self, name: str) -> int:
@@ -95,8 +100,43 @@ class Kernel:
         return ids[inverse.reshape(-1)]
 
     # sources ---------------------------------------------------------------
-    def add_source(self, *, fill_gaps: bool = True, grace_ms: int = 1000) -> int:
-        return int(self.engine.add_source(fill_gaps=fill_gaps, grace_ms=grace_ms))
+    def add_source(self, *, fill_gaps: bool = True, grace_ms: int = 1000,
+                   name: str | None = None) -> int:
+        """A new source clock; ``name`` (default: its index) keys it in checkpoints."""
+        sid = int(self.engine.add_source(fill_gaps=fill_gaps, grace_ms=grace_ms))
+        self.source_names.append(name if name is not None else str(sid))
+        return sid
+
+    # checkpoints -------------------------------------------------------------
+    def checkpoint(self) -> bytes:
+        """Every value of the engine's state, with the names that key it."""
+        header = json.dumps({"symbols": self._names, "sources": self.source_names}).encode()
+        rule_keys = {loaded.index: rid for rid, loaded in self._rules.items()}
+        return (CHECKPOINT_MAGIC + len(header).to_bytes(4, "little") + header
+                + self.engine.checkpoint(rule_keys))
+
+    @staticmethod
+    def _split(blob: bytes) -> tuple[dict[str, list[str]], bytes]:
+        if blob[:4] != CHECKPOINT_MAGIC:
+            raise ValueError("not a kernel checkpoint")
+        n = int.from_bytes(blob[4:8], "little")
+        return json.loads(blob[8:8 + n]), blob[8 + n:]
+
+    def prepare_restore(self, blob: bytes) -> None:
+        """Step 1 of a restart, on a fresh kernel: the checkpoint's symbols and sources."""
+        if self._names or self.source_names or self._rules:
+            raise ValueError("prepare_restore needs a fresh kernel")
+        header, _ = self._split(blob)
+        for name in header["symbols"]:
+            self.symbol_id(name)
+        for name in header["sources"]:
+            self.add_source(name=name)
+
+    def restore(self, blob: bytes) -> int:
+        """Step 2, after the rules are loaded: put the state back; returns records applied."""
+        _, state = self._split(blob)
+        return int(self.engine.restore(state, {rid: loaded.index
+                                               for rid, loaded in self._rules.items()}))
 
     # rules -----------------------------------------------------------------
     def compile(

@@ -27,7 +27,7 @@ from alerts.observability.metrics import Metrics
 from alerts.rules.compiler import CompiledRule, qualify
 from alerts.rules.parser import parse_condition
 from alerts.storage.base import Store
-from alerts.storage.records import AlertRecord, NewAlert, RuleRecord, TriggerState
+from alerts.storage.records import AlertRecord, Checkpoint, NewAlert, RuleRecord, TriggerState
 
 #: A tick more than this far ahead of the wall clock is refused.
 MAX_FUTURE_MS = 60_000
@@ -88,7 +88,8 @@ class AlertProcessor:
     """Owns the kernel; the only writer of alerts and trigger states."""
 
     def __init__(self, store: Store, hub: AlertHub, *, default_venue: str = "binance",
-                 grace_ms: int = 1000, enable_1s: bool = False) -> None:
+                 grace_ms: int = 1000, enable_1s: bool = False,
+                 checkpoint_interval_ms: int = 60_000) -> None:
         self.store = store
         self.hub = hub
         self.default_venue = default_venue
@@ -100,12 +101,29 @@ class AlertProcessor:
         self._sources: dict[str, int] = {}
         self._compiled: dict[tuple[str, int], CompiledRule] = {}
         self.metrics = Metrics()
+        self.checkpoint_interval_ms = checkpoint_interval_ms
+        self._dirty = False                 # ticks applied since the last checkpoint
+        self._next_checkpoint: int | None = None
+        self._checkpoint_wall: float | None = None
+        self.metrics.checkpoint_age.set_function(
+            lambda: float("nan") if self._checkpoint_wall is None
+            else time.monotonic() - self._checkpoint_wall)
         self._closed = False
 
     # lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
-        """Load every stored rule and its trigger state."""
-        states = {s.rule_id: s for s in await self.store.trigger_states()}
+        """Restore the last checkpoint, then load every stored rule.
+
+        With a checkpoint, rules in it continue with their checkpointed trigger state and
+        rules created after it start fresh (a checkpoint is taken before every rule
+        change, so the sources' resent ticks replay exactly what happened). Publishers
+        resend from the watermark an empty PublishTicks returns.
+        """
+        cp = await self.store.load_checkpoint()
+        if cp is not None:
+            self.kernel.prepare_restore(cp.blob)
+            self._sources = {name: i for i, name in enumerate(self.kernel.source_names)}
+        states = {} if cp is not None else {s.rule_id: s for s in await self.store.trigger_states()}
         for rec in await self.store.all_rules():
             compiled = self.compile(rec)
             self.kernel.load(rec.rule_id, compiled, paused=rec.paused)
@@ -115,11 +133,31 @@ class AlertProcessor:
                 self.kernel.restore_state(rec.rule_id, fires=state.fires,
                                           last_fire_ms=state.last_fire_ms, armed=state.armed,
                                           completed=state.completed, expired=state.expired)
+        if cp is not None:
+            self.kernel.restore(cp.blob)
+            clocks = [c for c in (self.kernel.engine.source_clock(i)
+                                  for i in range(len(self.kernel.source_names))) if c is not None]
+            if clocks:
+                self._next_checkpoint = max(clocks) + self.checkpoint_interval_ms
+            self._checkpoint_wall = time.monotonic()
         self.hub.last_id = await self.store.last_alert_id()
 
+    async def _checkpoint(self) -> None:
+        """Save the engine's state with every source's watermark (called under the lock)."""
+        loop = asyncio.get_running_loop()
+        blob = await loop.run_in_executor(self._worker, self.kernel.checkpoint)
+        marks = {name: clock for name, i in self._sources.items()
+                 if (clock := self.kernel.engine.source_clock(i)) is not None}
+        await self.store.save_checkpoint(Checkpoint(blob=blob, watermarks=marks,
+                                                    create_time_ms=now_ms()))
+        self._dirty = False
+        self._checkpoint_wall = time.monotonic()
+
     async def stop(self) -> None:
-        """Finish the batch under way, then stop taking work."""
+        """Finish the batch under way, checkpoint, then stop taking work."""
         async with self._lock:
+            if self._dirty and not self._closed:
+                await self._checkpoint()
             self._closed = True
         self._worker.shutdown(wait=True)
 
@@ -141,6 +179,8 @@ class AlertProcessor:
         """
         async with self._lock:
             self._check_open()
+            if self._dirty:          # the change must not be replayed over older ticks
+                await self._checkpoint()
             rec = await store_change()
             if rec is None:
                 return None
@@ -162,6 +202,8 @@ class AlertProcessor:
                           store_change: Callable[[], Awaitable[None]]) -> None:
         async with self._lock:
             self._check_open()
+            if self._dirty:
+                await self._checkpoint()
             await store_change()
             if self._rules.pop(rule_id, None) is not None:
                 self.kernel.remove_rule(rule_id)
@@ -181,7 +223,8 @@ class AlertProcessor:
             self._check_open()
             src = self._sources.get(source)
             if src is None:
-                src = self.kernel.add_source(fill_gaps=fill_gaps, grace_ms=self.grace_ms)
+                src = self.kernel.add_source(fill_gaps=fill_gaps, grace_ms=self.grace_ms,
+                                             name=source)
                 self._sources[source] = src
             loop = asyncio.get_running_loop()
             fired, counts = await loop.run_in_executor(
@@ -195,6 +238,14 @@ class AlertProcessor:
             records = await self.store.commit_batch(alerts, states, marks)
             committed = time.perf_counter()
             self.hub.publish(records)
+            if len(batch) or watermark_ms is not None:
+                self._dirty = True
+            if clock is not None:
+                if self._next_checkpoint is None:
+                    self._next_checkpoint = clock + self.checkpoint_interval_ms
+                elif clock >= self._next_checkpoint:
+                    await self._checkpoint()
+                    self._next_checkpoint = clock + self.checkpoint_interval_ms
         m = self.metrics
         m.store_write.observe(committed - started)
         m.batch_size.observe(len(batch))

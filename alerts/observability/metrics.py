@@ -40,7 +40,6 @@ class Metrics:
         self.checkpoint_age = Gauge("alerts_checkpoint_age_seconds",
                                     "Age of the last engine checkpoint (NaN: none yet)",
                                     registry=r)
-        self.checkpoint_age.set(float("nan"))
 
 
 def start_metrics_server(listen: str, app: App) -> str:

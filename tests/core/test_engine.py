@@ -430,3 +430,39 @@ def test_restored_trigger_state_continues_where_it_was() -> None:
     # the second fire completes the rule
     assert [f.time_ms for f in fired] == [3_000]
     assert kernel.rule_state("r")["completed"] is True
+
+
+@pytest.mark.parametrize("cut", [3_000, 11_111])
+def test_a_restored_checkpoint_continues_exactly_like_the_original(cut: int) -> None:
+    ticks = random_ticks(20_000, ["t:A", "t:B", "t:C"], seed=21)
+    head = {k: v[:cut] for k, v in ticks.items()}
+    tail = {k: v[cut:] for k, v in ticks.items()}
+    original, src = mixed_kernel()
+    feed(original, src, head, 4096)
+    blob = original.checkpoint()
+
+    restored = Kernel()
+    restored.prepare_restore(blob)
+    for rid, sym, cond, mode in MIXED_RULES:
+        tf = "1m" if mode == "ONCE_PER_BAR" else None
+        restored.add_rule(rid, sym, cond, mode=mode, timeframe=tf, cooldown_ms=0)
+    applied = restored.restore(blob)
+    assert applied > 20
+    assert restored.stats()["series"] == original.stats()["series"]
+
+    expected = feed(original, src, tail, 4096)
+    got = feed(restored, src, tail, 4096)
+    assert len(expected) > 100
+    assert comparable(got) == comparable(expected)
+
+
+def test_a_corrupt_checkpoint_is_refused() -> None:
+    kernel, _ = mixed_kernel()
+    with pytest.raises(ValueError):
+        fresh = Kernel()
+        fresh.prepare_restore(b"nope")
+    blob = kernel.checkpoint()
+    fresh = Kernel()
+    fresh.prepare_restore(blob)
+    with pytest.raises(ValueError, match="truncated"):
+        fresh.restore(blob[:-7])

@@ -1,0 +1,181 @@
+"""Killed with SIGKILL at a random point and restarted: the same alerts, none twice.
+
+A publisher streams real Binance trades (BTCUSDT and ETHUSDT merged by time)
+into a server process; the server is killed with SIGKILL after a random batch
+(sometimes while a batch is in flight), restarted on the same store, and the
+publisher resends from the watermark an empty PublishTicks returns. The alerts
+at the end equal those of an uninterrupted run (by rule, symbol and event
+time), and no alert identity appears twice. Run on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import grpc
+import numpy as np
+import pandas as pd
+import pytest
+from google.protobuf import timestamp_pb2
+
+from alerts.v1 import market_pb2, rules_pb2, service_pb2, service_pb2_grpc
+from tests.support import market_data as md
+
+RULES = [
+    ("cross", "BTCUSDT", "close(1m) crosses_above sma(3, 1m)", "ONCE_PER_BAR_CLOSE"),
+    ("rsi", "ETHUSDT", "rsi(7, 1m) crosses 50", "ON_TRUE"),
+    ("every", "BTCUSDT", "price > sma(2, 1m)", "EVERY_TIME"),
+    ("ratio", "ETHUSDT", "close(1m, BTCUSDT) / close(1m) > 23.05", "ON_TRUE"),
+    ("band", "BTCUSDT", "price exits bb(5, 1.5, 1m)", "ON_TRUE"),
+]
+BATCH = 400
+
+
+def trades() -> pd.DataFrame:
+    md.require_shared_data()
+    both = pd.concat([md.binance_spot_trades("BTCUSDT"), md.binance_spot_trades("ETHUSDT")])
+    return both.sort_values(["time_ms", "symbol", "trade_id"], kind="stable").reset_index(
+        drop=True)
+
+
+def ts(ms: int) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    out.FromMilliseconds(ms)
+    return out
+
+
+class Server:
+    def __init__(self, store_url: str) -> None:
+        env = dict(os.environ, ALERTS_CHECKPOINT_INTERVAL_MS="20000", GRPC_VERBOSITY="NONE")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "alerts.cli", "serve", "--grpc-listen", "127.0.0.1:0",
+             "--metrics-listen", "", "--store", store_url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("alerts: gRPC on 127.0.0.1:"), (line, self.proc.stderr.read())
+        port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.stub = service_pb2_grpc.AlertServiceStub(self.channel)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self.channel.close()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(60) == 0
+        self.channel.close()
+
+
+def publish(stub: service_pb2_grpc.AlertServiceStub, df: pd.DataFrame) -> None:
+    ticks = [market_pb2.Tick(symbol=s, price=p, quantity=q, event_time=ts(t), trade_id=i)
+             for s, p, q, t, i in zip(df["symbol"], df["price"], df["qty"], df["time_ms"],
+                                      df["trade_id"], strict=True)]
+    stub.PublishTicks(iter([service_pb2.PublishTicksRequest(source="replay", ticks=ticks)]),
+                      timeout=60)
+
+
+def watermark(stub: service_pb2_grpc.AlertServiceStub) -> int | None:
+    reply = stub.PublishTicks(iter([service_pb2.PublishTicksRequest(source="replay")]),
+                              timeout=60)
+    return reply.watermark.ToMilliseconds() if reply.HasField("watermark") else None
+
+
+def run(store_url: str, data: pd.DataFrame, kill_after: int | None, seed: int) -> list[tuple]:
+    server = Server(store_url)
+    for rid, symbol, cond, mode in RULES:
+        server.stub.CreateRule(service_pb2.CreateRuleRequest(
+            rule_id=rid, rule=rules_pb2.Rule(symbol=symbol, condition_text=cond,
+                                             trigger_mode=rules_pb2.TriggerMode.Value(
+                                                 f"TRIGGER_MODE_{mode}"))))
+    start = 0
+    if kill_after is not None:
+        for start in range(0, kill_after * BATCH, BATCH):
+            publish(server.stub, data.iloc[start:start + BATCH])
+        start += BATCH
+        if random.Random(seed).random() < 0.5:
+            # kill while the next batch is in flight
+            sender = threading.Thread(target=_try_publish,
+                                      args=(server.stub, data.iloc[start:start + BATCH]))
+            sender.start()
+            server.kill()
+            sender.join()
+        else:
+            server.kill()
+        server = Server(store_url)
+        mark = watermark(server.stub)
+        start = 0 if mark is None else int(np.searchsorted(data["time_ms"].to_numpy(), mark))
+    for s in range(start, len(data), BATCH):
+        publish(server.stub, data.iloc[s:s + BATCH])
+    alerts = []
+    token = ""
+    while True:
+        page = server.stub.ListAlerts(service_pb2.ListAlertsRequest(page_size=1000,
+                                                                    page_token=token))
+        alerts += [(a.rule, a.symbol, a.event_time.ToMilliseconds(), a.fire_rank)
+                   for a in page.alerts]
+        token = page.next_page_token
+        if not token:
+            break
+    server.stop()
+    return alerts
+
+
+def _try_publish(stub: service_pb2_grpc.AlertServiceStub, df: pd.DataFrame) -> None:
+    try:
+        publish(stub, df)
+    except grpc.RpcError:
+        pass                       # the server died under it: the batch is resent later
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+        return
+    names = [f"alerts_restart_{secrets.token_hex(4)}" for _ in range(2)]
+    _admin(*(f'CREATE DATABASE "{n}"' for n in names))
+    try:
+        yield tuple(f"postgresql://postgres@127.0.0.1:5432/{n}" for n in names)  # type: ignore[misc]
+    finally:
+        _admin(*(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in names))
+
+
+def _admin(*statements: str) -> None:
+    import asyncio
+
+    async def go() -> None:
+        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
+        try:
+            for sql in statements:
+                await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.data
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_sigkill_restart_gives_the_alerts_of_an_uninterrupted_run(
+        store_urls: tuple[str, str], seed: int) -> None:
+    data = trades()
+    n_batches = (len(data) + BATCH - 1) // BATCH
+    kill_after = random.Random(seed).randrange(3, n_batches - 3)
+    reference = run(store_urls[0], data, None, seed)
+    interrupted = run(store_urls[1], data, kill_after, seed)
+    assert len(reference) > 50
+    assert len(set(interrupted)) == len(interrupted), "an alert identity appears twice"
+    assert sorted(interrupted) == sorted(reference)

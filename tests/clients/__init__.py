@@ -1,0 +1,1 @@
+"""Tests of the clients in clients/ against a real server over loopback."""
