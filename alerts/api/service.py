@@ -190,8 +190,8 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
                 return empty_pb2.Empty()
             raise
         if request.etag and request.etag != current.etag:
-            raise FailedPreconditionError("the rule changed since it was read (etag mismatch)",
-                                          reason="ETAG_MISMATCH")
+            raise AbortedError("the rule changed since it was read (etag mismatch)",
+                               reason="ETAG_MISMATCH")
         async def delete_it() -> None:
             _check_deadline(context)
             await self.store.delete_rule(owner, rule_id)

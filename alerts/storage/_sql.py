@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from alerts.errors import (
     AlreadyExistsError,
+    AbortedError,
     FailedPreconditionError,
     FieldViolation,
     InvalidArgumentError,
@@ -119,8 +120,8 @@ def _rule_not_found(rule_id: str) -> NotFoundError:
     return NotFoundError(f"rule {rule_id!r} not found", metadata={"rule_id": rule_id})
 
 
-def _etag_mismatch(rule_id: str) -> FailedPreconditionError:
-    return FailedPreconditionError(
+def _etag_mismatch(rule_id: str) -> AbortedError:
+    return AbortedError(
         f"rule {rule_id!r} was changed since the etag given was read",
         reason="ETAG_MISMATCH",
         violations=(FieldViolation("etag", "does not match the rule's current etag"),),

@@ -110,7 +110,7 @@ class Store(ABC):
         ``create_time_ms`` is kept; ``revision`` is bumped, ``etag`` and
         ``update_time_ms`` renewed; the fields ``rec`` gives for those are ignored.
         ``expected_etag`` not ``None`` and not the current etag raises
-        ``FailedPreconditionError`` (reason ``ETAG_MISMATCH``); a missing rule
+        ``AbortedError`` (reason ``ETAG_MISMATCH``, AIP-154); a missing rule
         ``NotFoundError``. Trigger state is not touched: the engine decides whether the
         change resets it and commits the new state with its next batch.
         """
@@ -122,7 +122,7 @@ class Store(ABC):
         """Delete the rule and its trigger state (its alerts stay as history).
 
         A missing rule raises ``NotFoundError``; a stale ``expected_etag``
-        ``FailedPreconditionError``.
+        ``AbortedError``.
         """
 
     @abstractmethod

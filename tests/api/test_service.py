@@ -262,3 +262,23 @@ def test_health_is_serving(served) -> None:  # type: ignore[no-untyped-def]
         health = health_pb2_grpc.HealthStub(channel)
         reply = health.Check(health_pb2.HealthCheckRequest(service="alerts.v1.AlertService"))
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_a_stale_etag_is_aborted(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    rule = stub.CreateRule(service_pb2.CreateRuleRequest(
+        rule_id="e", rule=rules_pb2.Rule(symbol="X", condition_text="price > 1")))
+    stub.UpdateRule(service_pb2.UpdateRuleRequest(
+        rule=rules_pb2.Rule(name="rules/e", display_name="one", etag=rule.etag),
+        update_mask=field_mask_pb2.FieldMask(paths=["display_name"])))
+    for call in (
+        lambda: stub.UpdateRule(service_pb2.UpdateRuleRequest(
+            rule=rules_pb2.Rule(name="rules/e", display_name="two", etag=rule.etag),
+            update_mask=field_mask_pb2.FieldMask(paths=["display_name"]))),
+        lambda: stub.DeleteRule(service_pb2.DeleteRuleRequest(name="rules/e", etag=rule.etag)),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == grpc.StatusCode.ABORTED
+        assert details(err.value)["ErrorInfo"].reason == "ETAG_MISMATCH"  # type: ignore[attr-defined]
+    assert stub.GetRule(service_pb2.GetRuleRequest(name="rules/e")).display_name == "one"

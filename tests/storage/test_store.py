@@ -16,6 +16,7 @@ import pytest
 
 from alerts.errors import (
     AlreadyExistsError,
+    AbortedError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -251,7 +252,7 @@ async def test_update_bumps_revision_and_etag_and_checks_the_etag(
     assert updated.condition_text == "price > 70000" and updated.paused
     assert await store.get_rule("alice", "r1") == updated
 
-    with pytest.raises(FailedPreconditionError) as stale:
+    with pytest.raises(AbortedError) as stale:
         await store.update_rule(rule(display_name="late"), expected_etag=created.etag)
     assert stale.value.reason == "ETAG_MISMATCH"
     assert await store.get_rule("alice", "r1") == updated
@@ -282,7 +283,7 @@ async def test_delete_removes_the_rule_and_its_trigger_state(store: Store) -> No
         [], [TriggerState(rule_id="r1", owner="alice", fires=2), TriggerState(
             rule_id="r2", owner="alice", fires=1)], {}
     )
-    with pytest.raises(FailedPreconditionError):
+    with pytest.raises(AbortedError):
         await store.delete_rule("alice", "r1", expected_etag="stale")
     with pytest.raises(NotFoundError):
         await store.delete_rule("bob", "r1")
