@@ -68,3 +68,39 @@ def test_bad_setting_in_the_config_file(tmp_path: Path) -> None:
     cfg.write_text('grpc_listen = "127.0.0.1:0"\nfrobnicate = 1\n')
     line = _one_line_failure([*SERVE, "--config", str(cfg)])
     assert line == f"alerts: error: config file {cfg}: unknown setting 'frobnicate'"
+
+
+def test_rules_and_tail_commands_against_a_server(tmp_path: Path) -> None:
+    from tests.support.server import running_server, server_config
+
+    with running_server(server_config(tmp_path)) as (server, _):
+        def cli(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "alerts.cli", *args[:1], "--server",
+                                   server.target, *args[1:]], capture_output=True, text=True,
+                                  timeout=60, check=False)
+        made = cli("rules", "create", "--symbol", "test:A", "--condition", "price > 0",
+                   "--mode", "EVERY_TIME", "--id", "cli-rule")
+        assert (made.returncode, made.stdout) == (0, "rules/cli-rule\n"), made.stderr
+        listed = cli("rules", "list")
+        assert listed.stdout.split("\t")[:2] == ["rules/cli-rule", "test:A"]
+        assert '"conditionText": "price > 0"' in cli("rules", "get", "cli-rule").stdout
+        bad = cli("rules", "create", "--symbol", "X", "--condition", "price >")
+        assert bad.returncode == 1
+        assert bad.stderr.startswith("alerts: error: INVALID_ARGUMENT: 1:8: ")
+        tail = subprocess.Popen([sys.executable, "-m", "alerts.cli", "tail", "--server",
+                                 server.target, "--resume-after", "0"],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            from tests.api.test_streams import publish
+            from alerts.v1 import service_pb2_grpc
+
+            with grpc.insecure_channel(server.target) as channel:
+                publish(service_pb2_grpc.AlertServiceStub(channel), 1)
+            assert tail.stdout is not None
+            fields = tail.stdout.readline().split("\t")
+            assert fields[0] == "1" and fields[2] == "test:A" and fields[3] == "rules/cli-rule"
+        finally:
+            tail.kill()
+            tail.wait()
+        assert cli("rules", "delete", "cli-rule").returncode == 0
+        assert cli("rules", "list").stdout == ""
