@@ -1809,6 +1809,47 @@ cdef class Engine:
             "values": tuple(r.vals[i] for i in range(r.n_operands)),
         }
 
+    def snapshot(self, int32_t sid, int closed_bars=1):
+        """A symbol's last price, its bars (forming and up to ``closed_bars`` closed, newest
+        first, per timeframe in use) and every indicator state on it (closed and intrabar
+        outputs), for GetSymbolSnapshot. None for a symbol the engine does not know."""
+        cdef Symbol* sym
+        cdef Group* g
+        cdef Series* s
+        cdef const Bar* b
+        cdef Bar peek
+        cdef double out[MAX_OUT]
+        cdef int t, q, j
+        if sid < 0 or sid >= self.syms_cap or self.syms[sid] == NULL:
+            return None
+        sym = self.syms[sid]
+        bars = []
+        series = []
+        for t in range(N_TF):
+            g = <Group*>sym.groups[t]
+            if g == NULL:
+                continue
+            if g.has_forming:
+                bars.append((t, False, _bar_tuple(&g.forming)))
+            # closed bars are kept as far back as rules read them; the last one always
+            if g.hist_len == 0 and g.has_closed and closed_bars > 0:
+                bars.append((t, True, _bar_tuple(&g.last_closed)))
+            for j in range(min(closed_bars, g.hist_len)):
+                b = group_hist_back(g, j)
+                bars.append((t, True, _bar_tuple(b)))
+            for q in range(g.n_series):
+                s = g.series[q]
+                if self._peek_bar(g, &peek):
+                    series_step(s, &peek, out, False)
+                else:
+                    memcpy(out, s.closed, MAX_OUT * sizeof(double))
+                series.append((s.kind, t, s.p0, s.p1, s.p2, s.k,
+                               tuple(s.closed[o] for o in range(s.n_out)),
+                               tuple(out[o] for o in range(s.n_out))))
+        return {"price": sym.last_price,
+                "last_time_ms": None if sym.last_time == NO_TIME else sym.last_time,
+                "bars": bars, "series": series}
+
     def stats(self):
         """Counts of live state; ``core_bytes`` is the process-wide memory of all engines."""
         return {
@@ -2031,6 +2072,10 @@ cdef class Engine:
             return
         for q in range(n):
             _r_deque(p, &r.moves[q])
+
+
+cdef tuple _bar_tuple(const Bar* b):
+    return (b.t0, b.open, b.high, b.low, b.close, b.volume, b.quote_volume, b.trades)
 
 
 cdef inline void _w(bytearray out, const void* p, size_t n):

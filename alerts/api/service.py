@@ -18,7 +18,7 @@ import numpy as np
 from google.protobuf import empty_pb2
 
 from alerts.api import convert
-from alerts.api.conditions import condition_to_proto, timeframe_to_proto
+from alerts.api.conditions import condition_to_proto, series_to_proto, timeframe_to_proto
 from alerts.delivery.hub import AlertHub, SlowConsumer, Subscriber
 from alerts.engine.processor import AlertProcessor, TickBatch, now_ms
 from alerts.errors import (
@@ -437,6 +437,38 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
             raise OutOfRangeError(f"alerts after {after} were pruned; the oldest kept is {first}",
                                   reason="ALERTS_PRUNED")
         return after
+
+    async def GetSymbolSnapshot(self, request: service_pb2.GetSymbolSnapshotRequest,
+                                context: grpc.aio.ServicerContext
+                                ) -> service_pb2.GetSymbolSnapshotResponse:
+        if not request.symbol.strip():
+            raise convert.invalid("symbol", "a symbol is required")
+        symbol = self.processor.qualify(request.symbol.strip())
+        limit = request.closed_bar_limit if request.HasField("closed_bar_limit") else 1
+        if limit > 1000:
+            raise convert.invalid("closed_bar_limit", "at most 1000")
+        snap = await self.processor.snapshot(symbol, limit)
+        if snap is None:
+            raise NotFoundError(f"no data or rules for {symbol}", reason="SYMBOL_NOT_FOUND")
+        out = service_pb2.GetSymbolSnapshotResponse(symbol=symbol)
+        if snap.last_time_ms is not None:
+            out.price = snap.price
+            out.last_tick_time.CopyFrom(convert.ts(snap.last_time_ms))
+        for b in snap.bars:
+            out.bars.add(symbol=symbol, timeframe=timeframe_to_proto(b.timeframe),
+                         open_time=convert.ts(b.open_time_ms), open=b.open, high=b.high,
+                         low=b.low, close=b.close, volume=b.volume,
+                         quote_volume=b.quote_volume, trade_count=b.trades, closed=b.closed)
+        for ind in snap.indicators:
+            value_defined = ind.value == ind.value
+            intrabar_defined = ind.intrabar == ind.intrabar
+            out.indicators.add(
+                label=ind.label, series=series_to_proto(ind.series),
+                timeframe=timeframe_to_proto(ind.series.timeframe),
+                value=ind.value if value_defined else 0.0, defined=value_defined,
+                intrabar_value=ind.intrabar if intrabar_defined else 0.0,
+                intrabar_defined=intrabar_defined)
+        return out
 
     # ticks ------------------------------------------------------------------
     async def PublishTicks(self, request_iterator: AsyncIterator[service_pb2.PublishTicksRequest],

@@ -19,13 +19,15 @@ import numpy.typing as npt
 
 from alerts.errors import AlreadyExistsError, InvalidArgumentError, NotFoundError
 from alerts.rules import ast
-from alerts.rules.catalog import TIMEFRAMES
+from alerts.rules.catalog import SERIES, TIMEFRAMES
 from alerts.rules.compiler import CompiledRule, compile_rule, qualify
+from alerts.rules.format import format_series
 from alerts.rules.parser import parse_condition
 from alerts_core import KINDS, MODES, OPS, Engine
 
 
 CHECKPOINT_MAGIC = b"AKC1"
+_KIND_NAMES = {v: k for k, v in KINDS.items()}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,37 @@ class Fired:
     rank: int                    # among this rule's fires at the same event time
     values: tuple[float, ...]    # the condition's series operands, in text order
     price: float = float("nan")  # the symbol's last price (the bar's close at a close)
+
+
+@dataclass(frozen=True)
+class SnapshotBar:
+    timeframe: str
+    closed: bool
+    open_time_ms: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float
+    trades: int
+
+
+@dataclass(frozen=True)
+class SnapshotIndicator:
+    label: str
+    series: ast.Series
+    value: float            # at the last close (NaN: undefined)
+    intrabar: float         # if the forming bar closed now
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    symbol: str
+    price: float
+    last_time_ms: int | None
+    bars: list[SnapshotBar]
+    indicators: list[SnapshotIndicator]
 
 
 class TickCounts(NamedTuple):
@@ -318,6 +351,27 @@ class Kernel:
 
     def stats(self) -> dict[str, int]:
         return dict(self.engine.stats())
+
+    def snapshot(self, symbol: str, closed_bars: int = 1) -> Snapshot | None:
+        """A symbol's price, bars and indicator values (None: the engine does not know it)."""
+        sid = self._ids.get(symbol)
+        raw = None if sid is None else self.engine.snapshot(sid, closed_bars)
+        if raw is None:
+            return None
+        bars = [SnapshotBar(TIMEFRAMES[tf], closed, *values)
+                for tf, closed, values in raw["bars"]]
+        indicators = []
+        for kind, tf, p0, p1, p2, k, closed, intrabar in raw["series"]:
+            name = _KIND_NAMES[kind]
+            params: tuple[float, ...] = {"bb": (p0, k), "macd": (p0, p1, p2),
+                                         "stoch": (p0, p1, p2), "obv": ()}.get(name, (p0,))
+            outputs = SERIES[name].outputs or (None,)
+            for i, output in enumerate(outputs):
+                node = ast.Series(name, tuple(float(p) for p in params), TIMEFRAMES[tf], None,
+                                  output)
+                indicators.append(SnapshotIndicator(format_series(node), node, closed[i],
+                                                    intrabar[i]))
+        return Snapshot(symbol, raw["price"], raw["last_time_ms"], bars, indicators)
 
     def _fired(self) -> list[Fired]:
         ev = self.engine.events()

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from alerts.engine.kernel import Fired, Kernel, TickCounts
+from alerts.engine.kernel import Fired, Kernel, Snapshot, TickCounts
 from alerts.engine.messages import render
 from alerts.errors import FieldViolation, InvalidArgumentError, UnavailableError
 from alerts.delivery.hub import AlertHub
@@ -207,6 +207,13 @@ class AlertProcessor:
             await store_change()
             if self._rules.pop(rule_id, None) is not None:
                 self.kernel.remove_rule(rule_id)
+
+    async def snapshot(self, symbol: str, closed_bars: int) -> Snapshot | None:
+        """Read between batches (the worker thread owns the engine)."""
+        async with self._lock:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._worker, self.kernel.snapshot, symbol,
+                                              closed_bars)
 
     def rule_state(self, rule_id: str) -> dict[str, object] | None:
         if rule_id not in self._rules:

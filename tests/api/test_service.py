@@ -282,3 +282,27 @@ def test_a_stale_etag_is_aborted(served) -> None:  # type: ignore[no-untyped-def
         assert err.value.code() == grpc.StatusCode.ABORTED
         assert details(err.value)["ErrorInfo"].reason == "ETAG_MISMATCH"  # type: ignore[attr-defined]
     assert stub.GetRule(service_pb2.GetRuleRequest(name="rules/e")).display_name == "one"
+
+
+def test_symbol_snapshot_shows_bars_and_indicators_in_use(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    stub.CreateRule(service_pb2.CreateRuleRequest(rule=rules_pb2.Rule(
+        symbol="test:S",
+        condition_text="sma(2, 1m) > 0 and macd(2, 3, 2, 1m).hist > close(1m)[1]")))
+    ticks = [market_pb2.Tick(symbol="test:S", event_time=ts(60_000 * i + 5), price=10.0 + i,
+                             quantity=1.0, trade_id=i + 1) for i in range(5)]
+    stub.PublishTicks(iter([service_pb2.PublishTicksRequest(source="s", ticks=ticks)]))
+    snap = stub.GetSymbolSnapshot(service_pb2.GetSymbolSnapshotRequest(symbol="test:S",
+                                                                       closed_bar_limit=2))
+    assert snap.price == 14.0
+    assert snap.last_tick_time.ToMilliseconds() == 240_005
+    assert [(b.closed, b.open_time.ToMilliseconds(), b.close) for b in snap.bars] == [
+        (False, 240_000, 14.0), (True, 180_000, 13.0), (True, 120_000, 12.0)]
+    values = {i.label: i for i in snap.indicators}
+    assert values["sma(2, 1m)"].defined and values["sma(2, 1m)"].value == 12.5
+    assert values["sma(2, 1m)"].intrabar_value == 13.5
+    assert set(values) >= {"macd(2, 3, 2, 1m).line", "macd(2, 3, 2, 1m).signal",
+                           "macd(2, 3, 2, 1m).hist"}
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetSymbolSnapshot(service_pb2.GetSymbolSnapshotRequest(symbol="test:NOPE"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
