@@ -118,6 +118,8 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
 
     async def ListRules(self, request: service_pb2.ListRulesRequest,
                         context: grpc.aio.ServicerContext) -> service_pb2.ListRulesResponse:
+        if request.order_by.strip():
+            raise convert.invalid("order_by", "not supported yet: rules are listed by creation")
         symbol, paused = self._rule_filter(request.filter)
         recs, token = await self.store.list_rules(
             self._owner(context), page_size=_page_size(request.page_size),
@@ -223,6 +225,9 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
     async def ListAlerts(self, request: service_pb2.ListAlertsRequest,
                          context: grpc.aio.ServicerContext) -> service_pb2.ListAlertsResponse:
         size = _page_size(request.page_size)
+        if request.order_by.strip() not in ("", "id", "id asc"):
+            raise convert.invalid("order_by", "alerts are listed by increasing id only "
+                                              "(\"id\"); page with page_token")
         after = 0
         if request.page_token:
             try:

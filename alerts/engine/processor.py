@@ -99,7 +99,7 @@ class AlertProcessor:
         self._lock = asyncio.Lock()
         self._rules: dict[str, RuleRecord] = {}
         self._sources: dict[str, int] = {}
-        self._compiled: dict[tuple[str, int], CompiledRule] = {}
+        self._compiled: dict[str, CompiledRule] = {}
         self.metrics = Metrics()
         self.checkpoint_interval_ms = checkpoint_interval_ms
         self._dirty = False                 # ticks applied since the last checkpoint
@@ -128,6 +128,7 @@ class AlertProcessor:
             compiled = self.compile(rec)
             self.kernel.load(rec.rule_id, compiled, paused=rec.paused)
             self._rules[rec.rule_id] = rec
+            self._compiled[rec.rule_id] = compiled
             state = states.get(rec.rule_id)
             if state is not None:
                 self.kernel.restore_state(rec.rule_id, fires=state.fires,
@@ -196,6 +197,7 @@ class AlertProcessor:
                                        max_fires=compiled.max_fires)
                 self.kernel.set_paused(rec.rule_id, rec.paused)
             self._rules[rec.rule_id] = rec
+            self._compiled[rec.rule_id] = compiled
             return rec
 
     async def delete_rule(self, rule_id: str,
@@ -206,6 +208,7 @@ class AlertProcessor:
                 await self._checkpoint()
             await store_change()
             if self._rules.pop(rule_id, None) is not None:
+                self._compiled.pop(rule_id, None)
                 self.kernel.remove_rule(rule_id)
 
     async def snapshot(self, symbol: str, closed_bars: int) -> Snapshot | None:
@@ -295,12 +298,8 @@ class AlertProcessor:
         )
 
     def compile_cached(self, rec: RuleRecord) -> CompiledRule:
-        cached = self._compiled.get((rec.rule_id, rec.revision))
-        if cached is None:
-            cached = self.compile(rec)
-            self._compiled = {k: v for k, v in self._compiled.items() if k[0] != rec.rule_id}
-            self._compiled[(rec.rule_id, rec.revision)] = cached
-        return cached
+        """The program the engine runs for this rule (compiled when it was loaded)."""
+        return self._compiled[rec.rule_id]
 
     def _states(self, rule_ids: Sequence[str] | set[str]) -> list[TriggerState]:
         out = []

@@ -1,0 +1,1 @@
+"""Load harness for the gRPC service (see README.md)."""
