@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import signal
 import subprocess
 import sys
@@ -20,7 +19,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import grpc
 import numpy as np
 import pandas as pd
@@ -29,6 +27,7 @@ from google.protobuf import timestamp_pb2
 
 from alerts.v1 import market_pb2, rules_pb2, service_pb2, service_pb2_grpc
 from tests.support import market_data as md
+from tests.support.postgres import fresh_databases
 
 RULES = [
     ("cross", "BTCUSDT", "close(1m) crosses_above sma(3, 1m)", "ONCE_PER_BAR_CLOSE"),
@@ -144,26 +143,8 @@ def store_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
         return
-    names = [f"alerts_restart_{secrets.token_hex(4)}" for _ in range(2)]
-    _admin(*(f'CREATE DATABASE "{n}"' for n in names))
-    try:
-        yield tuple(f"postgresql://postgres@127.0.0.1:5432/{n}" for n in names)  # type: ignore[misc]
-    finally:
-        _admin(*(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in names))
-
-
-def _admin(*statements: str) -> None:
-    import asyncio
-
-    async def go() -> None:
-        conn = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-        try:
-            for sql in statements:
-                await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
+    with fresh_databases(2, "alerts_restart") as urls:
+        yield urls[0], urls[1]
 
 
 @pytest.mark.data

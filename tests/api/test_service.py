@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
@@ -16,6 +17,7 @@ from grpc_status import rpc_status
 
 from alerts.v1 import market_pb2, rules_pb2, service_pb2
 from tests.support.conformance import case_params
+from tests.support.postgres import fresh_databases
 from tests.support.server import running_server, server_config
 
 
@@ -66,9 +68,15 @@ def rule_message(spec: dict) -> rules_pb2.Rule:
     return rule
 
 
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
 @pytest.mark.parametrize("case", case_params())
-def test_conformance_case_over_grpc(case: dict, tmp_path: Path) -> None:
-    with running_server(server_config(tmp_path)) as (_, stub):
+def test_conformance_case_over_grpc(case: dict, store: str, tmp_path: Path) -> None:
+    with ExitStack() as stack:
+        config = server_config(tmp_path)
+        if store == "postgresql":
+            [url] = stack.enter_context(fresh_databases(1, "alerts_conformance"))
+            config = server_config(tmp_path, store_url=url)
+        _, stub = stack.enter_context(running_server(config))
         ids = {}
         for spec in case["rules"]:
             rid = "c-" + spec["id"].lower()
