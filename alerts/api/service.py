@@ -67,6 +67,10 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
     def _owner(self, context: grpc.aio.ServicerContext) -> str:
         return self.owner
 
+    def _heartbeat(self) -> service_pb2.Heartbeat:
+        return service_pb2.Heartbeat(last_committed_id=self.hub.last_id,
+                                     server_time=convert.ts(now_ms()))
+
     # rules ------------------------------------------------------------------
     def _record(self, fields: convert.RuleFields, *, rule_id: str, owner: str, now: int,
                 base: RuleRecord | None = None) -> RuleRecord:
@@ -293,8 +297,7 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
                         f"resume after alert {last}", reason="SLOW_CONSUMER",
                         metadata={"resume_after": str(last)}) from None
                 if rec is None:
-                    yield service_pb2.StreamAlertsResponse(heartbeat=service_pb2.Heartbeat(
-                        last_committed_id=self.hub.last_id, server_time=convert.ts(now_ms())))
+                    yield service_pb2.StreamAlertsResponse(heartbeat=self._heartbeat())
                 elif rec.alert_id > last:
                     last = rec.alert_id
                     yield service_pb2.StreamAlertsResponse(alert=convert.alert_to_proto(rec))
@@ -378,8 +381,7 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
                 try:
                     await asyncio.wait_for(acks.wait(), heartbeat)
                 except TimeoutError:
-                    yield service_pb2.SubscribeResponse(heartbeat=service_pb2.Heartbeat(
-                        last_committed_id=self.hub.last_id, server_time=convert.ts(now_ms())))
+                    yield service_pb2.SubscribeResponse(heartbeat=self._heartbeat())
                 if superseded.is_set():
                     raise AbortedError("a newer stream opened this subscription",
                                        reason="SUBSCRIPTION_REOPENED")
@@ -422,8 +424,7 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
                         f"to resume after alert {acked}", reason="SLOW_CONSUMER",
                         metadata={"resume_after": str(acked)}) from None
                 if rec is None:
-                    yield service_pb2.SubscribeResponse(heartbeat=service_pb2.Heartbeat(
-                        last_committed_id=self.hub.last_id, server_time=convert.ts(now_ms())))
+                    yield service_pb2.SubscribeResponse(heartbeat=self._heartbeat())
                 elif rec.alert_id > last:
                     last = rec.alert_id
                     unacked.append(rec.alert_id)
