@@ -124,13 +124,12 @@ class Kernel:
 
     def intern(self, symbols: Sequence[str] | npt.NDArray[np.str_] | npt.NDArray[np.object_]
                ) -> npt.NDArray[np.int32]:
-        """Names to ids, each distinct name looked up once."""
-        arr = np.asarray(symbols)
-        if arr.size == 0:
-            return np.empty(0, np.int32)
-        uniques, inverse = np.unique(arr, return_inverse=True)
-        ids = np.fromiter((self.symbol_id(str(u)) for u in uniques), np.int32, len(uniques))
-        return ids[inverse.reshape(-1)]
+        """Names to ids: one dict lookup per name (a new name is added)."""
+        ids = self._ids
+        lookup = self.symbol_id
+        n = len(symbols)
+        return np.fromiter((ids[s] if s in ids else lookup(s) for s in map(str, symbols)),
+                           np.int32, n)
 
     # sources ---------------------------------------------------------------
     def add_source(self, *, fill_gaps: bool = True, grace_ms: int = 1000,
