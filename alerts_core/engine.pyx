@@ -22,6 +22,8 @@ from libc.math cimport NAN, INFINITY
 
 import numpy as np
 cimport numpy as cnp
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.mem cimport PyMem_Free, PyMem_Realloc
 
 from alerts_core.memory cimport mem_alloc, mem_alloc_raw, mem_free, alerts_core_bytes
 from alerts_core.ring cimport (Ring, KSum, MonoDeque, ring_init, ring_free, ring_clear, ring_push,
@@ -282,6 +284,17 @@ ctypedef struct Rule:
     int32_t last_rank
     int64_t last_bucket
     int64_t last_closed_eval
+
+
+ctypedef struct SeriesKey:
+    # checkpoint key of a symbol (sid), a group (sid, tf) or a series (all fields)
+    int32_t sid
+    int32_t tf
+    int32_t kind
+    int32_t p0
+    int32_t p1
+    int32_t p2
+    double k
 
 
 ctypedef struct Event:
@@ -1873,81 +1886,94 @@ cdef class Engine:
 
     def checkpoint(self, dict rule_keys):
         """All state as bytes; ``rule_keys`` maps rule index -> a stable key (its id)."""
-        cdef bytearray out = bytearray(b"ACK1")
+        cdef _Buf out = _Buf()
         cdef int i, t, q
+        cdef size_t at
         cdef Symbol* sym
         cdef Group* g
         cdef Series* s
         cdef Rule* r
-        cdef bytearray p
+        cdef SeriesKey key
+        cdef bytes rid
+        out.put(b"ACK2", 4)
         for i in range(self.n_sources):
-            p = bytearray()
-            _w(p, &self.sources[i].fill_gaps, sizeof(bint))
-            _w(p, &self.sources[i].grace, sizeof(int64_t))
-            _w(p, &self.sources[i].clock, sizeof(int64_t))
-            _w(p, &self.sources[i].swept_until, sizeof(int64_t))
-            _record(out, b"S", str(i), p)
+            at = out.begin(b"S", &i, sizeof(int))
+            out.put(&self.sources[i].fill_gaps, sizeof(bint))
+            out.put(&self.sources[i].grace, sizeof(int64_t))
+            out.put(&self.sources[i].clock, sizeof(int64_t))
+            out.put(&self.sources[i].swept_until, sizeof(int64_t))
+            out.end(at)
         for i in range(self.syms_cap):
             sym = self.syms[i]
             if sym == NULL:
                 continue
-            p = bytearray()
-            _w(p, &sym.source, sizeof(int))
-            _w(p, &sym.started, sizeof(bint))
-            _w(p, &sym.last_price, sizeof(double))
-            _w(p, &sym.last_time, sizeof(int64_t))
-            _w(p, &sym.closed_until, sizeof(int64_t))
-            _w(p, &sym.advanced_to, sizeof(int64_t))
-            _w(p, &sym.vwap_day, sizeof(int64_t))
-            _w(p, &sym.vwap_pv, sizeof(KSum))
-            _w(p, &sym.vwap_v, sizeof(KSum))
-            _w(p, &sym.dd_bucket, sizeof(int64_t))
-            _w(p, &sym.dd_n, sizeof(int))
-            _w(p, sym.dd_runs, sym.dd_n * sizeof(IdRun))
-            _record(out, b"Y", str(i), p)
+            at = out.begin(b"Y", &i, sizeof(int))
+            out.put(&sym.source, sizeof(int))
+            out.put(&sym.started, sizeof(bint))
+            out.put(&sym.last_price, sizeof(double))
+            out.put(&sym.last_time, sizeof(int64_t))
+            out.put(&sym.closed_until, sizeof(int64_t))
+            out.put(&sym.advanced_to, sizeof(int64_t))
+            out.put(&sym.vwap_day, sizeof(int64_t))
+            out.put(&sym.vwap_pv, sizeof(KSum))
+            out.put(&sym.vwap_v, sizeof(KSum))
+            out.put(&sym.dd_bucket, sizeof(int64_t))
+            out.put(&sym.dd_n, sizeof(int))
+            out.put(sym.dd_runs, sym.dd_n * sizeof(IdRun))
+            out.end(at)
             for t in range(N_TF):
                 g = <Group*>sym.groups[t]
                 if g == NULL:
                     continue
-                p = bytearray()
-                _w(p, &g.has_forming, sizeof(bint))
-                _w(p, &g.has_closed, sizeof(bint))
-                _w(p, &g.forming, sizeof(Bar))
-                _w(p, &g.last_closed, sizeof(Bar))
-                _w(p, &g.closed_through, sizeof(int64_t))
-                _w(p, &g.first_t0, sizeof(int64_t))
-                _w(p, &g.hist_cap, sizeof(int))
-                _w(p, &g.hist_len, sizeof(int))
+                memset(&key, 0, sizeof(SeriesKey))
+                key.sid = i
+                key.tf = t
+                at = out.begin(b"G", &key, 2 * sizeof(int32_t))
+                out.put(&g.has_forming, sizeof(bint))
+                out.put(&g.has_closed, sizeof(bint))
+                out.put(&g.forming, sizeof(Bar))
+                out.put(&g.last_closed, sizeof(Bar))
+                out.put(&g.closed_through, sizeof(int64_t))
+                out.put(&g.first_t0, sizeof(int64_t))
+                out.put(&g.hist_cap, sizeof(int))
+                out.put(&g.hist_len, sizeof(int))
                 for q in range(g.hist_len - 1, -1, -1):
-                    _w(p, group_hist_back(g, q), sizeof(Bar))
-                _record(out, b"G", f"{i}|{t}", p)
+                    out.put(group_hist_back(g, q), sizeof(Bar))
+                out.end(at)
                 for q in range(g.n_series):
                     s = g.series[q]
-                    _record(out, b"E", f"{i}|{t}|{s.kind}|{s.p0}|{s.p1}|{s.p2}|{s.k!r}",
-                            _series_state(s))
+                    key.kind = s.kind
+                    key.p0 = s.p0
+                    key.p1 = s.p1
+                    key.p2 = s.p2
+                    key.k = s.k
+                    at = out.begin(b"E", &key, sizeof(SeriesKey))
+                    _series_state(out, s)
+                    out.end(at)
         for i in range(self.rules_cap):
             r = self.rules[i] if self.rules != NULL else NULL
             if r == NULL or i not in rule_keys:
                 continue
-            p = bytearray()
-            _w(p, &r.armed, sizeof(bint))
-            _w(p, &r.completed, sizeof(bint))
-            _w(p, &r.expired, sizeof(bint))
-            _w(p, &r.evaluated, sizeof(bint))
-            _w(p, &r.fires, sizeof(int64_t))
-            _w(p, &r.last_fire, sizeof(int64_t))
-            _w(p, &r.last_rank, sizeof(int32_t))
-            _w(p, &r.last_bucket, sizeof(int64_t))
-            _w(p, &r.last_closed_eval, sizeof(int64_t))
-            _w(p, &r.n_slots, sizeof(int))
-            _w(p, r.slots, r.n_slots * sizeof(double))
-            _w(p, &r.n_operands, sizeof(int))
-            _w(p, r.vals, r.n_operands * sizeof(double))
-            _w(p, &r.n_moves, sizeof(int))
+            rid = str(rule_keys[i]).encode()
+            at = out.begin(b"R", <const char*>rid, len(rid))
+            out.put(&r.armed, sizeof(bint))
+            out.put(&r.completed, sizeof(bint))
+            out.put(&r.expired, sizeof(bint))
+            out.put(&r.evaluated, sizeof(bint))
+            out.put(&r.fires, sizeof(int64_t))
+            out.put(&r.last_fire, sizeof(int64_t))
+            out.put(&r.last_rank, sizeof(int32_t))
+            out.put(&r.last_bucket, sizeof(int64_t))
+            out.put(&r.last_closed_eval, sizeof(int64_t))
+            out.put(&r.n_slots, sizeof(int))
+            out.put(r.slots, r.n_slots * sizeof(double))
+            out.put(&r.n_operands, sizeof(int))
+            out.put(r.vals, r.n_operands * sizeof(double))
+            out.put(&r.n_moves, sizeof(int))
             for q in range(r.n_moves):
-                _w_deque(p, &r.moves[q])
-            _record(out, b"R", str(rule_keys[i]), p)
-        return bytes(out)
+                _w_deque(out, &r.moves[q])
+            out.end(at)
+        return out.to_bytes()
 
     def restore(self, const unsigned char[::1] blob, dict rule_index):
         """Put a checkpoint back; ``rule_index`` maps a rule key -> its index here.
@@ -1963,12 +1989,18 @@ cdef class Engine:
         cdef Series* s
         cdef Rule* r
         cdef size_t addr
-        if rd.take(4) != b"ACK1":
+        cdef SeriesKey key
+        if rd.take(4) != b"ACK2":
             raise ValueError("not an alerts_core checkpoint")
         while not rd.done():
-            tag, key, p = rd.record()
+            tag, raw, p = rd.record()
+            if tag != b"R":
+                memset(&key, 0, sizeof(SeriesKey))
+                if len(raw) > <Py_ssize_t>sizeof(SeriesKey):
+                    raise ValueError("bad checkpoint record key")
+                memcpy(&key, <const char*>raw, len(raw))
             if tag == b"S":
-                i = int(key)
+                i = key.sid
                 if i >= self.n_sources:
                     continue
                 p.read(&self.sources[i].fill_gaps, sizeof(bint))
@@ -1977,7 +2009,7 @@ cdef class Engine:
                 p.read(&self.sources[i].swept_until, sizeof(int64_t))
                 il_free(&self.sources[i].symbols)
             elif tag == b"Y":
-                i = int(key)
+                i = key.sid
                 self._ensure_symbols(i)
                 sym = self._symbol(i)
                 if sym == NULL:
@@ -2003,23 +2035,23 @@ cdef class Engine:
                 if sym.source >= self.n_sources:
                     sym.source = -1
             elif tag == b"G":
-                i, t = (int(x) for x in key.split("|"))
-                if i >= self.syms_cap or self.syms[i] == NULL or self.syms[i].groups[t] == NULL:
+                i = key.sid
+                t = key.tf
+                if i < 0 or not 0 <= t < N_TF or i >= self.syms_cap or self.syms[i] == NULL or self.syms[i].groups[t] == NULL:
                     continue
                 g = <Group*>self.syms[i].groups[t]
                 self._restore_group(g, p)
             elif tag == b"E":
-                parts = key.split("|")
                 addr = self.series_index.get(
-                    (int(parts[0]), int(parts[1]), int(parts[2]), int(parts[3]), int(parts[4]),
-                     int(parts[5]), float(parts[6])), 0)
+                    (key.sid, key.tf, key.kind, key.p0, key.p1, key.p2, key.k), 0)
                 if addr == 0:
                     continue
                 _restore_series(<Series*>addr, p)
             elif tag == b"R":
-                if key not in rule_index:
+                rule_key = raw.decode()
+                if rule_key not in rule_index:
                     continue
-                r = self._rule(rule_index[key])
+                r = self._rule(rule_index[rule_key])
                 self._restore_rule(r, p)
             else:
                 continue
@@ -2078,60 +2110,93 @@ cdef tuple _bar_tuple(const Bar* b):
     return (b.t0, b.open, b.high, b.low, b.close, b.volume, b.quote_volume, b.trades)
 
 
-cdef inline void _w(bytearray out, const void* p, size_t n):
-    out.extend((<const char*>p)[:n])
+cdef class _Buf:
+    """A growing byte buffer for checkpoints: fields are copied in, records framed."""
+    cdef char* data
+    cdef size_t n
+    cdef size_t cap
+
+    def __dealloc__(self):
+        PyMem_Free(self.data)
+
+    cdef int put(self, const void* p, size_t k) except -1:
+        cdef size_t cap
+        cdef char* nd
+        if k == 0:
+            return 0
+        if self.n + k > self.cap:
+            cap = self.cap * 2
+            if cap < self.n + k:
+                cap = self.n + k
+            if cap < 65536:
+                cap = 65536
+            nd = <char*>PyMem_Realloc(self.data, cap)
+            if nd == NULL:
+                raise MemoryError()
+            self.data = nd
+            self.cap = cap
+        memcpy(self.data + self.n, p, k)
+        self.n += k
+        return 0
+
+    cdef size_t begin(self, const char* tag, const void* key, uint32_t kl) except? 0:
+        """Start a record: tag, key bytes, and room for the payload's length."""
+        cdef uint32_t zero = 0
+        self.put(tag, 1)
+        self.put(&kl, sizeof(uint32_t))
+        self.put(key, kl)
+        self.put(&zero, sizeof(uint32_t))
+        return self.n
+
+    cdef void end(self, size_t start) noexcept:
+        cdef uint32_t length = <uint32_t>(self.n - start)
+        memcpy(self.data + start - sizeof(uint32_t), &length, sizeof(uint32_t))
+
+    cdef bytes to_bytes(self):
+        return PyBytes_FromStringAndSize(self.data, self.n)
 
 
-cdef void _record(bytearray out, bytes tag, str key, bytearray payload):
-    cdef bytes k = key.encode()
-    cdef uint32_t kl = len(k), pl = len(payload)
-    out.extend(tag)
-    _w(out, &kl, sizeof(uint32_t))
-    out.extend(k)
-    _w(out, &pl, sizeof(uint32_t))
-    out.extend(payload)
-
-
-cdef void _w_ring(bytearray out, const Ring* r):
+cdef int _w_ring(_Buf out, const Ring* r) except -1:
     cdef int j
     cdef double v
-    _w(out, &r.cap, sizeof(int))
-    _w(out, &r.len, sizeof(int))
+    out.put(&r.cap, sizeof(int))
+    out.put(&r.len, sizeof(int))
     for j in range(r.len - 1, -1, -1):
         v = ring_back(r, j)
-        _w(out, &v, sizeof(double))
+        out.put(&v, sizeof(double))
+    return 0
 
 
-cdef void _w_deque(bytearray out, const MonoDeque* d):
+cdef int _w_deque(_Buf out, const MonoDeque* d) except -1:
     cdef int j, pos
-    _w(out, &d.cap, sizeof(int))
-    _w(out, &d.size, sizeof(int))
-    _w(out, &d.pushed, sizeof(int64_t))
+    out.put(&d.cap, sizeof(int))
+    out.put(&d.size, sizeof(int))
+    out.put(&d.pushed, sizeof(int64_t))
     for j in range(d.size):
         pos = (d.front + j) % d.cap
-        _w(out, &d.idx[pos], sizeof(int64_t))
-        _w(out, &d.val[pos], sizeof(double))
+        out.put(&d.idx[pos], sizeof(int64_t))
+        out.put(&d.val[pos], sizeof(double))
+    return 0
 
 
-cdef bytearray _series_state(Series* s):
-    cdef bytearray p = bytearray()
+cdef int _series_state(_Buf p, Series* s) except -1:
     cdef int has_dq = s.dq != NULL, q
-    _w(p, &s.count, sizeof(int64_t))
-    _w(p, s.a, 4 * sizeof(double))
-    _w(p, &s.s0, sizeof(KSum))
-    _w(p, &s.s1, sizeof(KSum))
+    p.put(&s.count, sizeof(int64_t))
+    p.put(s.a, 4 * sizeof(double))
+    p.put(&s.s0, sizeof(KSum))
+    p.put(&s.s1, sizeof(KSum))
     _w_ring(p, &s.r0)
     _w_ring(p, &s.r1)
-    _w(p, &has_dq, sizeof(int))
+    p.put(&has_dq, sizeof(int))
     if has_dq:
         _w_deque(p, &s.dq[0])
         _w_deque(p, &s.dq[1])
-    _w(p, s.closed, MAX_OUT * sizeof(double))
-    _w(p, &s.hist_cap, sizeof(int))
+    p.put(s.closed, MAX_OUT * sizeof(double))
+    p.put(&s.hist_cap, sizeof(int))
     if s.hist != NULL:
         for q in range(s.n_out):
             _w_ring(p, &s.hist[q])
-    return p
+    return 0
 
 
 cdef class _Reader:
@@ -2166,7 +2231,7 @@ cdef class _Reader:
         cdef uint32_t kl, pl
         tag = self.take(1)
         self.read(&kl, sizeof(uint32_t))
-        key = self.take(kl).decode()
+        key = self.take(kl)
         self.read(&pl, sizeof(uint32_t))
         return tag, key, _Reader(self.take(pl))
 

@@ -106,6 +106,7 @@ class AlertProcessor:
         self._dirty = False                 # ticks applied since the last checkpoint
         self._next_checkpoint: int | None = None
         self._checkpoint_wall: float | None = None
+        self._checkpoint_write: asyncio.Task[None] | None = None
         self.metrics.checkpoint_age.set_function(
             lambda: float("nan") if self._checkpoint_wall is None
             else time.monotonic() - self._checkpoint_wall)
@@ -145,22 +146,35 @@ class AlertProcessor:
         self.hub.last_id = await self.store.last_alert_id()
         gc.freeze()
 
-    async def _checkpoint(self) -> None:
-        """Save the engine's state with every source's watermark (called under the lock)."""
+    async def _checkpoint(self, *, wait: bool = True) -> None:
+        """Save the engine's state with every source's watermark (called under the lock).
+
+        The state is copied under the lock; with ``wait=False`` (the periodic checkpoint)
+        the store write goes on while ticks flow. Writes stay in order, and until one
+        lands the previous checkpoint is the valid one, which is still correct to resume
+        from. A rule change waits, since the stored rule must never be newer than the
+        checkpoint it will be replayed from.
+        """
         loop = asyncio.get_running_loop()
         blob = await loop.run_in_executor(self._worker, self.kernel.checkpoint)
         marks = {name: clock for name, i in self._sources.items()
                  if (clock := self.kernel.engine.source_clock(i)) is not None}
-        await self.store.save_checkpoint(Checkpoint(blob=blob, watermarks=marks,
-                                                    create_time_ms=now_ms()))
+        cp = Checkpoint(blob=blob, watermarks=marks, create_time_ms=now_ms())
         self._dirty = False
         self._checkpoint_wall = time.monotonic()
+        if self._checkpoint_write is not None:
+            await self._checkpoint_write
+        self._checkpoint_write = asyncio.create_task(self.store.save_checkpoint(cp))
+        if wait:
+            await self._checkpoint_write
 
     async def stop(self) -> None:
         """Finish the batch under way, checkpoint, then stop taking work."""
         async with self._lock:
             if self._dirty and not self._closed:
                 await self._checkpoint()
+            elif self._checkpoint_write is not None:
+                await self._checkpoint_write
             self._closed = True
         self._worker.shutdown(wait=True)
 
@@ -259,7 +273,7 @@ class AlertProcessor:
                 if self._next_checkpoint is None:
                     self._next_checkpoint = clock + self.checkpoint_interval_ms
                 elif clock >= self._next_checkpoint:
-                    await self._checkpoint()
+                    await self._checkpoint(wait=False)
                     self._next_checkpoint = clock + self.checkpoint_interval_ms
         m = self.metrics
         m.store_write.observe(committed - started)
