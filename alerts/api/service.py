@@ -18,6 +18,7 @@ import numpy as np
 from google.protobuf import empty_pb2
 
 from alerts.api import convert
+from alerts.api.rule_filter import parse_rule_filter
 from alerts.api.conditions import condition_to_proto, series_to_proto, timeframe_to_proto
 from alerts.delivery.hub import AlertHub, SlowConsumer, Subscriber
 from alerts.engine.processor import AlertProcessor, TickBatch, now_ms
@@ -124,31 +125,19 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
                         context: grpc.aio.ServicerContext) -> service_pb2.ListRulesResponse:
         if request.order_by.strip():
             raise convert.invalid("order_by", "not supported yet: rules are listed by creation")
-        symbol, paused = self._rule_filter(request.filter)
-        recs, token = await self.store.list_rules(
-            self._owner(context), page_size=_page_size(request.page_size),
-            page_token=request.page_token or None, symbol=symbol, paused=paused)
-        return service_pb2.ListRulesResponse(rules=[self._to_proto(r) for r in recs],
-                                             next_page_token=token or "")
-
-    def _rule_filter(self, text: str) -> tuple[str | None, bool | None]:
-        """``symbol = "binance:BTCUSDT" AND paused = true`` (both optional)."""
-        symbol: str | None = None
-        paused: bool | None = None
-        if not text.strip():
-            return symbol, paused
-        for term in text.split(" AND "):
-            key, eq, value = (part.strip() for part in term.partition("="))
-            value = value.strip('"')
-            if not eq or not value:
-                raise convert.invalid("filter", f"expected key = value, got {term.strip()!r}")
-            if key == "symbol":
-                symbol = self.processor.qualify(value)
-            elif key == "paused" and value in ("true", "false"):
-                paused = value == "true"
-            else:
-                raise convert.invalid("filter", f"unknown filter {key!r}: use symbol or paused")
-        return symbol, paused
+        flt = parse_rule_filter(request.filter, self.processor.qualify)
+        size = _page_size(request.page_size)
+        owner = self._owner(context)
+        token = request.page_token or None
+        out: list[object] = []
+        while True:   # the store pages by what it can narrow; the rest is checked here
+            recs, token = await self.store.list_rules(
+                owner, page_size=size - len(out), page_token=token, symbol=flt.symbol,
+                paused=flt.paused)
+            out += [p for p in map(self._to_proto, recs) if flt.accepts(p)]  # type: ignore[arg-type]
+            if token is None or len(out) >= size:
+                break
+        return service_pb2.ListRulesResponse(rules=out, next_page_token=token or "")
 
     async def UpdateRule(self, request: service_pb2.UpdateRuleRequest,
                          context: grpc.aio.ServicerContext) -> object:

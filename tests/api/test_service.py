@@ -314,3 +314,42 @@ def test_symbol_snapshot_shows_bars_and_indicators_in_use(served) -> None:  # ty
     with pytest.raises(grpc.RpcError) as err:
         stub.GetSymbolSnapshot(service_pb2.GetSymbolSnapshotRequest(symbol="test:NOPE"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_list_rules_filters(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    specs = [("a", "BTCUSDT", "price > 1", rules_pb2.TRIGGER_MODE_ONCE, {"bot": "grid"}, False),
+             ("b", "ETHUSDT", "close(1h) > 2", rules_pb2.TRIGGER_MODE_UNSPECIFIED, {}, True),
+             ("c", "BTCUSDT", "rsi(14, 5m) > 70", rules_pb2.TRIGGER_MODE_EVERY_TIME,
+              {"bot": "dca"}, False)]
+    for rid, sym, cond, mode, labels, paused in specs:
+        stub.CreateRule(service_pb2.CreateRuleRequest(rule_id=rid, rule=rules_pb2.Rule(
+            symbol=sym, condition_text=cond, trigger_mode=mode, labels=labels, paused=paused,
+            display_name=rid.upper())))
+
+    def names(flt: str, page_size: int = 0) -> list[str]:
+        out, token = [], ""
+        while True:
+            page = stub.ListRules(service_pb2.ListRulesRequest(filter=flt, page_size=page_size,
+                                                               page_token=token))
+            out += [r.name.removeprefix("rules/") for r in page.rules]
+            token = page.next_page_token
+            if not token:
+                return out
+
+    assert names('symbol = "BTCUSDT"') == ["a", "c"]
+    assert names("symbol != BTCUSDT") == ["b"]
+    assert names("paused = true") == ["b"]
+    assert names("state = PAUSED") == ["b"]
+    assert names("state = WARMING_UP AND trigger_mode = EVERY_TIME") == ["c"]
+    assert names("trigger_mode = ON_TRUE") == ["b"]
+    assert names("timeframe = 5m") == ["c"]
+    assert names('labels.bot = "grid"') == ["a"]
+    assert names("labels.bot != grid", page_size=1) == ["b", "c"]
+    assert names("display_name = C") == ["c"]
+    for bad in ("colour = red", "state = SLEEPY", "symbol", "paused = maybe"):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ListRules(service_pb2.ListRulesRequest(filter=bad))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        violation = details(err.value)["BadRequest"].field_violations[0]  # type: ignore[attr-defined]
+        assert violation.field == "filter"
