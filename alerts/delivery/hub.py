@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from alerts.storage.records import AlertRecord
 
@@ -29,7 +29,6 @@ class Subscriber:
     accepts: AlertFilter
     queue: asyncio.Queue[AlertRecord | None]
     slow: bool = False
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def next(self, timeout: float) -> AlertRecord | None:
         """The next alert, or None after `timeout` seconds; raises SlowConsumer when dropped."""
