@@ -1,0 +1,1 @@
+"""Delivery channels: one module per destination kind, all shaped by ``base.ChannelSender``."""
