@@ -18,6 +18,8 @@ from typing import Any, Protocol
 from alerts.storage.records import (
     AlertRecord,
     Checkpoint,
+    DeliveryAttempt,
+    DeliveryRecord,
     NewAlert,
     RuleRecord,
     SubscriptionRecord,
@@ -41,6 +43,11 @@ ALERT_COLUMNS = (
     " condition_text, event_time_ms, receive_time_ms, decide_time_ms, trade_id, fire_rank, price,"
     " details, commit_time_ms"
 )
+DELIVERY_COLUMNS = (
+    "owner, channel_id, alert_id, state, attempts, attempt_seq, create_time_ms, next_attempt_ms,"
+    " first_attempt_ms, last_attempt_ms, last_status, last_error, done_time_ms"
+)
+ATTEMPT_COLUMNS = "seq, time_ms, ok, status, latency_ms, error"
 STATE_COLUMNS = "owner, rule_id, fires, last_fire_ms, armed, completed, expired"
 SUBSCRIPTION_COLUMNS = (
     "owner, subscription_id, acked_id, filters, max_unacked, update_time_ms"
@@ -161,6 +168,7 @@ def stored_alert(alert: NewAlert, alert_id: int, commit_time_ms: int) -> AlertRe
         rank=alert.rank,
         price=None if alert.price is None else float(alert.price),
         details=dict(alert.details),
+        channels=tuple(alert.channels),
         alert_id=alert_id,
         commit_time_ms=commit_time_ms,
     )
@@ -238,4 +246,34 @@ def checkpoint_from_row(row: Row) -> Checkpoint:
         blob=bytes(row["blob"]),
         watermarks={str(k): int(v) for k, v in json.loads(row["watermarks"]).items()},
         create_time_ms=row["create_time_ms"],
+    )
+
+
+def delivery_from_row(row: Row, history: tuple[DeliveryAttempt, ...] = ()) -> DeliveryRecord:
+    return DeliveryRecord(
+        owner=row["owner"],
+        channel_id=row["channel_id"],
+        alert_id=int(row["alert_id"]),
+        state=row["state"],
+        attempts=int(row["attempts"]),
+        attempt_seq=int(row["attempt_seq"]),
+        create_time_ms=int(row["create_time_ms"]),
+        next_attempt_ms=int(row["next_attempt_ms"]),
+        first_attempt_ms=row["first_attempt_ms"],
+        last_attempt_ms=row["last_attempt_ms"],
+        last_status=int(row["last_status"]),
+        last_error=row["last_error"],
+        done_time_ms=row["done_time_ms"],
+        history=history,
+    )
+
+
+def attempt_from_row(row: Row) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        seq=int(row["seq"]),
+        time_ms=int(row["time_ms"]),
+        ok=bool(row["ok"]),
+        status=int(row["status"]),
+        latency_ms=float(row["latency_ms"]),
+        error=row["error"],
     )

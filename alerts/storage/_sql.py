@@ -40,8 +40,13 @@ from alerts.storage.base import (
     Store,
 )
 from alerts.storage.records import (
+    DELIVERY_STATES,
     AlertRecord,
+    ChannelDeliveryStats,
     Checkpoint,
+    DeliveryAttempt,
+    DeliveryRecord,
+    DueDelivery,
     NewAlert,
     RuleRecord,
     SubscriptionRecord,
@@ -88,6 +93,32 @@ _INSERT_ALERT = (
     f"INSERT INTO alerts ({_codec.ALERT_COLUMNS}) VALUES"
     " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
     " ON CONFLICT DO NOTHING RETURNING alert_id"
+)
+_INSERT_DELIVERY = (
+    f"INSERT INTO deliveries ({_codec.DELIVERY_COLUMNS}) VALUES"
+    " ($1, $2, $3, 'PENDING', 0, 0, $4, $4, NULL, NULL, 0, '', NULL)"
+    " ON CONFLICT DO NOTHING"
+)
+_ALERT_COLUMNS_OF_A = ", ".join(f"a.{c.strip()}" for c in _codec.ALERT_COLUMNS.split(","))
+_DUE_DELIVERIES = (
+    f"SELECT {_ALERT_COLUMNS_OF_A}, d.channel_id, d.state, d.attempts, d.attempt_seq,"
+    " d.create_time_ms, d.next_attempt_ms, d.first_attempt_ms, d.last_attempt_ms,"
+    " d.last_status, d.last_error, d.done_time_ms"
+    " FROM deliveries d JOIN alerts a ON a.alert_id = d.alert_id"
+    " WHERE d.owner = $1 AND d.channel_id = $2 AND d.state = 'PENDING'"
+    " AND d.next_attempt_ms <= $3 ORDER BY d.alert_id LIMIT $4"
+)
+_RECORD_ATTEMPT = (
+    "UPDATE deliveries SET state = $5, attempts = attempts + 1, attempt_seq = $4,"
+    " next_attempt_ms = $6, first_attempt_ms = COALESCE(first_attempt_ms, $7),"
+    " last_attempt_ms = $7, last_status = $8, last_error = $9,"
+    " done_time_ms = CASE WHEN $5 = 'PENDING' THEN NULL ELSE CAST($10 AS BIGINT) END"
+    " WHERE owner = $1 AND channel_id = $2 AND alert_id = $3 AND state = 'PENDING'"
+    " AND attempt_seq = $4 - 1"
+)
+_INSERT_ATTEMPT = (
+    f"INSERT INTO delivery_attempts (owner, channel_id, alert_id, {_codec.ATTEMPT_COLUMNS})"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
 )
 _UPSERT_STATE = (
     f"INSERT INTO trigger_states ({_codec.STATE_COLUMNS})"
@@ -388,6 +419,13 @@ class SqlStore(Store):
             last_id, last_commit_ms = int(counter["last_id"]), int(counter["last_commit_ms"])
             commit_time_ms = max(self._clock(), last_commit_ms)
             stored = await self._insert_alerts(tx, alerts, last_id + 1, commit_time_ms)
+            deliveries = [
+                (rec.owner, channel_id, rec.alert_id, commit_time_ms)
+                for rec in stored
+                for channel_id in dict.fromkeys(rec.channels)
+            ]
+            if deliveries:
+                await tx.executemany(_INSERT_DELIVERY, deliveries)
             if states:
                 await tx.executemany(_UPSERT_STATE, [_codec.state_params(s) for s in states])
             if watermarks:
@@ -452,6 +490,12 @@ class SqlStore(Store):
 
     async def prune_alerts(self, before_ms: int) -> int:
         async with self._write() as tx:
+            for table in ("delivery_attempts", "deliveries"):
+                await tx.execute(
+                    f"DELETE FROM {table} WHERE alert_id IN"  # a fixed name, not data
+                    " (SELECT alert_id FROM alerts WHERE commit_time_ms < $1)",
+                    before_ms,
+                )
             return await tx.execute("DELETE FROM alerts WHERE commit_time_ms < $1", before_ms)
 
     async def trigger_states(self) -> list[TriggerState]:
@@ -465,6 +509,184 @@ class SqlStore(Store):
         async with self._read() as conn:
             rows = await conn.fetch("SELECT source, watermark_ms FROM watermarks")
         return {row["source"]: int(row["watermark_ms"]) for row in rows}
+
+    # -- deliveries (the outbox) -----------------------------------------------------------
+
+    async def due_deliveries(
+        self, owner: str, channel_id: str, *, now_ms: int, limit: int
+    ) -> list[DueDelivery]:
+        async with self._read() as conn:
+            rows = await conn.fetch(_DUE_DELIVERIES, owner, channel_id, now_ms, limit)
+        return [
+            DueDelivery(delivery=_codec.delivery_from_row(row), alert=_codec.alert_from_row(row))
+            for row in rows
+        ]
+
+    async def next_attempt_time(self, owner: str, channel_id: str, *, after_ms: int) -> int | None:
+        async with self._read() as conn:
+            value = await conn.fetchval(
+                "SELECT MIN(next_attempt_ms) FROM deliveries WHERE owner = $1"
+                " AND channel_id = $2 AND state = 'PENDING' AND next_attempt_ms > $3",
+                owner,
+                channel_id,
+                after_ms,
+            )
+        return None if value is None else int(value)
+
+    async def pending_channels(self) -> list[tuple[str, str]]:
+        async with self._read() as conn:
+            rows = await conn.fetch(
+                "SELECT DISTINCT owner, channel_id FROM deliveries WHERE state = 'PENDING'"
+                " ORDER BY owner, channel_id"
+            )
+        return [(row["owner"], row["channel_id"]) for row in rows]
+
+    async def record_attempt(
+        self,
+        owner: str,
+        channel_id: str,
+        alert_id: int,
+        attempt: DeliveryAttempt,
+        *,
+        state: str,
+        next_attempt_ms: int,
+    ) -> bool:
+        if state not in DELIVERY_STATES:
+            raise InvalidArgumentError(f"unknown delivery state {state!r}")
+        async with self._write() as tx:
+            done_ms = max(self._clock(), attempt.time_ms)
+            changed = await tx.execute(
+                _RECORD_ATTEMPT, owner, channel_id, alert_id, attempt.seq, state,
+                next_attempt_ms, attempt.time_ms, attempt.status, attempt.error, done_ms,
+            )
+            if changed != 1:
+                return False
+            await tx.execute(
+                _INSERT_ATTEMPT, owner, channel_id, alert_id, attempt.seq, attempt.time_ms,
+                bool(attempt.ok), attempt.status, float(attempt.latency_ms), attempt.error,
+            )
+        return True
+
+    async def list_deliveries(
+        self,
+        owner: str,
+        channel_id: str,
+        *,
+        state: str | None = None,
+        page_size: int,
+        page_token: str | None,
+    ) -> tuple[list[DeliveryRecord], str | None]:
+        if page_size < 0:
+            raise InvalidArgumentError(
+                "page_size must not be negative",
+                violations=(FieldViolation("page_size", "must not be negative"),),
+            )
+        if state is not None and state not in DELIVERY_STATES:
+            raise InvalidArgumentError(
+                f"unknown delivery state {state!r}",
+                violations=(FieldViolation("state", f"one of {', '.join(DELIVERY_STATES)}"),),
+            )
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        scope = ["deliveries", owner, channel_id, state]
+        args: list[object] = [owner, channel_id]
+        where = ["owner = $1", "channel_id = $2"]
+        if page_token:
+            after_id, _ = _paging.decode_token(page_token, scope)
+            args.append(after_id)
+            where.append(f"alert_id > ${len(args)}")
+        if state is not None:
+            args.append(state)
+            where.append(f"state = ${len(args)}")
+        args.append(size + 1)
+        sql = (
+            f"SELECT {_codec.DELIVERY_COLUMNS} FROM deliveries WHERE {' AND '.join(where)}"
+            f" ORDER BY alert_id LIMIT ${len(args)}"
+        )
+        async with self._read() as conn:
+            rows = (await conn.fetch(sql, *args))[: size + 1]
+            page = rows[:size]
+            history: dict[int, list[DeliveryAttempt]] = {}
+            if page:
+                attempts = await conn.fetch(
+                    f"SELECT alert_id, {_codec.ATTEMPT_COLUMNS} FROM delivery_attempts"
+                    " WHERE owner = $1 AND channel_id = $2 AND alert_id >= $3"
+                    " AND alert_id <= $4 ORDER BY alert_id, seq",
+                    owner,
+                    channel_id,
+                    int(page[0]["alert_id"]),
+                    int(page[-1]["alert_id"]),
+                )
+                for row in attempts:
+                    history.setdefault(int(row["alert_id"]), []).append(
+                        _codec.attempt_from_row(row)
+                    )
+        out = [
+            _codec.delivery_from_row(row, tuple(history.get(int(row["alert_id"]), ())))
+            for row in page
+        ]
+        if len(rows) <= size:
+            return out, None
+        return out, _paging.encode_token(scope, out[-1].alert_id, "")
+
+    async def redeliver(
+        self, owner: str, channel_id: str, *, alert_ids: Sequence[int] | None, now_ms: int
+    ) -> int:
+        sql = (
+            "UPDATE deliveries SET state = 'PENDING', attempts = 0, next_attempt_ms = $3,"
+            " first_attempt_ms = NULL, done_time_ms = NULL"
+            " WHERE owner = $1 AND channel_id = $2 AND state = 'DEAD'"
+        )
+        async with self._write() as tx:
+            if alert_ids is None:
+                return await tx.execute(sql, owner, channel_id, now_ms)
+            moved = 0
+            for alert_id in dict.fromkeys(alert_ids):
+                moved += await tx.execute(
+                    sql + " AND alert_id = $4", owner, channel_id, now_ms, int(alert_id)
+                )
+            return moved
+
+    async def channel_delivery_stats(self, owner: str, channel_id: str) -> ChannelDeliveryStats:
+        async with self._read() as conn:
+            counts = await conn.fetch(
+                "SELECT state, COUNT(*) AS n FROM deliveries WHERE owner = $1 AND channel_id = $2"
+                " AND state <> 'DELIVERED' GROUP BY state",
+                owner,
+                channel_id,
+            )
+            delivered = await conn.fetchrow(
+                "SELECT MAX(alert_id) AS last_id, MAX(done_time_ms) AS last_time FROM deliveries"
+                " WHERE owner = $1 AND channel_id = $2 AND state = 'DELIVERED'",
+                owner,
+                channel_id,
+            )
+            latest = await conn.fetchrow(
+                "SELECT ok, error, time_ms FROM delivery_attempts"
+                " WHERE owner = $1 AND channel_id = $2 ORDER BY time_ms DESC, alert_id DESC,"
+                " seq DESC LIMIT 1",
+                owner,
+                channel_id,
+            )
+        by_state = {row["state"]: int(row["n"]) for row in counts}
+        failed = latest is not None and not latest["ok"]
+        return ChannelDeliveryStats(
+            pending=by_state.get("PENDING", 0),
+            dead_letters=by_state.get("DEAD", 0),
+            last_delivered_alert_id=int(delivered["last_id"] or 0) if delivered else 0,
+            last_delivery_time_ms=(
+                None if delivered is None or delivered["last_time"] is None
+                else int(delivered["last_time"])
+            ),
+            last_error=latest["error"] if failed and latest is not None else "",
+            last_error_time_ms=int(latest["time_ms"]) if failed and latest is not None else None,
+        )
+
+    async def delivery_counts(self) -> dict[str, int]:
+        async with self._read() as conn:
+            rows = await conn.fetch(
+                "SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state ORDER BY state"
+            )
+        return {row["state"]: int(row["n"]) for row in rows}
 
     # -- subscriptions ---------------------------------------------------------------------
 

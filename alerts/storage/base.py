@@ -19,7 +19,11 @@ from typing import Self
 
 from alerts.storage.records import (
     AlertRecord,
+    ChannelDeliveryStats,
     Checkpoint,
+    DeliveryAttempt,
+    DeliveryRecord,
+    DueDelivery,
     NewAlert,
     RuleRecord,
     SubscriptionRecord,
@@ -149,6 +153,8 @@ class Store(ABC):
           not exist (deleted meanwhile) is skipped, so a rule created later under the
           same id starts afresh.
         - ``watermarks`` (source name -> ms) are upserted.
+        - Each inserted alert gets one PENDING delivery per distinct id in its
+          ``channels``, due at once (the outbox's rows; a skipped alert gets none).
 
         Either all of it is stored or, on any error, none of it. Commits are serialised,
         so ids become visible in id order: a reader that has seen id N never later sees
@@ -185,7 +191,7 @@ class Store(ABC):
 
     @abstractmethod
     async def prune_alerts(self, before_ms: int) -> int:
-        """Delete alerts committed before ``before_ms``; returns how many.
+        """Delete alerts committed before ``before_ms``, with their deliveries; returns how many.
 
         Commit times never decrease with ids, so what remains is always every id from
         ``first_alert_id()`` on.
@@ -198,6 +204,76 @@ class Store(ABC):
     @abstractmethod
     async def watermarks(self) -> dict[str, int]:
         """Each source's watermark as last committed by ``commit_batch``."""
+
+    # -- deliveries (the outbox) -----------------------------------------------------------
+
+    @abstractmethod
+    async def due_deliveries(
+        self, owner: str, channel_id: str, *, now_ms: int, limit: int
+    ) -> list[DueDelivery]:
+        """Up to ``limit`` PENDING deliveries of the channel due at ``now_ms``, by alert id."""
+
+    @abstractmethod
+    async def next_attempt_time(self, owner: str, channel_id: str, *, after_ms: int) -> int | None:
+        """The earliest ``next_attempt_ms`` after ``after_ms`` among the channel's PENDING ones."""
+
+    @abstractmethod
+    async def pending_channels(self) -> list[tuple[str, str]]:
+        """Every (owner, channel_id) with a PENDING delivery, sorted."""
+
+    @abstractmethod
+    async def record_attempt(
+        self,
+        owner: str,
+        channel_id: str,
+        alert_id: int,
+        attempt: DeliveryAttempt,
+        *,
+        state: str,
+        next_attempt_ms: int,
+    ) -> bool:
+        """Record one attempt's outcome and move the delivery to ``state`` in one transaction.
+
+        Applies only while the delivery is PENDING and ``attempt.seq`` follows its
+        ``attempt_seq`` (else returns ``False`` and stores nothing: someone else moved
+        it meanwhile). Bumps ``attempts``, sets ``first_attempt_ms`` on the first attempt
+        after creation or redelivery, and ``done_time_ms`` when ``state`` is DELIVERED or
+        DEAD.
+        """
+
+    @abstractmethod
+    async def list_deliveries(
+        self,
+        owner: str,
+        channel_id: str,
+        *,
+        state: str | None = None,
+        page_size: int,
+        page_token: str | None,
+    ) -> tuple[list[DeliveryRecord], str | None]:
+        """One page of the channel's deliveries by alert id, each with its attempt history.
+
+        Page sizes and tokens behave as in ``list_rules``; tokens are bound to the
+        channel and ``state``.
+        """
+
+    @abstractmethod
+    async def redeliver(
+        self, owner: str, channel_id: str, *, alert_ids: Sequence[int] | None, now_ms: int
+    ) -> int:
+        """Move the channel's DEAD deliveries (all, or those of ``alert_ids``) back to PENDING.
+
+        Their ``attempts`` restart from 0 and a new retry period starts with the next
+        attempt, due at ``now_ms``; the attempt history is kept. Returns how many moved.
+        """
+
+    @abstractmethod
+    async def channel_delivery_stats(self, owner: str, channel_id: str) -> ChannelDeliveryStats:
+        """The channel's pending and dead-letter counts, last delivery and latest error."""
+
+    @abstractmethod
+    async def delivery_counts(self) -> dict[str, int]:
+        """Deliveries per state over every channel (a state with none is absent)."""
 
     # -- subscriptions ---------------------------------------------------------------------
 

@@ -149,7 +149,47 @@ _V1 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+_V3 = Migration(
+    version=3,
+    description="delivery outbox: deliveries per (alert, channel) and every attempt",
+    statements=(
+        """CREATE TABLE deliveries (
+            owner TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            alert_id {BIGINT} NOT NULL,
+            state TEXT NOT NULL,
+            attempts {BIGINT} NOT NULL,
+            attempt_seq {BIGINT} NOT NULL,
+            create_time_ms {BIGINT} NOT NULL,
+            next_attempt_ms {BIGINT} NOT NULL,
+            first_attempt_ms {BIGINT},
+            last_attempt_ms {BIGINT},
+            last_status {BIGINT} NOT NULL,
+            last_error TEXT NOT NULL,
+            done_time_ms {BIGINT},
+            PRIMARY KEY (owner, channel_id, alert_id))""",
+        "CREATE INDEX deliveries_by_state ON deliveries (owner, channel_id, state, alert_id)",
+        (
+            "CREATE INDEX deliveries_pending ON deliveries (owner, channel_id, next_attempt_ms)"
+            " WHERE state = 'PENDING'"
+        ),
+        "CREATE INDEX deliveries_by_alert ON deliveries (alert_id)",
+        """CREATE TABLE delivery_attempts (
+            owner TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            alert_id {BIGINT} NOT NULL,
+            seq {BIGINT} NOT NULL,
+            time_ms {BIGINT} NOT NULL,
+            ok {BOOL} NOT NULL,
+            status {BIGINT} NOT NULL,
+            latency_ms {DOUBLE} NOT NULL,
+            error TEXT NOT NULL,
+            PRIMARY KEY (owner, channel_id, alert_id, seq))""",
+        "CREATE INDEX delivery_attempts_by_time ON delivery_attempts (owner, channel_id, time_ms)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V3)
 """Every step, in version order (1, 2, ...)."""
 
 

@@ -15,6 +15,9 @@ RULE_MODES = ("ON_TRUE", "ONCE", "EVERY_TIME", "ONCE_PER_BAR", "ONCE_PER_BAR_CLO
 ALERT_KINDS = ("RULE", "DATA_QUALITY", "SYSTEM")
 """Accepted values of ``NewAlert.kind``."""
 
+DELIVERY_STATES = ("PENDING", "DELIVERED", "DEAD")
+"""Values of ``DeliveryRecord.state``: waiting for an attempt, done, or a dead letter."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class RuleRecord:
@@ -79,6 +82,7 @@ class NewAlert:
     rank: int = 0                    # among this rule's fires at the same event time
     price: float | None = None
     details: dict[str, str] = field(default_factory=dict)
+    channels: tuple[str, ...] = ()   # channel ids to deliver to (the rule's, at fire time)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,3 +112,61 @@ class Checkpoint:
     blob: bytes
     watermarks: dict[str, int] = field(default_factory=dict)  # source name -> watermark ms
     create_time_ms: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryAttempt:
+    """One attempt to deliver an alert to a channel, as recorded."""
+
+    seq: int                         # 1, 2, ... over the delivery's whole life (redeliveries too)
+    time_ms: int                     # when the attempt started
+    ok: bool
+    status: int = 0                  # HTTP (or SMTP) status; 0: no answer
+    latency_ms: float = 0.0
+    error: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeliveryRecord:
+    """The delivery of one alert to one channel: the outbox's durable state.
+
+    ``attempts`` counts since the delivery was created or last redelivered;
+    ``attempt_seq`` counts every attempt ever. ``next_attempt_ms`` matters while
+    PENDING; ``first_attempt_ms`` starts the retry period; ``done_time_ms`` is when
+    it became DELIVERED or DEAD. ``history`` is filled by ``list_deliveries`` only.
+    """
+
+    owner: str
+    channel_id: str
+    alert_id: int
+    state: str = "PENDING"           # one of DELIVERY_STATES
+    attempts: int = 0
+    attempt_seq: int = 0
+    create_time_ms: int
+    next_attempt_ms: int
+    first_attempt_ms: int | None = None
+    last_attempt_ms: int | None = None
+    last_status: int = 0
+    last_error: str = ""
+    done_time_ms: int | None = None
+    history: tuple[DeliveryAttempt, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class DueDelivery:
+    """A PENDING delivery whose next attempt is due, with the alert it carries."""
+
+    delivery: DeliveryRecord
+    alert: AlertRecord
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelDeliveryStats:
+    """A channel's delivery summary (the Channel resource's output-only fields)."""
+
+    pending: int = 0
+    dead_letters: int = 0
+    last_delivered_alert_id: int = 0
+    last_delivery_time_ms: int | None = None
+    last_error: str = ""             # of the channel's latest attempt; empty if it succeeded
+    last_error_time_ms: int | None = None
