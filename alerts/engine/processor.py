@@ -4,8 +4,10 @@ One Kernel, driven from a single worker thread (the core releases the GIL, so
 the event loop keeps serving clients while a batch runs). Rule changes and
 tick batches are serialised through one lock, which fixes their order; each
 batch's alerts and the trigger states of the rules that fired are committed in
-one store transaction, together with the source's watermark, before anyone is
-told; then the hub fans the committed alerts out.
+one store transaction, together with the source's watermark (and, for rules
+that name channels, one pending delivery per channel), before anyone is told;
+then the hub fans the committed alerts out and the ``committed`` listeners (the
+delivery outbox) are called with them.
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ class AlertProcessor:
             lambda: float("nan") if self._checkpoint_wall is None
             else time.monotonic() - self._checkpoint_wall)
         self._closed = False
+        self.committed: list[Callable[[Sequence[AlertRecord]], None]] = []
+        """Called after each commit with its alerts, in id order; must not block."""
 
     # lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -267,6 +271,9 @@ class AlertProcessor:
             records = await self.store.commit_batch(alerts, states, marks)
             committed = time.perf_counter()
             self.hub.publish(records)
+            if records:
+                for listener in self.committed:
+                    listener(records)
             if len(batch) or watermark_ms is not None:
                 self._dirty = True
             if clock is not None:
@@ -314,6 +321,7 @@ class AlertProcessor:
             condition_text=rec.condition_text, event_time_ms=f.time_ms,
             receive_time_ms=received, decide_time_ms=decided, trade_id=f.trade_id,
             rank=f.rank, price=price, details={},
+            channels=tuple(c.removeprefix("channels/") for c in rec.channels),
         )
 
     def compile_cached(self, rec: RuleRecord) -> CompiledRule:

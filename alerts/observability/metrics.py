@@ -2,7 +2,9 @@
 
 Exposed over HTTP by ``start_metrics_server``: ticks in by outcome, alerts
 fired, batch sizes, tick-to-alert latency (receive -> commit), store write
-latency, stream subscribers and their deepest queue.
+latency, stream subscribers and their deepest queue; delivery attempts by
+channel kind and outcome, their latency, alert-to-delivery latency, pending
+deliveries and dead letters.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ if TYPE_CHECKING:
     from alerts.api.server import App
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+DELIVERY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    30.0, 60.0, 300.0, 3600.0)
 
 
 class Metrics:
@@ -40,6 +44,21 @@ class Metrics:
         self.checkpoint_age = Gauge("alerts_checkpoint_age_seconds",
                                     "Age of the last engine checkpoint (NaN: none yet)",
                                     registry=r)
+        self.deliveries = Counter(
+            "alerts_delivery_attempts_total",
+            "Delivery attempts by channel kind and outcome (delivered, retry, dead)",
+            ["kind", "outcome"], registry=r)
+        self.delivery_latency = Histogram(
+            "alerts_delivery_attempt_seconds", "One delivery attempt, by channel kind", ["kind"],
+            buckets=DELIVERY_BUCKETS, registry=r)
+        self.alert_to_delivery = Histogram(
+            "alerts_alert_to_delivery_seconds",
+            "From an alert's commit to its delivery (retries included), by channel kind",
+            ["kind"], buckets=DELIVERY_BUCKETS, registry=r)
+        self.deliveries_pending = Gauge("alerts_deliveries_pending",
+                                        "Deliveries waiting for an attempt", registry=r)
+        self.dead_letters = Gauge("alerts_dead_letters",
+                                  "Deliveries in the dead-letter state", registry=r)
 
 
 def start_metrics_server(listen: str, app: App) -> str:
