@@ -19,6 +19,8 @@ from __future__ import annotations
 import urllib.parse
 
 from alerts.errors import InvalidArgumentError
+from alerts.storage._paging import decode_token as decode_page_token
+from alerts.storage._paging import encode_token as encode_page_token
 from alerts.storage._sql import Clock
 from alerts.storage.base import Store
 from alerts.storage.records import (
@@ -38,6 +40,8 @@ __all__ = [
     "Store",
     "SubscriptionRecord",
     "TriggerState",
+    "decode_page_token",
+    "encode_page_token",
     "open_store",
     "store_from_url",
 ]

@@ -295,7 +295,9 @@ class SqlStore(Store):
         args: list[object] = [owner]
         where = ["owner = $1"]
         if page_token:
-            after_time, after_id = _paging.decode_token(page_token, scope)
+            after_time, after_id = _paging.decode_token(
+                page_token, scope,
+                lambda key: len(key) == 2 and type(key[0]) is int and isinstance(key[1], str))
             args += [after_time, after_id]
             where.append(
                 f"(create_time_ms > ${len(args) - 1}"
@@ -407,6 +409,8 @@ class SqlStore(Store):
         owner: str | None,
         *,
         after_id: int = 0,
+        before_id: int | None = None,
+        descending: bool = False,
         limit: int,
         rule_id: str | None = None,
         symbol: str | None = None,
@@ -423,6 +427,7 @@ class SqlStore(Store):
         where = ["alert_id > $1"]
         for clause, value in (
             ("owner = ", owner),
+            ("alert_id < ", before_id),
             ("rule_id = ", rule_id),
             ("symbol = ", symbol),
             ("kind = ", kind),
@@ -435,7 +440,7 @@ class SqlStore(Store):
         args.append(limit)
         sql = (
             f"SELECT {_codec.ALERT_COLUMNS} FROM alerts WHERE {' AND '.join(where)}"
-            f" ORDER BY alert_id LIMIT ${len(args)}"
+            f" ORDER BY alert_id{' DESC' if descending else ''} LIMIT ${len(args)}"
         )
         async with self._read() as conn:
             rows = await conn.fetch(sql, *args)

@@ -161,6 +161,8 @@ class Store(ABC):
         owner: str | None,
         *,
         after_id: int = 0,
+        before_id: int | None = None,
+        descending: bool = False,
         limit: int,
         rule_id: str | None = None,
         symbol: str | None = None,
@@ -168,7 +170,8 @@ class Store(ABC):
         since_ms: int | None = None,
         until_ms: int | None = None,
     ) -> list[AlertRecord]:
-        """Up to ``limit`` (>= 1) of the owner's alerts with id > ``after_id``, ascending by id.
+        """Up to ``limit`` (>= 1) of the owner's alerts with ``after_id`` < id < ``before_id``
+        (``None``: no upper bound), ascending by id (``descending``: newest first).
 
         ``owner`` ``None`` reads every owner's alerts (for delivery, never for a client).
         Optional filters match exactly; ``since_ms`` (inclusive) and ``until_ms``
