@@ -191,7 +191,8 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     elif args.action == "list":
         token = ""
         while True:
-            page = stub.ListRules(service_pb2.ListRulesRequest(page_size=200, page_token=token))
+            page = stub.ListRules(service_pb2.ListRulesRequest(
+                page_size=200, page_token=token, filter=args.filter, order_by=args.order_by))
             for r in page.rules:
                 print(f"{r.name}\t{r.symbol}\t{rules_pb2.Rule.State.Name(r.state)}\t"
                       f"{r.condition_text}")
@@ -268,7 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--timeframe")
     create.add_argument("--id")
     create.add_argument("--name")
-    rsub.add_parser("list")
+    listing = rsub.add_parser("list")
+    listing.add_argument("--filter", default="",
+                         help='AIP-160 filter, e.g. \'symbol = BTCUSDT AND state = ACTIVE\'')
+    listing.add_argument("--order-by", default="", help="e.g. 'display_name, create_time desc'")
     for action in ("get", "delete"):
         rsub.add_parser(action).add_argument("id")
     check = rsub.add_parser("validate")
