@@ -1,8 +1,12 @@
-"""Assembling the service: store, processor, hub, gRPC server with health and reflection.
+"""Assembling the service: store, processor, hub, outbox, gRPC server with health and reflection.
 
 ``build_server(config)`` returns a started-ready ``App``; tests bind port 0 and
-read ``app.port``. Shutdown: health NOT_SERVING, no new RPCs, the batch under
-way finishes and is committed, streams end with UNAVAILABLE, the store closes.
+read ``app.port``. Start: the processor restores its state, then the outbox
+resumes every pending delivery, then RPCs are served. Shutdown: health
+NOT_SERVING, no new RPCs, the batch under way finishes and is committed,
+streams end with UNAVAILABLE, delivery attempts under way get the shutdown
+grace to finish (one cut off stays pending and is sent after the restart), the
+store closes.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from grpc_reflection.v1alpha import reflection
 from alerts.api.errors import ErrorInterceptor
 from alerts.api.service import AlertService
 from alerts.config import Config
+from alerts.delivery.channels.config import DeliverySettings
 from alerts.delivery.hub import AlertHub
+from alerts.delivery.outbox import Outbox, RetryPolicy
+from alerts.engine.channel_directory import StoreChannelDirectory
 from alerts.engine.processor import AlertProcessor
 from alerts.errors import UnavailableError
 from alerts.observability.metrics import start_metrics_server
@@ -38,11 +45,14 @@ class App:
     hub: AlertHub
     service: AlertService
     health: health.aio.HealthServicer
+    outbox: Outbox
+    directory: StoreChannelDirectory
     on_stop: list[Callable[[], object]] = field(default_factory=list)
     metrics_address: str = ""
 
     async def start(self) -> None:
         await self.processor.start()
+        await self.outbox.start()
         if self.config.metrics_listen:
             self.metrics_address = start_metrics_server(self.config.metrics_listen, self)
         await self.server.start()
@@ -56,6 +66,8 @@ class App:
         self.hub.close()
         await self.server.stop(self.config.shutdown_grace_s if grace is None else grace)
         await self.processor.stop()
+        await self.outbox.stop(self.config.shutdown_grace_s if grace is None else grace)
+        await self.directory.close()
         await self.store.close()
         for callback in self.on_stop:
             callback()
@@ -68,7 +80,18 @@ async def build_server(config: Config) -> App:
         processor = AlertProcessor(store, hub, default_venue=config.default_venue,
                                    grace_ms=config.grace_ms, enable_1s=config.enable_1s,
                                    checkpoint_interval_ms=config.checkpoint_interval_ms)
-        service = AlertService(store, processor, hub, owner=config.default_owner)
+        directory = StoreChannelDirectory(
+            store, DeliverySettings(webhook_allow=config.webhook_allow_list()))
+        outbox = Outbox(
+            store, directory,
+            policy=RetryPolicy(first_delay_s=config.delivery_first_retry_s,
+                               max_delay_s=config.delivery_max_retry_s,
+                               retry_period_s=config.delivery_retry_period_s,
+                               max_attempts=config.delivery_max_attempts),
+            max_in_flight=config.delivery_max_in_flight,
+            attempt_timeout_s=config.delivery_attempt_timeout_s, metrics=processor.metrics)
+        processor.committed.append(outbox.notify)
+        service = AlertService(store, processor, hub, owner=config.default_owner, outbox=outbox)
         server = grpc.aio.server(interceptors=[ErrorInterceptor()])
         service_pb2_grpc.add_AlertServiceServicer_to_server(service, server)
         health_servicer = health.aio.HealthServicer()
@@ -87,4 +110,5 @@ async def build_server(config: Config) -> App:
     except BaseException:
         await store.close()
         raise
-    return App(config, server, port, store, processor, hub, service, health_servicer)
+    return App(config, server, port, store, processor, hub, service, health_servicer,
+               outbox=outbox, directory=directory)

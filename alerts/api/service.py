@@ -17,10 +17,11 @@ import grpc
 import numpy as np
 from google.protobuf import empty_pb2
 
-from alerts.api import convert
+from alerts.api import convert, delivery_convert
 from alerts.api.rule_filter import parse_rule_query
 from alerts.api.conditions import condition_to_proto, series_to_proto, timeframe_to_proto
 from alerts.delivery.hub import AlertHub, SlowConsumer, Subscriber
+from alerts.delivery.outbox import Outbox
 from alerts.engine.processor import AlertProcessor, TickBatch, now_ms
 from alerts.errors import (
     AbortedError,
@@ -58,8 +59,9 @@ def _check_deadline(context: grpc.aio.ServicerContext) -> None:
 
 class AlertService(service_pb2_grpc.AlertServiceServicer):
     def __init__(self, store: Store, processor: AlertProcessor, hub: AlertHub, *,
-                 owner: str = "local") -> None:
+                 owner: str = "local", outbox: Outbox | None = None) -> None:
         self.store = store
+        self.outbox = outbox
         self.processor = processor
         self.hub = hub
         self.owner = owner
@@ -488,6 +490,36 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
                 intrabar_value=ind.intrabar if intrabar_defined else 0.0,
                 intrabar_defined=intrabar_defined)
         return out
+
+    # deliveries -------------------------------------------------------------
+    async def _delivery_channel(self, parent: str, context: grpc.aio.ServicerContext
+                                ) -> tuple[str, str]:
+        """(owner, channel id) of an existing channel of the caller; else NOT_FOUND."""
+        owner = self._owner(context)
+        channel_id = delivery_convert.channel_id_of(parent)
+        await self.store.get_channel(owner, channel_id)
+        return owner, channel_id
+
+    async def ListDeliveries(self, request: service_pb2.ListDeliveriesRequest,
+                             context: grpc.aio.ServicerContext
+                             ) -> service_pb2.ListDeliveriesResponse:
+        owner, channel_id = await self._delivery_channel(request.parent, context)
+        page, token = await self.store.list_deliveries(
+            owner, channel_id, state=delivery_convert.state_of(request.state),
+            page_size=_page_size(request.page_size), page_token=request.page_token or None)
+        return service_pb2.ListDeliveriesResponse(
+            deliveries=[delivery_convert.delivery_to_proto(d) for d in page],
+            next_page_token=token or "")
+
+    async def RedeliverDeadLetters(self, request: service_pb2.RedeliverDeadLettersRequest,
+                                   context: grpc.aio.ServicerContext
+                                   ) -> service_pb2.RedeliverDeadLettersResponse:
+        owner, channel_id = await self._delivery_channel(request.parent, context)
+        if self.outbox is None:
+            raise UnavailableError("delivery is not running in this server")
+        moved = await self.outbox.redeliver(owner, channel_id,
+                                            list(request.alert_ids) or None)
+        return service_pb2.RedeliverDeadLettersResponse(redelivered_count=moved)
 
     # ticks ------------------------------------------------------------------
     async def PublishTicks(self, request_iterator: AsyncIterator[service_pb2.PublishTicksRequest],

@@ -38,6 +38,7 @@ from typing import Protocol
 import structlog
 
 from alerts.delivery.channels.base import ChannelSender, Delivery, Outcome
+from alerts.errors import InvalidArgumentError
 from alerts.observability.metrics import Metrics
 from alerts.storage.base import Store
 from alerts.storage.records import AlertRecord, DeliveryAttempt, DueDelivery
@@ -63,6 +64,17 @@ class RetryPolicy:
     max_delay_s: float = 4 * 3600.0
     retry_period_s: float = 3 * 24 * 3600.0
     max_attempts: int = 0              # 0: only the retry period ends retries
+
+    def __post_init__(self) -> None:
+        problems = [why for bad, why in (
+            (not self.first_delay_s > 0, "the first retry delay must be > 0"),
+            (not self.max_delay_s >= self.first_delay_s,
+             "the largest retry delay must be >= the first"),
+            (not self.retry_period_s >= 0, "the retry period must be >= 0"),
+            (self.max_attempts < 0, "max attempts must be >= 0"),
+        ) if bad]
+        if problems:
+            raise InvalidArgumentError("delivery retry policy: " + "; ".join(problems))
 
     def backoff_s(self, failures: int, rng: random.Random) -> float:
         """Delay before the next attempt after ``failures`` (>= 1) failed ones: full jitter."""
@@ -153,7 +165,7 @@ class Outbox:
         rng: random.Random | None = None,
     ) -> None:
         if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
+            raise InvalidArgumentError("delivery: max in flight per channel must be >= 1")
         self.store = store
         self.directory = directory
         self.policy = policy or RetryPolicy()

@@ -1,0 +1,292 @@
+"""Delivery under faults, end to end: the real server, real webhook endpoints on real sockets.
+
+Each test stores webhook channels and a rule that fires on every tick and names
+them, starts the server (in a thread, or as a subprocess for SIGKILL), publishes
+ticks over gRPC, and watches ``WebhookReceiver`` endpoints that verify every
+signature with the official ``standardwebhooks`` package. Asserted each time:
+every alert reaches every channel, no alert arrives under two message ids, and
+every alert id that arrives is one the store issued. Run on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf import timestamp_pb2
+
+from alerts.config import Config
+from alerts.storage import RuleRecord, open_store
+from alerts.storage.records import ChannelRecord, WebhookSettings
+from alerts.v1 import deliveries_pb2, market_pb2, service_pb2, service_pb2_grpc
+from tests.delivery.receiver import ACCEPT, Behaviour, WebhookReceiver
+from tests.support.server import running_server, server_config
+
+DEAD = deliveries_pb2.Delivery.STATE_DEAD
+DELIVERED = deliveries_pb2.Delivery.STATE_DELIVERED
+FAST_RETRIES = {"delivery_first_retry_s": 0.05, "delivery_max_retry_s": 0.3,
+                "webhook_allow": "127.0.0.1"}
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[WebhookReceiver]]:
+    made = [WebhookReceiver().start() for _ in range(2)]
+    try:
+        yield made
+    finally:
+        for r in made:
+            r.close()
+
+
+def prepare(store_url: str, receivers: list[WebhookReceiver], *, timeout_ms: int | None = None
+            ) -> None:
+    """Channels `hook-0`, `hook-1`, ... for the receivers, and a rule firing on every tick."""
+    async def go() -> None:
+        store = await open_store(store_url)
+        try:
+            for i, r in enumerate(receivers):
+                await store.create_channel(ChannelRecord(
+                    channel_id=f"hook-{i}", owner="local",
+                    settings=WebhookSettings(url=r.url, timeout_ms=timeout_ms), secret=r.secret))
+            await store.create_rule(RuleRecord(
+                rule_id="every", owner="local", symbol="binance:BTCUSDT",
+                condition_text="price > 0", mode="EVERY_TIME", cooldown_ms=0,
+                channels=tuple(f"channels/hook-{i}" for i in range(len(receivers)))))
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def ts(ms: int) -> timestamp_pb2.Timestamp:
+    out = timestamp_pb2.Timestamp()
+    out.FromMilliseconds(ms)
+    return out
+
+
+def fire(stub: service_pb2_grpc.AlertServiceStub, n: int, *, batch: int = 10) -> None:
+    """``n`` ticks, hence ``n`` alerts, in batches (each batch one commit)."""
+    start = time.time_ns() // 1_000_000 - 60_000
+    ticks = [market_pb2.Tick(symbol="BTCUSDT", price=100.0 + i, quantity=1.0,
+                             event_time=ts(start + i), trade_id=i + 1) for i in range(n)]
+    requests = [service_pb2.PublishTicksRequest(source="faults", ticks=ticks[i:i + batch])
+                for i in range(0, n, batch)]
+    stub.PublishTicks(iter(requests), timeout=60)
+
+
+def stored_ids(stub: service_pb2_grpc.AlertServiceStub) -> set[int]:
+    ids: set[int] = set()
+    token = ""
+    while True:
+        page = stub.ListAlerts(service_pb2.ListAlertsRequest(page_size=1000, page_token=token))
+        ids |= {a.id for a in page.alerts}
+        token = page.next_page_token
+        if not token:
+            return ids
+
+
+def deliveries(stub: service_pb2_grpc.AlertServiceStub, channel: str, state: int = 0
+               ) -> list[deliveries_pb2.Delivery]:
+    out: list[deliveries_pb2.Delivery] = []
+    token = ""
+    while True:
+        page = stub.ListDeliveries(service_pb2.ListDeliveriesRequest(
+            parent=f"channels/{channel}", state=state, page_size=1000, page_token=token))
+        out += page.deliveries
+        token = page.next_page_token
+        if not token:
+            return out
+
+
+def check_delivered(stub: service_pb2_grpc.AlertServiceStub, receivers: list[WebhookReceiver],
+                    n: int) -> set[int]:
+    """Every stored alert reached every receiver, each under one id, and no unknown id arrived;
+    then the store says DELIVERED for each."""
+    ids = stored_ids(stub)
+    assert len(ids) == n
+    for i, r in enumerate(receivers):
+        r.wait_accepted(ids)
+        assert {a.alert_id for a in r.arrivals} <= ids, "an alert id the store never issued"
+        r.check_one_id_per_alert()
+        wait_until(lambda: {d.alert_id: d.state for d in deliveries(stub, f"hook-{i}")}
+                   == dict.fromkeys(ids, DELIVERED), what=f"hook-{i} all DELIVERED")
+    return ids
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Poll the server's API (another process or thread: no event to share) until ``check``."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not check():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s: {what}"
+        pause.wait(0.02)
+
+
+def config(tmp_path: Path, store_url: str, **extra: object) -> Config:
+    return server_config(tmp_path, store_url=store_url, **{**FAST_RETRIES, **extra})
+
+
+def test_an_endpoint_down_for_a_while_gets_everything_once_up_and_the_other_never_waits(
+        tmp_path: Path, store_url: str, receivers: list[WebhookReceiver]) -> None:
+    healthy, broken = receivers
+    broken.down()
+    prepare(store_url, receivers)
+    with running_server(config(tmp_path, store_url)) as (_, stub):
+        fire(stub, 40)
+        ids = stored_ids(stub)
+        healthy.wait_accepted(ids)
+        assert broken.started == 0                       # still down: nothing reached it
+        failing = deliveries(stub, "hook-1")
+        assert any(d.attempts and not d.attempts[0].delivered for d in failing)
+        assert "connect" in failing[0].last_error.message.lower()
+        broken.up()
+        check_delivered(stub, receivers, 40)
+        assert {d.state for d in deliveries(stub, "hook-1")} == {DELIVERED}
+
+
+def test_a_slow_endpoint_times_out_and_is_retried_without_delaying_the_fast_one(
+        tmp_path: Path, store_url: str, receivers: list[WebhookReceiver]) -> None:
+    fast, slow = receivers
+    slow.behaviour = Behaviour(status=204, delay_s=2.0)   # beyond the 300 ms timeout
+    prepare(store_url, receivers, timeout_ms=300)
+    with running_server(config(tmp_path, store_url)) as (_, stub):
+        fire(stub, 30)
+        ids = stored_ids(stub)
+        fast.wait_accepted(ids, timeout=20)
+        # the fast endpoint got all 30 before the slow one completed a single request
+        assert slow.accepted_ids() == set()
+        timed_out = [a for d in deliveries(stub, "hook-1") for a in d.attempts
+                     if not a.delivered]
+        assert timed_out and all(a.status_code == 0 for a in timed_out)
+        slow.behaviour = ACCEPT
+        check_delivered(stub, receivers, 30)
+
+
+def test_500_and_429_with_retry_after_are_retried_until_delivered(
+        tmp_path: Path, store_url: str, receivers: list[WebhookReceiver]) -> None:
+    erroring, limiting = receivers
+    erroring.behaviour = Behaviour(status=500, fail_first=2)
+    limiting.behaviour = Behaviour(status=429, retry_after="1", fail_first=1)
+    prepare(store_url, receivers)
+    with running_server(config(tmp_path, store_url)) as (_, stub):
+        fire(stub, 10)
+        check_delivered(stub, receivers, 10)
+        for d in deliveries(stub, "hook-0"):
+            assert [(a.status_code, a.delivered) for a in d.attempts] == [
+                (500, False), (500, False), (204, True)]
+        for d in deliveries(stub, "hook-1"):
+            assert [(a.status_code, a.delivered) for a in d.attempts] == [(429, False),
+                                                                         (204, True)]
+            gap = (d.attempts[1].attempt_time.ToMilliseconds()
+                   - d.attempts[0].attempt_time.ToMilliseconds())
+            assert gap >= 1000, "Retry-After: 1 was not honoured"
+
+
+def test_dead_letters_appear_only_after_the_retry_period_and_are_redelivered(
+        tmp_path: Path, store_url: str, receivers: list[WebhookReceiver]) -> None:
+    good, failing = receivers
+    failing.behaviour = Behaviour(status=503)
+    prepare(store_url, receivers)
+    with running_server(config(tmp_path, store_url, delivery_retry_period_s=1.5)) as (_, stub):
+        fire(stub, 5)
+        good.wait_accepted(stored_ids(stub))
+        failing.wait_for(lambda r: len({a.alert_id for a in r.arrivals}) == 5)
+        wait_until(lambda: len(deliveries(stub, "hook-1", DEAD)) == 5, what="5 dead letters")
+        for d in deliveries(stub, "hook-1", DEAD):
+            first = d.attempts[0].attempt_time.ToMilliseconds()
+            assert d.done_time.ToMilliseconds() - first >= 1500
+            assert len(d.attempts) >= 3 and d.last_error.message == "HTTP 503"
+        assert deliveries(stub, "hook-0", DEAD) == []
+        failing.behaviour = ACCEPT
+        reply = stub.RedeliverDeadLetters(service_pb2.RedeliverDeadLettersRequest(
+            parent="channels/hook-1"))
+        assert reply.redelivered_count == 5
+        check_delivered(stub, receivers, 5)
+        assert deliveries(stub, "hook-1", DEAD) == []
+
+
+class ServerProcess:
+    """``alerts serve`` as a subprocess, so it can be killed with SIGKILL."""
+
+    def __init__(self, store_url: str) -> None:
+        env = dict(os.environ, GRPC_VERBOSITY="NONE", ALERTS_WEBHOOK_ALLOW="127.0.0.1",
+                   ALERTS_DELIVERY_FIRST_RETRY_S="0.05", ALERTS_DELIVERY_MAX_RETRY_S="0.3")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "alerts.cli", "serve", "--grpc-listen", "127.0.0.1:0",
+             "--metrics-listen", "", "--store", store_url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("alerts: gRPC on 127.0.0.1:"), (line, self.proc.stderr.read())
+        port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.stub = service_pb2_grpc.AlertServiceStub(self.channel)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self.channel.close()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(60) == 0
+        self.channel.close()
+
+
+@pytest.mark.timeout(300)
+def test_sigkill_mid_delivery_then_restart_delivers_everything(
+        store_url: str, receivers: list[WebhookReceiver]) -> None:
+    slow, other = receivers
+    slow.behaviour = Behaviour(status=204, delay_s=0.5)  # requests in flight at the kill
+    other.behaviour = Behaviour(status=500)              # deliveries pending at the kill
+    prepare(store_url, receivers)
+    server = ServerProcess(store_url)
+    try:
+        fire(server.stub, 30)
+        ids = stored_ids(server.stub)
+        slow.wait_for(lambda r: r.started >= 6)
+        other.wait_for(lambda r: len(r.arrivals) >= 3)
+        server.kill()
+    finally:
+        if server.proc.poll() is None:
+            server.kill()
+    assert slow.accepted_ids() != ids                    # the kill came mid-delivery
+    slow.behaviour = other.behaviour = ACCEPT
+    server = ServerProcess(store_url)
+    try:
+        assert stored_ids(server.stub) == ids
+        check_delivered(server.stub, receivers, 30)
+        for channel in ("hook-0", "hook-1"):
+            assert {d.state for d in deliveries(server.stub, channel)} == {DELIVERED}
+    finally:
+        server.stop()
+
+
+def test_list_deliveries_and_redeliver_refuse_bad_or_unknown_channels(
+        tmp_path: Path, store_url: str, receivers: list[WebhookReceiver]) -> None:
+    prepare(store_url, receivers[:1])
+    with running_server(config(tmp_path, store_url)) as (_, stub):
+        for parent, code in (("channels/nope", grpc.StatusCode.NOT_FOUND),
+                             ("hooks/hook-0", grpc.StatusCode.INVALID_ARGUMENT)):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.ListDeliveries(service_pb2.ListDeliveriesRequest(parent=parent))
+            assert err.value.code() == code
+            with pytest.raises(grpc.RpcError) as err:
+                stub.RedeliverDeadLetters(service_pb2.RedeliverDeadLettersRequest(parent=parent))
+            assert err.value.code() == code
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ListDeliveries(service_pb2.ListDeliveriesRequest(parent="channels/hook-0",
+                                                                  page_token="garbage"))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert stub.RedeliverDeadLetters(service_pb2.RedeliverDeadLettersRequest(
+            parent="channels/hook-0")).redelivered_count == 0
+
