@@ -4,6 +4,9 @@
 environment < flags; see ``alerts.config``). ``alerts rules
 create|list|get|delete|validate`` and ``alerts tail``: thin gRPC clients for
 people at a terminal (``--server``, default 127.0.0.1:50051).
+``alerts deliveries list|redeliver CHANNEL``: a channel's deliveries (each with
+its attempts; ``--state dead`` for the dead letters) and putting dead letters
+back to pending.
 ``alerts validate CONDITION``: parse and compile a rule, print its canonical
 text, timeframe and operands (or the error with ``line:col``).
 ``alerts backtest``: run rules over recorded trades or klines (CSV, gzip or
@@ -225,6 +228,32 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_deliveries(args: argparse.Namespace) -> int:
+    from alerts.v1 import deliveries_pb2, service_pb2
+
+    stub = _client(args)
+    parent = args.channel if args.channel.startswith("channels/") else f"channels/{args.channel}"
+    if args.action == "redeliver":
+        reply = stub.RedeliverDeadLetters(service_pb2.RedeliverDeadLettersRequest(
+            parent=parent, alert_ids=args.alert or []))
+        print(f"redelivered {reply.redelivered_count}")
+        return 0
+    state = deliveries_pb2.Delivery.State.Value(f"STATE_{args.state.upper()}") if args.state \
+        else deliveries_pb2.Delivery.STATE_UNSPECIFIED
+    token = ""
+    while True:
+        page = stub.ListDeliveries(service_pb2.ListDeliveriesRequest(
+            parent=parent, state=state, page_size=500, page_token=token))
+        for d in page.deliveries:
+            last = d.attempts[-1] if d.attempts else None
+            status = f"{last.status_code}" if last is not None else "-"
+            print(f"{d.alert_id}\t{deliveries_pb2.Delivery.State.Name(d.state)[6:]}\t"
+                  f"{d.attempt_count}\t{status}\t{d.last_error.message}")
+        token = page.next_page_token
+        if not token:
+            return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alerts", description=__doc__.split("\n\n")[0])
     parser.add_argument("--default-venue", default="binance",
@@ -284,6 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--server", default="127.0.0.1:50051")
     tail.add_argument("--resume-after", type=int)
     tail.set_defaults(func=_cmd_tail)
+
+    dlv = sub.add_parser("deliveries", help="a channel's deliveries and dead letters")
+    dlv.add_argument("--server", default="127.0.0.1:50051")
+    dsub = dlv.add_subparsers(dest="action", required=True)
+    dlist = dsub.add_parser("list", help="alert id, state, attempts, last status, last error")
+    dlist.add_argument("channel", help="channel id or channels/{id}")
+    dlist.add_argument("--state", choices=("pending", "delivered", "dead"))
+    redo = dsub.add_parser("redeliver", help="dead letters back to pending")
+    redo.add_argument("channel", help="channel id or channels/{id}")
+    redo.add_argument("--alert", type=int, action="append",
+                      help="only this alert's dead letter (repeatable)")
+    dlv.set_defaults(func=_cmd_deliveries)
     return parser
 
 

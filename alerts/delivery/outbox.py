@@ -250,7 +250,7 @@ class Outbox:
                 await self._dispatch(worker)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a store hiccup: log, pause, read again
+            except Exception:  # a store hiccup: log, pause, read again
                 log.exception("outbox worker failed; retrying", owner=worker.owner,
                               channel=worker.channel_id)
                 await self._sleep(worker, 1.0)
@@ -328,7 +328,7 @@ class Outbox:
                     max(now - alert.commit_time_ms, 0) / 1000)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - not recorded: still PENDING, tried again
+        except Exception:  # not recorded: still PENDING, tried again
             log.exception("delivery attempt not recorded", owner=worker.owner,
                           channel=worker.channel_id, alert_id=alert.alert_id)
         finally:

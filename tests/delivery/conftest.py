@@ -1,4 +1,5 @@
-"""Fixtures for the delivery tests: an open store of each back end on the wall clock.
+"""Fixtures for the delivery tests: an open store of each back end on the wall clock, and
+two webhook receivers (``receivers``).
 
 The PostgreSQL half uses the store suite's session database (a fresh schema per
 test) and is skipped, with the reason, when the server cannot be reached.
@@ -12,8 +13,9 @@ import pytest_asyncio
 
 from alerts.storage import Store, open_store
 from tests.storage.conftest import postgres_database, store_url
+from tests.support.delivery import receivers
 
-__all__ = ["live_store", "postgres_database", "store_url"]
+__all__ = ["live_store", "postgres_database", "receivers", "store_url"]
 
 
 @pytest_asyncio.fixture

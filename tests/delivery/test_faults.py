@@ -10,125 +10,32 @@ every alert id that arrives is one the store issued. Run on SQLite and PostgreSQ
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import timestamp_pb2
 
 from alerts.config import Config
-from alerts.storage import RuleRecord, open_store
-from alerts.storage.records import ChannelRecord, WebhookSettings
-from alerts.v1 import deliveries_pb2, market_pb2, service_pb2, service_pb2_grpc
-from tests.delivery.receiver import ACCEPT, Behaviour, WebhookReceiver
+from alerts.v1 import deliveries_pb2, service_pb2, service_pb2_grpc
+from tests.support.delivery import (
+    DELIVERED,
+    check_delivered,
+    deliveries,
+    fire,
+    prepare,
+    stored_ids,
+    wait_until,
+)
 from tests.support.server import running_server, server_config
+from tests.support.webhook_receiver import ACCEPT, Behaviour, WebhookReceiver
 
 DEAD = deliveries_pb2.Delivery.STATE_DEAD
-DELIVERED = deliveries_pb2.Delivery.STATE_DELIVERED
 FAST_RETRIES = {"delivery_first_retry_s": 0.05, "delivery_max_retry_s": 0.3,
                 "webhook_allow": "127.0.0.1"}
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[WebhookReceiver]]:
-    made = [WebhookReceiver().start() for _ in range(2)]
-    try:
-        yield made
-    finally:
-        for r in made:
-            r.close()
-
-
-def prepare(store_url: str, receivers: list[WebhookReceiver], *, timeout_ms: int | None = None
-            ) -> None:
-    """Channels `hook-0`, `hook-1`, ... for the receivers, and a rule firing on every tick."""
-    async def go() -> None:
-        store = await open_store(store_url)
-        try:
-            for i, r in enumerate(receivers):
-                await store.create_channel(ChannelRecord(
-                    channel_id=f"hook-{i}", owner="local",
-                    settings=WebhookSettings(url=r.url, timeout_ms=timeout_ms), secret=r.secret))
-            await store.create_rule(RuleRecord(
-                rule_id="every", owner="local", symbol="binance:BTCUSDT",
-                condition_text="price > 0", mode="EVERY_TIME", cooldown_ms=0,
-                channels=tuple(f"channels/hook-{i}" for i in range(len(receivers)))))
-        finally:
-            await store.close()
-
-    asyncio.run(go())
-
-
-def ts(ms: int) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromMilliseconds(ms)
-    return out
-
-
-def fire(stub: service_pb2_grpc.AlertServiceStub, n: int, *, batch: int = 10) -> None:
-    """``n`` ticks, hence ``n`` alerts, in batches (each batch one commit)."""
-    start = time.time_ns() // 1_000_000 - 60_000
-    ticks = [market_pb2.Tick(symbol="BTCUSDT", price=100.0 + i, quantity=1.0,
-                             event_time=ts(start + i), trade_id=i + 1) for i in range(n)]
-    requests = [service_pb2.PublishTicksRequest(source="faults", ticks=ticks[i:i + batch])
-                for i in range(0, n, batch)]
-    stub.PublishTicks(iter(requests), timeout=60)
-
-
-def stored_ids(stub: service_pb2_grpc.AlertServiceStub) -> set[int]:
-    ids: set[int] = set()
-    token = ""
-    while True:
-        page = stub.ListAlerts(service_pb2.ListAlertsRequest(page_size=1000, page_token=token))
-        ids |= {a.id for a in page.alerts}
-        token = page.next_page_token
-        if not token:
-            return ids
-
-
-def deliveries(stub: service_pb2_grpc.AlertServiceStub, channel: str, state: int = 0
-               ) -> list[deliveries_pb2.Delivery]:
-    out: list[deliveries_pb2.Delivery] = []
-    token = ""
-    while True:
-        page = stub.ListDeliveries(service_pb2.ListDeliveriesRequest(
-            parent=f"channels/{channel}", state=state, page_size=1000, page_token=token))
-        out += page.deliveries
-        token = page.next_page_token
-        if not token:
-            return out
-
-
-def check_delivered(stub: service_pb2_grpc.AlertServiceStub, receivers: list[WebhookReceiver],
-                    n: int) -> set[int]:
-    """Every stored alert reached every receiver, each under one id, and no unknown id arrived;
-    then the store says DELIVERED for each."""
-    ids = stored_ids(stub)
-    assert len(ids) == n
-    for i, r in enumerate(receivers):
-        r.wait_accepted(ids)
-        assert {a.alert_id for a in r.arrivals} <= ids, "an alert id the store never issued"
-        r.check_one_id_per_alert()
-        wait_until(lambda: {d.alert_id: d.state for d in deliveries(stub, f"hook-{i}")}
-                   == dict.fromkeys(ids, DELIVERED), what=f"hook-{i} all DELIVERED")
-    return ids
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    """Poll the server's API (another process or thread: no event to share) until ``check``."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not check():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s: {what}"
-        pause.wait(0.02)
 
 
 def config(tmp_path: Path, store_url: str, **extra: object) -> Config:
