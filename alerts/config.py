@@ -29,6 +29,8 @@ class Config:
     delivery_max_in_flight: int = 4         # attempts under way per channel
     delivery_attempt_timeout_s: float = 60.0  # the outbox's bound on one attempt
     webhook_allow: str = ""                 # comma-separated networks, addresses, host names
+    webhook_rate_per_s: float = 20.0        # requests per second per webhook endpoint
+    webhook_max_concurrency: int = 4        # requests in flight per webhook endpoint
     grace_ms: int = 1000
     checkpoint_interval_ms: int = 60_000    # of source time; and before every rule change
     enable_1s: bool = False

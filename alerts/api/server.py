@@ -11,6 +11,7 @@ store closes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,7 +27,7 @@ from alerts.delivery.hub import AlertHub
 from alerts.delivery.outbox import Outbox, RetryPolicy
 from alerts.engine.channel_directory import StoreChannelDirectory
 from alerts.engine.processor import AlertProcessor
-from alerts.errors import UnavailableError
+from alerts.errors import InvalidArgumentError, UnavailableError
 from alerts.observability.metrics import start_metrics_server
 from alerts.storage import open_store
 from alerts.storage.base import Store
@@ -80,8 +81,14 @@ async def build_server(config: Config) -> App:
         processor = AlertProcessor(store, hub, default_venue=config.default_venue,
                                    grace_ms=config.grace_ms, enable_1s=config.enable_1s,
                                    checkpoint_interval_ms=config.checkpoint_interval_ms)
+        if not config.webhook_rate_per_s > 0 or config.webhook_max_concurrency < 1:
+            raise InvalidArgumentError(
+                "webhook_rate_per_s must be > 0 and webhook_max_concurrency >= 1")
         directory = StoreChannelDirectory(
-            store, DeliverySettings(webhook_allow=config.webhook_allow_list()))
+            store, DeliverySettings(webhook_allow=config.webhook_allow_list(),
+                                    webhook_rate_per_s=config.webhook_rate_per_s,
+                                    webhook_burst=max(1, math.ceil(config.webhook_rate_per_s)),
+                                    webhook_max_concurrency=config.webhook_max_concurrency))
         outbox = Outbox(
             store, directory,
             policy=RetryPolicy(first_delay_s=config.delivery_first_retry_s,
