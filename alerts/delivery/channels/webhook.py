@@ -31,6 +31,7 @@ from alerts.delivery.channels._common import (
     http_client,
     paced_out,
     parse_retry_after,
+    read_some,
     short,
     transport_failure,
 )
@@ -52,7 +53,6 @@ _RESERVED_HEADERS = frozenset({
     "webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
     "host", "transfer-encoding", "connection",
 })
-_MAX_RESPONSE_BYTES = 64 * 1024
 
 
 def webhook_message_id(alert_id: int, channel_id: str) -> str:
@@ -129,7 +129,7 @@ class WebhookSender(ChannelSender):
                 response = await self._client.send(request, stream=True)
                 try:
                     latency = time.perf_counter() - started
-                    text = await _read_some(response)
+                    text = await read_some(response)
                 finally:
                     await response.aclose()
             except httpx.ConnectError as exc:
@@ -171,14 +171,3 @@ def _is_literal(host: str) -> bool:
         return False
     return True
 
-
-async def _read_some(response: httpx.Response) -> str:
-    """Up to 64 KiB of the response body, as text (an endpoint cannot make us read more)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= _MAX_RESPONSE_BYTES:
-            break
-    return b"".join(chunks)[:_MAX_RESPONSE_BYTES].decode("utf-8", errors="replace")
