@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -37,18 +38,34 @@ async def read_some(response: httpx.Response) -> str:
 async def post(client: httpx.AsyncClient, url: str, *, redact: str = "",
                **kwargs: Any) -> tuple[httpx.Response, str, float] | Outcome:
     """One POST: (response, body text, latency to the headers), or a retryable ``Outcome``
-    when no answer came (``redact`` is removed from its error text)."""
+    when no answer came (``redact`` is removed from its error text). The client's timeout
+    bounds the whole exchange, not only each read."""
     started = time.perf_counter()
     try:
-        response = await client.send(client.build_request("POST", url, **kwargs), stream=True)
-        try:
-            latency = time.perf_counter() - started
-            text = await read_some(response)
-        finally:
-            await response.aclose()
+        async with asyncio.timeout(total_timeout(client)):
+            response = await client.send(client.build_request("POST", url, **kwargs),
+                                         stream=True)
+            try:
+                latency = time.perf_counter() - started
+                text = await read_some(response)
+            finally:
+                await response.aclose()
     except httpx.HTTPError as exc:
         return transport_failure(exc, started, redact)
+    except TimeoutError:
+        return timed_out(started)
     return response, text, latency
+
+
+def total_timeout(client: httpx.AsyncClient) -> float | None:
+    """The client's configured timeout, used as the deadline of one whole attempt."""
+    return client.timeout.read
+
+
+def timed_out(started: float) -> Outcome:
+    """An attempt that ran past its deadline: retryable, status 0."""
+    return Outcome(ok=False, status=0, latency_s=time.perf_counter() - started, retryable=True,
+                   error="timeout: no complete answer within the attempt's deadline")
 
 
 def json_object(text: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import aiosmtplib
 from alerts.delivery.channels._common import truncate
 from alerts.delivery.channels.base import ChannelSender, Delivery, Outcome
 from alerts.delivery.channels.config import DeliverySettings, EmailConfig, config_error
+from alerts.errors import FailedPreconditionError
 
 SUBJECT_LIMIT = 200
 
@@ -53,7 +54,12 @@ class EmailSender(ChannelSender):
         self._timeout = config.timeout_s or settings.default_timeout_s
         self._tls: ssl.SSLContext | None = None
         if settings.smtp_starttls or settings.smtp_implicit_tls:
-            self._tls = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
+            try:
+                self._tls = ssl.create_default_context(cafile=settings.smtp_ca_file or None)
+            except (OSError, ssl.SSLError) as exc:
+                raise FailedPreconditionError(
+                    f"smtp_ca_file {settings.smtp_ca_file!r} cannot be used: {exc}",
+                    reason="SMTP_NOT_CONFIGURED") from None
             if not settings.smtp_verify_tls:
                 self._tls.check_hostname = False
                 self._tls.verify_mode = ssl.CERT_NONE

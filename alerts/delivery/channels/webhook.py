@@ -11,7 +11,8 @@ Before each attempt the host is resolved and checked by the SSRF guard and the
 request goes to a checked address (with the original ``Host`` header and TLS
 server name; the next one when a connection is refused). Redirects are not followed. Classification: 2xx ok; 410 permanent
 (endpoint gone); 408, 429, 3xx, 5xx, timeouts and connection failures
-retryable, with ``Retry-After`` (seconds or HTTP date) as the delay when given;
+retryable, with ``Retry-After`` (seconds or HTTP date) as the delay when given
+(the timeout bounds the whole attempt: resolution, connection and answer);
 other 4xx and a refused URL permanent. Per endpoint (= per sender) at most
 ``max_concurrency`` requests are in flight and a token bucket paces sends; a 429
 or 503 with ``Retry-After`` also pauses the bucket for that long.
@@ -33,6 +34,8 @@ from alerts.delivery.channels._common import (
     parse_retry_after,
     read_some,
     short,
+    timed_out,
+    total_timeout,
     transport_failure,
 )
 from alerts.delivery.channels.base import ChannelSender, Delivery, Outcome
@@ -95,10 +98,14 @@ class WebhookSender(ChannelSender):
         if wait is not None:
             return paced_out(wait)
         async with self._limit:
-            return await self._attempt(delivery)
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(total_timeout(self._client)):
+                    return await self._attempt(delivery, started)
+            except TimeoutError:
+                return timed_out(started)
 
-    async def _attempt(self, delivery: Delivery) -> Outcome:
-        started = time.perf_counter()
+    async def _attempt(self, delivery: Delivery, started: float) -> Outcome:
         try:
             addresses = await resolve_checked(self._url, self._allow)
         except UrlNotAllowedError as exc:

@@ -25,7 +25,7 @@ from alerts.delivery.channels.base import Delivery
 from alerts.delivery.channels.config import DeliverySettings
 from alerts.delivery.channels.email import message_id
 from alerts.delivery.channels.factory import build_sender
-from alerts.errors import InvalidArgumentError
+from alerts.errors import FailedPreconditionError, InvalidArgumentError
 
 USER, PASSWORD = "alerts", "s3cret"
 
@@ -204,3 +204,10 @@ def test_bad_address() -> None:
     with pytest.raises(InvalidArgumentError) as err:
         build_sender("email", {"to_addresses": ["not an address"]}, DeliverySettings())
     assert err.value.violations[0].field == "channel.email.to_addresses"
+
+
+def test_unreadable_ca_file(tmp_path: Path) -> None:
+    with pytest.raises(FailedPreconditionError) as err:
+        build_sender("email", {"to_addresses": ["ops@desk.example"]},
+                     DeliverySettings(smtp_ca_file=str(tmp_path / "missing.pem")))
+    assert "smtp_ca_file" in err.value.message

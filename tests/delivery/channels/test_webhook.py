@@ -316,3 +316,49 @@ def test_body_is_the_documented_alert_json() -> None:
     body = json.loads(webhook_body(make_alert(7, values=(("price", float("inf")),))))
     assert body["data"]["alert_id"] == 7
     assert body["data"]["values"] == [{"label": "price", "value": "Infinity"}]
+
+
+@pytest.mark.asyncio
+async def test_timeout_bounds_a_dripping_answer(http_fake: HttpFake, delivery: Delivery) -> None:
+    stop = asyncio.Event()
+    http_fake.handler = drip(stop)
+    s = sender(http_fake, generate_webhook_secret(), timeout_s=0.5)
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        stop.set()
+        await s.close()
+    assert not outcome.ok and outcome.retryable and outcome.error.startswith("timeout")
+    assert outcome.latency_s < 2.0  # each chunk came within the read timeout; the total did not
+
+
+def drip(stop: asyncio.Event):
+    async def handler(req: Received) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        await response.prepare(req.raw)
+        while not stop.is_set():  # one byte per 0.1 s: never idle long enough for a read timeout
+            await response.write(b".")
+            try:
+                await asyncio.wait_for(stop.wait(), 0.1)
+            except TimeoutError:
+                pass
+        return response
+    return handler
+
+
+@pytest.mark.asyncio
+async def test_host_name_checked_at_delivery(http_fake: HttpFake, delivery: Delivery) -> None:
+    s = build_sender("webhook", {"url": f"http://localhost:{http_fake.port}/h",
+                                 "signing_secret": generate_webhook_secret()}, DeliverySettings())
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert not outcome.ok and not outcome.retryable and "loopback" in outcome.error
+    assert http_fake.requests == []
+
+
+def test_unpadded_secret_accepted() -> None:
+    padded = generate_webhook_secret(31)
+    assert padded.endswith("=")
+    assert secret_key(padded.rstrip("=")) == secret_key(padded)
