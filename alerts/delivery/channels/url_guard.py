@@ -1,4 +1,4 @@
-"""SSRF guard for webhook URLs: only http(s), and only public addresses unless allowed.
+"""SSRF guard for webhook URLs: https to public addresses; anything else only when allowed.
 
 ``validate_webhook_url(url, allow)`` resolves the host (asynchronously) and refuses
 the URL (``UrlNotAllowedError``) when any address it resolves to is loopback, private, link-local,
@@ -11,6 +11,9 @@ rebinding", cannot reach a refused address). Both errors are
 ``InvalidArgumentError``s on ``channel.webhook.url``: ``UrlNotAllowedError``
 (reason ``URL_NOT_ALLOWED``, permanent) and ``HostNotFoundError`` (reason
 ``HOST_NOT_FOUND``: the host does not resolve now).
+
+Plain ``http`` is accepted only for allow-listed receivers (the proto's "http only
+for loopback addresses", with the allow-list deciding what is local).
 
 ``allow`` entries: networks (``10.0.0.0/8``, ``::1/128``), single addresses
 (``127.0.0.1``) or host names (``receiver.internal``, matched exactly, case-insensitive).
@@ -82,7 +85,10 @@ class AllowList:
         return cls(tuple(networks), frozenset(hosts))
 
     def allows_address(self, address: IPAddress) -> bool:
-        return any(address in net for net in self.networks)
+        """True when an allowed network holds the address (or the IPv4 address it maps)."""
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        return any(address in net or (mapped is not None and mapped in net)
+                   for net in self.networks)
 
 
 def refusal(address: IPAddress) -> str | None:
@@ -123,7 +129,7 @@ async def resolve_checked(url: httpx.URL, allow: AllowList) -> list[IPAddress]:
     """The host's addresses, each checked; refusals raise ``UrlNotAllowedError``."""
     host = url.host
     try:
-        return [_literal(host, allow)]
+        return [_literal(url, allow)]
     except ValueError:
         pass
     port = url.port or (443 if url.scheme == "https" else 80)
@@ -137,19 +143,26 @@ async def resolve_checked(url: httpx.URL, allow: AllowList) -> list[IPAddress]:
         address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if address not in addresses:
             addresses.append(address)
+    if not addresses:
+        raise HostNotFoundError(f"host {host!r} resolves to no address")
     if host.lower().rstrip(".") not in allow.hosts:
         for address in addresses:
             _check(address, allow)
-    if not addresses:
-        raise HostNotFoundError(f"host {host!r} resolves to no address")
+        _check_scheme(url, addresses, allow)
     return addresses
 
 
-def _literal(host: str, allow: AllowList) -> IPAddress:
-    address = ipaddress.ip_address(host)  # ValueError: not a literal
-    if host.lower() not in allow.hosts:
+def _literal(url: httpx.URL, allow: AllowList) -> IPAddress:
+    address = ipaddress.ip_address(url.host)  # ValueError: not a literal
+    if url.host.lower() not in allow.hosts:
         _check(address, allow)
+        _check_scheme(url, [address], allow)
     return address
+
+
+def _check_scheme(url: httpx.URL, addresses: list[IPAddress], allow: AllowList) -> None:
+    if url.scheme == "http" and not all(allow.allows_address(a) for a in addresses):
+        raise UrlNotAllowedError("plain http is only for allow-listed receivers; use https")
 
 
 async def validate_webhook_url(url: str, allow: Iterable[str] | AllowList = ()) -> list[IPAddress]:
