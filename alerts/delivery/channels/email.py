@@ -76,6 +76,7 @@ class EmailSender(ChannelSender):
         msg["Message-ID"] = message_id(alert.alert_id, delivery.channel_id,
                                        self._settings.smtp_from)
         msg["X-Alert-Id"] = str(alert.alert_id)
+        msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies
         msg.set_content(f"{delivery.text.rstrip()}\n\nalert id: {alert.alert_id}\n")
         return msg
 

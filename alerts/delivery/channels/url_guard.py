@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import httpx
@@ -125,7 +125,18 @@ def parse_webhook_url(url: str) -> httpx.URL:
     return parsed
 
 
-async def resolve_checked(url: httpx.URL, allow: AllowList) -> list[IPAddress]:
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+"""Host name and port -> the addresses (text) a connection may use."""
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The system's resolver (``getaddrinfo`` off the event loop); ``OSError`` if it fails."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(sockaddr[0]) for _family, _type, _proto, _name, sockaddr in infos]
+
+
+async def resolve_checked(url: httpx.URL, allow: AllowList,
+                          resolver: Resolver = system_resolver) -> list[IPAddress]:
     """The host's addresses, each checked; refusals raise ``UrlNotAllowedError``."""
     host = url.host
     try:
@@ -134,13 +145,12 @@ async def resolve_checked(url: httpx.URL, allow: AllowList) -> list[IPAddress]:
         pass
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+        names = await resolver(host, port)
+    except (OSError, UnicodeError) as exc:
         raise HostNotFoundError(f"host {host!r} does not resolve: {exc}") from None
     addresses: list[IPAddress] = []
-    for _family, _type, _proto, _name, sockaddr in infos:
-        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+    for name in names:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
         if address not in addresses:
             addresses.append(address)
     if not addresses:
@@ -165,9 +175,10 @@ def _check_scheme(url: httpx.URL, addresses: list[IPAddress], allow: AllowList) 
         raise UrlNotAllowedError("plain http is only for allow-listed receivers; use https")
 
 
-async def validate_webhook_url(url: str, allow: Iterable[str] | AllowList = ()) -> list[IPAddress]:
+async def validate_webhook_url(url: str, allow: Iterable[str] | AllowList = (),
+                               resolver: Resolver = system_resolver) -> list[IPAddress]:
     """Check ``url`` (scheme, host, every resolved address); return the addresses.
 
     Raises ``UrlNotAllowedError`` or ``HostNotFoundError`` (``InvalidArgumentError``s).
     """
-    return await resolve_checked(parse_webhook_url(url), AllowList.parse(allow))
+    return await resolve_checked(parse_webhook_url(url), AllowList.parse(allow), resolver)

@@ -45,9 +45,11 @@ from alerts.delivery.channels.signing import secret_key, sign
 from alerts.delivery.channels.url_guard import (
     AllowList,
     HostNotFoundError,
+    Resolver,
     UrlNotAllowedError,
     parse_webhook_url,
     resolve_checked,
+    system_resolver,
 )
 from alerts.storage.records import AlertRecord
 
@@ -74,7 +76,7 @@ class WebhookSender(ChannelSender):
     """Delivers to one webhook endpoint."""
 
     def __init__(self, config: WebhookConfig, settings: DeliverySettings,
-                 *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 *, resolver: Resolver = system_resolver) -> None:
         self._url = parse_webhook_url(config.url)
         self._keys = [secret_key(config.signing_secret)]
         if config.previous_signing_secret:
@@ -91,7 +93,8 @@ class WebhookSender(ChannelSender):
         self._pacer = Pacer(config.rate_per_s or settings.webhook_rate_per_s,
                             config.burst or settings.webhook_burst)
         timeout = config.timeout_s or settings.default_timeout_s
-        self._client = http_client(timeout, settings.user_agent, transport=transport)
+        self._resolver = resolver
+        self._client = http_client(timeout, settings.user_agent)
 
     async def send(self, delivery: Delivery) -> Outcome:
         wait = await self._pacer.wait_turn(self._max_wait_s)
@@ -107,7 +110,7 @@ class WebhookSender(ChannelSender):
 
     async def _attempt(self, delivery: Delivery, started: float) -> Outcome:
         try:
-            addresses = await resolve_checked(self._url, self._allow)
+            addresses = await resolve_checked(self._url, self._allow, self._resolver)
         except UrlNotAllowedError as exc:
             return Outcome(ok=False, latency_s=time.perf_counter() - started, retryable=False,
                            error=exc.message)

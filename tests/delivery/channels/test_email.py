@@ -132,7 +132,7 @@ async def test_delivered_over_starttls_with_auth(mailbox: Mailbox, delivery: Del
     assert envelope.mail_from == "alerts@bots.example"
     assert envelope.rcpt_tos == ["ops@desk.example", "risk@desk.example"]
     assert msg["Subject"] == "[alert 42] binance:BTCUSDT: BTCUSDT crossed 65000"
-    assert msg["X-Alert-Id"] == "42"
+    assert msg["X-Alert-Id"] == "42" and msg["Auto-Submitted"] == "auto-generated"
     assert msg["Message-ID"] == message_id(42, "ops-hook", "alerts@bots.example")
     assert msg["Message-ID"].startswith("<alert-42.") and msg["Message-ID"].endswith(
         "@bots.example>")

@@ -18,6 +18,7 @@ from alerts.delivery.channels.base import Delivery
 from alerts.delivery.channels.config import DeliverySettings, WebhookConfig
 from alerts.delivery.channels.factory import build_sender
 from alerts.delivery.channels.signing import generate_webhook_secret, secret_key, sign
+from alerts.delivery.channels.url_guard import validate_webhook_url
 from alerts.delivery.channels.webhook import WebhookSender, webhook_message_id
 from alerts.errors import InvalidArgumentError
 from tests.delivery.channels.conftest import HttpFake, Received, make_alert
@@ -362,3 +363,74 @@ def test_unpadded_secret_accepted() -> None:
     padded = generate_webhook_secret(31)
     assert padded.endswith("=")
     assert secret_key(padded.rstrip("=")) == secret_key(padded)
+
+
+class ScriptedDns:
+    """A resolver answering from a table the test changes (what a rebinding DNS server does)."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+        self.asked: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append(host)
+        if host not in self.table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return list(self.table[host])
+
+
+def named_sender(url: str, dns: ScriptedDns, allow: tuple[str, ...]) -> WebhookSender:
+    return WebhookSender(WebhookConfig(url=url, signing_secret=generate_webhook_secret()),
+                         DeliverySettings(webhook_allow=allow), resolver=dns)
+
+
+@pytest.mark.asyncio
+async def test_request_goes_to_the_checked_address(http_fake: HttpFake,
+                                                   delivery: Delivery) -> None:
+    dns = ScriptedDns({"receiver.test": ["127.0.0.1"]})
+    s = named_sender(f"http://receiver.test:{http_fake.port}/h", dns, ("127.0.0.1",))
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert outcome.ok, outcome.error  # the system resolver does not know receiver.test
+    assert http_fake.requests[0].headers["host"] == f"receiver.test:{http_fake.port}"
+    assert dns.asked == ["receiver.test"]
+
+
+@pytest.mark.asyncio
+async def test_rebinding_to_a_private_address_is_refused_at_delivery(
+        delivery: Delivery) -> None:
+    dns = ScriptedDns({"hooks.example": ["93.184.215.14"]})
+    assert await validate_webhook_url("https://hooks.example/h", (), dns)  # fine on create
+    dns.table["hooks.example"] = ["93.184.215.14", "169.254.169.254"]
+    s = named_sender("https://hooks.example/h", dns, ())
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert not outcome.ok and not outcome.retryable
+    assert "link-local address 169.254.169.254" in outcome.error
+
+
+@pytest.mark.asyncio
+async def test_next_checked_address_when_one_refuses(http_fake: HttpFake,
+                                                     delivery: Delivery) -> None:
+    dns = ScriptedDns({"receiver.test": ["127.0.0.2", "127.0.0.1"]})  # nothing on 127.0.0.2
+    s = named_sender(f"http://receiver.test:{http_fake.port}/h", dns, ("127.0.0.0/8",))
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert outcome.ok, outcome.error
+    assert len(http_fake.requests) == 1
+
+
+@pytest.mark.asyncio
+async def test_unresolvable_host_is_retryable(delivery: Delivery) -> None:
+    s = named_sender("https://gone.example/h", ScriptedDns({}), ())
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert not outcome.ok and outcome.retryable and "does not resolve" in outcome.error
