@@ -16,7 +16,7 @@ default timeout and limits.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from alerts.errors import FieldViolation, InvalidArgumentError
@@ -65,6 +65,33 @@ class DeliverySettings:
     smtp_implicit_tls: bool = False          # TLS from the first byte (port 465)
     smtp_ca_file: str = ""                   # empty: the system's CAs
     smtp_verify_tls: bool = True
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "delivery") -> DeliverySettings:
+        """Settings from a TOML table or strings (environment): numbers and booleans are
+        converted, ``webhook_allow`` takes a list or a comma-separated string; an unknown key
+        or a bad value is an ``InvalidArgumentError`` naming ``where``."""
+        known: dict[str, Any] = {f.name: f.default for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            key = key.replace("-", "_")
+            if key not in known:
+                raise InvalidArgumentError(f"{where}: unknown setting {key!r}")
+            default = known[key]
+            try:
+                if isinstance(default, tuple):
+                    items = raw.split(",") if isinstance(raw, str) else list(raw)
+                    value: Any = tuple(str(i).strip() for i in items if str(i).strip())
+                elif isinstance(default, bool):
+                    value = raw if isinstance(raw, bool) else str(raw).lower() in (
+                        "1", "true", "yes", "on")
+                else:
+                    value = type(default)(raw)
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(f"{where}: {key} = {raw!r} is not a "
+                                           f"{type(default).__name__}") from None
+            values[key] = value
+        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -57,3 +57,19 @@ def test_unknown_kind() -> None:
     with pytest.raises(InvalidArgumentError) as err:
         build_sender("websocket", {}, DeliverySettings())
     assert "websocket" in err.value.message
+
+
+def test_settings_from_toml_table_and_environment_strings() -> None:
+    from_toml = DeliverySettings.from_mapping({"webhook_allow": ["127.0.0.1", "10.0.0.0/8"],
+                                               "smtp_port": 2525, "smtp_starttls": False})
+    assert from_toml.webhook_allow == ("127.0.0.1", "10.0.0.0/8")
+    assert from_toml.smtp_port == 2525 and from_toml.smtp_starttls is False
+    from_env = DeliverySettings.from_mapping({"webhook-allow": "127.0.0.1, ::1",
+                                              "default_timeout_s": "2.5",
+                                              "smtp_verify_tls": "false"})
+    assert from_env.webhook_allow == ("127.0.0.1", "::1")
+    assert from_env.default_timeout_s == 2.5 and from_env.smtp_verify_tls is False
+    with pytest.raises(InvalidArgumentError, match="unknown setting 'smtp_hots'"):
+        DeliverySettings.from_mapping({"smtp_hots": "x"})
+    with pytest.raises(InvalidArgumentError, match="smtp_port = 'abc' is not a int"):
+        DeliverySettings.from_mapping({"smtp_port": "abc"})
