@@ -113,7 +113,8 @@ class SmsSender(ChannelSender):
         if status in (200, 201):
             return Outcome(ok=True, status=status, latency_s=latency)
         error = json_object(text)
-        detail = (f"HTTP {status}: {error.get('code')} {error['message']}" if "message" in error
+        code = f"{error['code']} " if "code" in error else ""
+        detail = (f"HTTP {status}: {code}{error['message']}" if "message" in error
                   else f"HTTP {status}: {short(text)}")
         retryable = status == 429 or status >= 500
         return Outcome(ok=False, status=status, latency_s=latency, retryable=retryable,

@@ -1,13 +1,13 @@
 """SSRF guard for webhook URLs: https to public addresses; anything else only when allowed.
 
-``validate_webhook_url(url, allow)`` resolves the host (asynchronously) and refuses
-the URL (``UrlNotAllowedError``) when any address it resolves to is loopback, private, link-local,
-multicast, reserved, unspecified or otherwise not globally routable (IPv4 and
-IPv6; an IPv4-mapped IPv6 address is judged as its IPv4 address), unless the
-address lies in an allowed network or the host name itself is allowed. It returns
-the checked addresses, so the webhook sender connects to exactly the address it
-checked (a DNS answer that changes between check and connection, "DNS
-rebinding", cannot reach a refused address). Both errors are
+``validate_webhook_url(url, allow)`` resolves the host (asynchronously) and
+refuses the URL (``UrlNotAllowedError``) when any address it resolves to is
+loopback, private, link-local, multicast, reserved, unspecified or otherwise not
+globally routable (IPv4 and IPv6; an IPv4-mapped IPv6 address is judged as its
+IPv4 address), unless the address lies in an allowed network or the host name
+itself is allowed. It returns the checked addresses, so the webhook sender
+connects only to an address it checked (a DNS answer that changes between check
+and connection, "DNS rebinding", cannot reach a refused address). Both errors are
 ``InvalidArgumentError``s on ``channel.webhook.url``: ``UrlNotAllowedError``
 (reason ``URL_NOT_ALLOWED``, permanent) and ``HostNotFoundError`` (reason
 ``HOST_NOT_FOUND``: the host does not resolve now).

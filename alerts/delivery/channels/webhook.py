@@ -9,11 +9,12 @@ entry per valid secret: two during rotation), plus the channel's extra headers.
 
 Before each attempt the host is resolved and checked by the SSRF guard and the
 request goes to a checked address (with the original ``Host`` header and TLS
-server name; the next one when a connection is refused). Redirects are not followed. Classification: 2xx ok; 410 permanent
-(endpoint gone); 408, 429, 3xx, 5xx, timeouts and connection failures
-retryable, with ``Retry-After`` (seconds or HTTP date) as the delay when given
-(the timeout bounds the whole attempt: resolution, connection and answer);
-other 4xx and a refused URL permanent. Per endpoint (= per sender) at most
+server name; the next one when a connection is refused). Redirects are not
+followed. Classification: 2xx ok; 410 permanent (endpoint gone); 408, 429, 3xx,
+5xx, timeouts, connection failures and an unresolvable host retryable, with
+``Retry-After`` (seconds or HTTP date) as the delay when given (the timeout
+bounds the whole attempt: resolution, connection and answer); other 4xx and a
+refused URL permanent. Per endpoint (= per sender) at most
 ``max_concurrency`` requests are in flight and a token bucket paces sends; a 429
 or 503 with ``Retry-After`` also pauses the bucket for that long.
 """

@@ -27,8 +27,9 @@ LOCAL = DeliverySettings(webhook_allow=("127.0.0.1",), default_timeout_s=5.0)
 
 def sender(fake: HttpFake, secret: str, settings: DeliverySettings = LOCAL,
            **config: object) -> WebhookSender:
-    return WebhookSender(WebhookConfig(url=f"{fake.url}/hooks/alerts?src=test",
-                                       signing_secret=secret, **config), settings)  # type: ignore[arg-type]
+    cfg = WebhookConfig(url=f"{fake.url}/hooks/alerts?src=test", signing_secret=secret,
+                        **config)  # type: ignore[arg-type]
+    return WebhookSender(cfg, settings)
 
 
 def reply(status: int, body: str = "", headers: dict[str, str] | None = None):
