@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from alerts.delivery.channels.url_guard import AllowList
 from alerts.errors import FieldViolation, InvalidArgumentError
 
 KINDS = ("webhook", "discord", "telegram", "sms", "email")
@@ -65,6 +66,21 @@ class DeliverySettings:
     smtp_implicit_tls: bool = False          # TLS from the first byte (port 465)
     smtp_ca_file: str = ""                   # empty: the system's CAs
     smtp_verify_tls: bool = True
+
+    def __post_init__(self) -> None:
+        positive = ("default_timeout_s", "webhook_rate_per_s", "telegram_chat_rate_per_s")
+        at_least_one = ("webhook_max_concurrency", "webhook_burst")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise InvalidArgumentError(f"delivery setting {name} must be > 0")
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise InvalidArgumentError(f"delivery setting {name} must be >= 1")
+        if self.pacing_max_wait_s < 0:
+            raise InvalidArgumentError("delivery setting pacing_max_wait_s must be >= 0")
+        if not 0 < self.smtp_port < 65536:
+            raise InvalidArgumentError("delivery setting smtp_port must be 1..65535")
+        AllowList.parse(self.webhook_allow)  # a malformed network is refused here
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], where: str = "delivery") -> DeliverySettings:
