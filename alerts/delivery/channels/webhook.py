@@ -9,10 +9,12 @@ entry per valid secret: two during rotation), plus the channel's extra headers.
 
 Before each attempt the host is resolved and checked by the SSRF guard and the
 request goes to a checked address (with the original ``Host`` header and TLS
-server name; the next one when a connection is refused). Redirects are not followed. Classification: 2xx ok; 410 permanent
-(endpoint gone); 408, 429, 3xx, 5xx, timeouts and connection failures
-retryable, with ``Retry-After`` (seconds or HTTP date) as the delay when given;
-other 4xx and a refused URL permanent. Per endpoint (= per sender) at most
+server name; the next one when a connection is refused). Redirects are not
+followed. Classification: 2xx ok; 410 permanent (endpoint gone); 408, 429, 3xx,
+5xx, timeouts, connection failures and an unresolvable host retryable, with
+``Retry-After`` (seconds or HTTP date) as the delay when given (the timeout
+bounds the whole attempt: resolution, connection and answer); other 4xx and a
+refused URL permanent. Per endpoint (= per sender) at most
 ``max_concurrency`` requests are in flight and a token bucket paces sends; a 429
 or 503 with ``Retry-After`` also pauses the bucket for that long.
 """
@@ -31,7 +33,10 @@ from alerts.delivery.channels._common import (
     http_client,
     paced_out,
     parse_retry_after,
+    read_some,
     short,
+    timed_out,
+    total_timeout,
     transport_failure,
 )
 from alerts.delivery.channels.base import ChannelSender, Delivery, Outcome
@@ -41,9 +46,11 @@ from alerts.delivery.channels.signing import secret_key, sign
 from alerts.delivery.channels.url_guard import (
     AllowList,
     HostNotFoundError,
+    Resolver,
     UrlNotAllowedError,
     parse_webhook_url,
     resolve_checked,
+    system_resolver,
 )
 from alerts.storage.records import AlertRecord
 
@@ -52,7 +59,6 @@ _RESERVED_HEADERS = frozenset({
     "webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
     "host", "transfer-encoding", "connection",
 })
-_MAX_RESPONSE_BYTES = 64 * 1024
 
 
 def webhook_message_id(alert_id: int, channel_id: str) -> str:
@@ -71,7 +77,7 @@ class WebhookSender(ChannelSender):
     """Delivers to one webhook endpoint."""
 
     def __init__(self, config: WebhookConfig, settings: DeliverySettings,
-                 *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 *, resolver: Resolver = system_resolver) -> None:
         self._url = parse_webhook_url(config.url)
         self._keys = [secret_key(config.signing_secret)]
         if config.previous_signing_secret:
@@ -88,19 +94,24 @@ class WebhookSender(ChannelSender):
         self._pacer = Pacer(config.rate_per_s or settings.webhook_rate_per_s,
                             config.burst or settings.webhook_burst)
         timeout = config.timeout_s or settings.default_timeout_s
-        self._client = http_client(timeout, settings.user_agent, transport=transport)
+        self._resolver = resolver
+        self._client = http_client(timeout, settings.user_agent)
 
     async def send(self, delivery: Delivery) -> Outcome:
         wait = await self._pacer.wait_turn(self._max_wait_s)
         if wait is not None:
             return paced_out(wait)
         async with self._limit:
-            return await self._attempt(delivery)
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(total_timeout(self._client)):
+                    return await self._attempt(delivery, started)
+            except TimeoutError:
+                return timed_out(started)
 
-    async def _attempt(self, delivery: Delivery) -> Outcome:
-        started = time.perf_counter()
+    async def _attempt(self, delivery: Delivery, started: float) -> Outcome:
         try:
-            addresses = await resolve_checked(self._url, self._allow)
+            addresses = await resolve_checked(self._url, self._allow, self._resolver)
         except UrlNotAllowedError as exc:
             return Outcome(ok=False, latency_s=time.perf_counter() - started, retryable=False,
                            error=exc.message)
@@ -129,7 +140,7 @@ class WebhookSender(ChannelSender):
                 response = await self._client.send(request, stream=True)
                 try:
                     latency = time.perf_counter() - started
-                    text = await _read_some(response)
+                    text = await read_some(response)
                 finally:
                     await response.aclose()
             except httpx.ConnectError as exc:
@@ -171,14 +182,3 @@ def _is_literal(host: str) -> bool:
         return False
     return True
 
-
-async def _read_some(response: httpx.Response) -> str:
-    """Up to 64 KiB of the response body, as text (an endpoint cannot make us read more)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= _MAX_RESPONSE_BYTES:
-            break
-    return b"".join(chunks)[:_MAX_RESPONSE_BYTES].decode("utf-8", errors="replace")

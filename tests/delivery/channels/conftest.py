@@ -32,6 +32,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float  # time.monotonic() on arrival
+    raw: web.Request  # for handlers that stream their answer
 
 
 Handler = Callable[[Received], Awaitable[web.StreamResponse]]
@@ -65,7 +66,7 @@ class HttpFake:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         received = Received(request.method, request.path, dict(request.query),
                             {k.lower(): v for k, v in request.headers.items()},
-                            await request.read(), time.monotonic())
+                            await request.read(), time.monotonic(), request)
         async with self.changed:
             self.requests.append(received)
             self.in_flight += 1

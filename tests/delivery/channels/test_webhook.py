@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import json
 import socket
 import time
@@ -18,6 +17,7 @@ from alerts.delivery.channels.base import Delivery
 from alerts.delivery.channels.config import DeliverySettings, WebhookConfig
 from alerts.delivery.channels.factory import build_sender
 from alerts.delivery.channels.signing import generate_webhook_secret, secret_key, sign
+from alerts.delivery.channels.url_guard import validate_webhook_url
 from alerts.delivery.channels.webhook import WebhookSender, webhook_message_id
 from alerts.errors import InvalidArgumentError
 from tests.delivery.channels.conftest import HttpFake, Received, make_alert
@@ -27,8 +27,9 @@ LOCAL = DeliverySettings(webhook_allow=("127.0.0.1",), default_timeout_s=5.0)
 
 def sender(fake: HttpFake, secret: str, settings: DeliverySettings = LOCAL,
            **config: object) -> WebhookSender:
-    return WebhookSender(WebhookConfig(url=f"{fake.url}/hooks/alerts?src=test",
-                                       signing_secret=secret, **config), settings)  # type: ignore[arg-type]
+    cfg = WebhookConfig(url=f"{fake.url}/hooks/alerts?src=test", signing_secret=secret,
+                        **config)  # type: ignore[arg-type]
+    return WebhookSender(cfg, settings)
 
 
 def reply(status: int, body: str = "", headers: dict[str, str] | None = None):
@@ -243,14 +244,15 @@ async def test_concurrency_limit_per_endpoint(http_fake: HttpFake, delivery: Del
 @pytest.mark.asyncio
 async def test_token_bucket_paces_sends(http_fake: HttpFake, delivery: Delivery) -> None:
     s = sender(http_fake, generate_webhook_secret(), rate_per_s=10.0, burst=1)
+    start = time.monotonic()
     try:
         outcomes = await asyncio.gather(*(s.send(delivery) for _ in range(4)))
     finally:
         await s.close()
     assert all(o.ok for o in outcomes)
     times = sorted(r.at for r in http_fake.requests)
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.08, gaps
+    for k, at in enumerate(times):  # the k-th send waits for its token: k / rate
+        assert at - start >= k * 0.1 - 0.005, (k, at - start)
 
 
 @pytest.mark.asyncio
@@ -316,3 +318,120 @@ def test_body_is_the_documented_alert_json() -> None:
     body = json.loads(webhook_body(make_alert(7, values=(("price", float("inf")),))))
     assert body["data"]["alert_id"] == 7
     assert body["data"]["values"] == [{"label": "price", "value": "Infinity"}]
+
+
+@pytest.mark.asyncio
+async def test_timeout_bounds_a_dripping_answer(http_fake: HttpFake, delivery: Delivery) -> None:
+    stop = asyncio.Event()
+    http_fake.handler = drip(stop)
+    s = sender(http_fake, generate_webhook_secret(), timeout_s=0.5)
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        stop.set()
+        await s.close()
+    assert not outcome.ok and outcome.retryable and outcome.error.startswith("timeout")
+    assert outcome.latency_s < 2.0  # each chunk came within the read timeout; the total did not
+
+
+def drip(stop: asyncio.Event):
+    async def handler(req: Received) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        await response.prepare(req.raw)
+        while not stop.is_set():  # one byte per 0.1 s: never idle long enough for a read timeout
+            await response.write(b".")
+            try:
+                await asyncio.wait_for(stop.wait(), 0.1)
+            except TimeoutError:
+                pass
+        return response
+    return handler
+
+
+@pytest.mark.asyncio
+async def test_host_name_checked_at_delivery(http_fake: HttpFake, delivery: Delivery) -> None:
+    s = build_sender("webhook", {"url": f"http://localhost:{http_fake.port}/h",
+                                 "signing_secret": generate_webhook_secret()}, DeliverySettings())
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert not outcome.ok and not outcome.retryable and "loopback" in outcome.error
+    assert http_fake.requests == []
+
+
+def test_unpadded_secret_accepted() -> None:
+    padded = generate_webhook_secret(31)
+    assert padded.endswith("=")
+    assert secret_key(padded.rstrip("=")) == secret_key(padded)
+
+
+class ScriptedDns:
+    """A resolver answering from a table the test changes (what a rebinding DNS server does)."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+        self.asked: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append(host)
+        if host not in self.table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return list(self.table[host])
+
+
+def named_sender(url: str, dns: ScriptedDns, allow: tuple[str, ...]) -> WebhookSender:
+    return WebhookSender(WebhookConfig(url=url, signing_secret=generate_webhook_secret()),
+                         DeliverySettings(webhook_allow=allow), resolver=dns)
+
+
+@pytest.mark.asyncio
+async def test_request_goes_to_the_checked_address(http_fake: HttpFake,
+                                                   delivery: Delivery) -> None:
+    dns = ScriptedDns({"receiver.test": ["127.0.0.1"]})
+    s = named_sender(f"http://receiver.test:{http_fake.port}/h", dns, ("127.0.0.1",))
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert outcome.ok, outcome.error  # the system resolver does not know receiver.test
+    assert http_fake.requests[0].headers["host"] == f"receiver.test:{http_fake.port}"
+    assert dns.asked == ["receiver.test"]
+
+
+@pytest.mark.asyncio
+async def test_rebinding_to_a_private_address_is_refused_at_delivery(
+        delivery: Delivery) -> None:
+    dns = ScriptedDns({"hooks.example": ["93.184.215.14"]})
+    assert await validate_webhook_url("https://hooks.example/h", (), dns)  # fine on create
+    dns.table["hooks.example"] = ["93.184.215.14", "169.254.169.254"]
+    s = named_sender("https://hooks.example/h", dns, ())
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert not outcome.ok and not outcome.retryable
+    assert "link-local address 169.254.169.254" in outcome.error
+
+
+@pytest.mark.asyncio
+async def test_next_checked_address_when_one_refuses(http_fake: HttpFake,
+                                                     delivery: Delivery) -> None:
+    dns = ScriptedDns({"receiver.test": ["127.0.0.2", "127.0.0.1"]})  # nothing on 127.0.0.2
+    s = named_sender(f"http://receiver.test:{http_fake.port}/h", dns, ("127.0.0.0/8",))
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert outcome.ok, outcome.error
+    assert len(http_fake.requests) == 1
+
+
+@pytest.mark.asyncio
+async def test_unresolvable_host_is_retryable(delivery: Delivery) -> None:
+    s = named_sender("https://gone.example/h", ScriptedDns({}), ())
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert not outcome.ok and outcome.retryable and "does not resolve" in outcome.error
