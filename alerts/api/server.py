@@ -19,7 +19,8 @@ from alerts.api.service import AlertService
 from alerts.config import Config
 from alerts.delivery.hub import AlertHub
 from alerts.engine.processor import AlertProcessor
-from alerts.errors import UnavailableError
+from alerts.delivery.url_policy import AllowList
+from alerts.errors import InvalidArgumentError, UnavailableError
 from alerts.observability.metrics import start_metrics_server
 from alerts.storage import open_store
 from alerts.storage.base import Store
@@ -68,7 +69,13 @@ async def build_server(config: Config) -> App:
         processor = AlertProcessor(store, hub, default_venue=config.default_venue,
                                    grace_ms=config.grace_ms, enable_1s=config.enable_1s,
                                    checkpoint_interval_ms=config.checkpoint_interval_ms)
-        service = AlertService(store, processor, hub, owner=config.default_owner)
+        try:
+            allow = AllowList.parse(config.webhook_allow_list())
+        except ValueError as exc:
+            raise InvalidArgumentError(f"webhook_allow: {exc}") from None
+        service = AlertService(store, processor, hub, owner=config.default_owner,
+                               webhook_allow=allow,
+                               secret_overlap_ms=int(config.webhook_secret_overlap_s * 1000))
         server = grpc.aio.server(interceptors=[ErrorInterceptor()])
         service_pb2_grpc.add_AlertServiceServicer_to_server(service, server)
         health_servicer = health.aio.HealthServicer()
