@@ -76,7 +76,8 @@ def test_channels_from_the_command_line(target, capsys: pytest.CaptureFixture[st
 
 @pytest.mark.parametrize("args, message", [
     (["create", "--webhook", "https://10.1.1.1/x"],
-     "alerts: error: INVALID_ARGUMENT: channel.webhook.url: 10.1.1.1 resolves to private"),
+     "alerts: error: INVALID_ARGUMENT: channel.webhook.url: resolves to private address "
+     "10.1.1.1"),
     (["create", "--email", "nope"], "alerts: error: INVALID_ARGUMENT: channel.email.to_addresses[0]"),
     (["create", "--name", "x"], "alerts: error: give the channel's kind"),
     (["create", "--sms", "+14155550100", "--email", "a@b.example"],

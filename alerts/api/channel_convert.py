@@ -11,10 +11,7 @@ signing secret, the Discord webhook URL and the Telegram bot token are INPUT_ONL
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -25,7 +22,8 @@ from google.rpc import code_pb2, status_pb2
 
 from alerts.api import convert
 from alerts.delivery.channel_stats import ChannelStats
-from alerts.delivery.url_policy import AllowList, check_url
+from alerts.delivery.channels.signing import secret_key
+from alerts.delivery.channels.url_guard import AllowList, validate_webhook_url
 from alerts.engine.messages import CHANNEL_PLACEHOLDERS, unknown_placeholders
 from alerts.errors import FieldViolation, InvalidArgumentError
 from alerts.storage.records import (
@@ -55,7 +53,6 @@ RESERVED_HEADERS = frozenset({
     "webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
     "host", "transfer-encoding", "connection", "user-agent",
 })
-SECRET_PREFIX = "whsec_"
 KIND_FIELDS = ("webhook", "websocket", "email", "sms", "discord", "telegram")
 
 
@@ -75,11 +72,6 @@ def check_channel_id(channel_id: str, field: str = "channel_id") -> str:
         raise convert.invalid(field, "1-63 characters of a-z, 0-9 and '-', starting with a "
                                      "letter")
     return channel_id
-
-
-def new_signing_secret() -> str:
-    """A fresh Standard Webhooks secret: ``whsec_`` and 32 random bytes in base64."""
-    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 @dataclass(frozen=True)
@@ -116,10 +108,14 @@ class _Checker:
                             f"{', '.join(sorted(CHANNEL_PLACEHOLDERS))}")
 
     async def url(self, field: str, url: str) -> bool:
-        refusal = await check_url(url, self.allow)
-        if refusal is not None:
-            self.bad(field, refusal.description, refusal.reason)
-        return refusal is None
+        """The SSRF guard of the webhook sender, reported on ``field``."""
+        try:
+            await validate_webhook_url(url, self.allow)
+        except InvalidArgumentError as exc:
+            for v in exc.violations:
+                self.bad(field, v.description, exc.reason)
+            return False
+        return True
 
     def error(self) -> InvalidArgumentError:
         reason = next(iter(self.reasons)) if len(self.reasons) == 1 else "INVALID_CHANNEL"
@@ -197,9 +193,11 @@ async def _webhook(check: _Checker, cfg: channels_pb2.WebhookConfig,
         await check.url(f"{field}.url", url)
     secret = cfg.signing_secret.strip()
     if secret:
-        why = _secret_problem(secret)
-        if why:
-            check.bad(f"{field}.signing_secret", why)
+        try:
+            secret_key(secret, f"{field}.signing_secret")
+        except InvalidArgumentError as exc:
+            check.violations += exc.violations
+            check.reasons.add("INVALID_CHANNEL")
     headers: list[tuple[str, str]] = []
     for name, value in sorted(cfg.headers.items()):
         path = f'{field}.headers["{name}"]'
@@ -219,18 +217,6 @@ async def _webhook(check: _Checker, cfg: channels_pb2.WebhookConfig,
         check.bad(f"{field}.max_attempts", f"at most {MAX_ATTEMPTS}")
     return WebhookSettings(url=url, headers=tuple(headers), timeout_ms=timeout_ms,
                            max_attempts=cfg.max_attempts), secret
-
-
-def _secret_problem(secret: str) -> str:
-    if not secret.startswith(SECRET_PREFIX):
-        return f"a signing secret starts with {SECRET_PREFIX!r} (Standard Webhooks)"
-    try:
-        key = base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-    except (binascii.Error, ValueError):
-        return f"the part after {SECRET_PREFIX!r} must be base64"
-    if not 24 <= len(key) <= 64:
-        return f"the key must be 24 to 64 bytes, got {len(key)}"
-    return ""
 
 
 def _recipients(check: _Checker, field: str, values: Iterable[str]) -> tuple[str, ...]:

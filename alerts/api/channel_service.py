@@ -28,12 +28,12 @@ from alerts.api.channel_convert import (
     channel_name,
     channel_to_proto,
     check_channel_id,
-    new_signing_secret,
 )
 from alerts.api.channel_filter import parse_channel_filter
 from alerts.api.requests import MAX_PAGE_SIZE, check_deadline, page_size
 from alerts.delivery.channel_stats import ChannelStats, ChannelStatsProvider, NoDeliveries
-from alerts.delivery.url_policy import AllowList
+from alerts.delivery.channels.signing import generate_webhook_secret
+from alerts.delivery.channels.url_guard import AllowList
 from alerts.engine.processor import AlertProcessor, now_ms
 from alerts.errors import FieldViolation, InvalidArgumentError, NotFoundError
 from alerts.storage import decode_page_token, encode_page_token
@@ -95,7 +95,7 @@ class ChannelMethods:
             rec = self._channel_record(inp, channel_id=channel_id, owner=owner, secret="")
             return channel_to_proto(rec, ChannelStats())
         rec = self._channel_record(inp, channel_id=channel_id, owner=owner,
-                           secret=new_signing_secret() if generate else inp.secret)
+                           secret=generate_webhook_secret() if generate else inp.secret)
         check_deadline(context)
         stored = await self.store.create_channel(rec, request.request_id or None)
         [out] = await self._channel_protos([stored])

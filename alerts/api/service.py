@@ -28,7 +28,7 @@ from alerts.api.rule_filter import parse_rule_query
 from alerts.api.conditions import condition_to_proto, series_to_proto, timeframe_to_proto
 from alerts.delivery.channel_stats import ChannelStatsProvider, NoDeliveries
 from alerts.delivery.hub import AlertHub, SlowConsumer, Subscriber
-from alerts.delivery.url_policy import AllowList
+from alerts.delivery.channels.url_guard import AllowList
 from alerts.engine.processor import AlertProcessor, TickBatch, now_ms
 from alerts.errors import (
     AbortedError,
