@@ -12,7 +12,7 @@ import pytest
 from alerts.cli import main
 from tests.support.server import running_server, server_config
 
-DISCORD = "http://127.0.0.1:9/api/webhooks/42/dIsCoRdToKeN"
+DISCORD = "https://discord.com/api/webhooks/42/dIsCoRdToKeN"
 TOKEN = "123456789:AAHsecretTelegramTokenXYZ_0123456789ab"
 
 

@@ -8,6 +8,8 @@ empty) appears once, in the CreateChannel response; an update that sets a new
 one keeps the previous secret valid for ``secret_overlap_ms`` (both sign).
 Delivery figures (state FAILING, last delivery, dead letters) come from the
 ``ChannelStatsProvider`` the servicer was given (zeros until the outbox is wired).
+TestChannel sends one synthetic alert through the kind's sender (``build_sender``
+with the servicer's ``DeliverySettings``) and reports the outcome.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import secrets
 from collections.abc import Sequence
 
 import grpc
-from google.protobuf import empty_pb2
+from google.protobuf import duration_pb2, empty_pb2
+from google.rpc import code_pb2, status_pb2
 
 from alerts.api import convert
 from alerts.api.channel_convert import (
@@ -32,19 +35,48 @@ from alerts.api.channel_convert import (
 from alerts.api.channel_filter import parse_channel_filter
 from alerts.api.requests import MAX_PAGE_SIZE, check_deadline, page_size
 from alerts.delivery.channel_stats import ChannelStats, ChannelStatsProvider, NoDeliveries
+from alerts.delivery.channels.base import Delivery
+from alerts.delivery.channels.config import DeliverySettings
+from alerts.delivery.channels.factory import build_sender
+from alerts.delivery.channels.record import sender_config
 from alerts.delivery.channels.signing import generate_webhook_secret
 from alerts.delivery.channels.url_guard import AllowList
+from alerts.engine.messages import render_alert
 from alerts.engine.processor import AlertProcessor, now_ms
-from alerts.errors import FieldViolation, InvalidArgumentError, NotFoundError
+from alerts.errors import (
+    FailedPreconditionError,
+    FieldViolation,
+    InvalidArgumentError,
+    NotFoundError,
+)
 from alerts.storage import decode_page_token, encode_page_token
 from alerts.storage.base import Store
-from alerts.storage.records import ChannelRecord, RuleRecord, WebhookSettings
+from alerts.storage.records import (
+    AlertRecord,
+    ChannelRecord,
+    EmailSettings,
+    RuleRecord,
+    WebhookSettings,
+)
 from alerts.v1 import channels_pb2, service_pb2
 
 _OUTPUT_ONLY = frozenset({
     "name", "owner", "state", "last_delivered_alert_id", "last_delivery_time", "last_error",
     "dead_letter_count", "create_time", "update_time", "etag",
 })
+
+
+MAX_TEST_MESSAGE_BYTES = 2048
+
+
+def test_alert(rec: ChannelRecord, message: str, now: int) -> AlertRecord:
+    """The synthetic alert TestChannel sends: kind SYSTEM, id 0 (no stored alert has it),
+    symbol ``test:TEST``."""
+    text = message or (f"Test message from the alerts service: channel "
+                       f"{channel_name(rec.channel_id)} works.")
+    return AlertRecord(alert_id=0, owner=rec.owner, rule_id="", symbol="test:TEST",
+                       kind="SYSTEM", message=text, condition_text="", event_time_ms=now,
+                       receive_time_ms=now, decide_time_ms=now, commit_time_ms=now)
 
 
 def _valid_key(key: list[object]) -> bool:
@@ -60,6 +92,7 @@ class ChannelMethods:
     webhook_allow: AllowList = AllowList()
     secret_overlap_ms: int = 86_400_000
     channel_stats: ChannelStatsProvider = NoDeliveries()
+    delivery_settings: DeliverySettings = DeliverySettings()
 
     def _owner(self, context: grpc.aio.ServicerContext) -> str:
         raise NotImplementedError
@@ -197,6 +230,39 @@ class ChannelMethods:
 
         await self.processor.amend_rules(delete_it)
         return empty_pb2.Empty()
+
+    async def TestChannel(self, request: service_pb2.TestChannelRequest,
+                          context: grpc.aio.ServicerContext) -> service_pb2.TestChannelResponse:
+        """One attempt through the channel's sender with a synthetic alert (even when the
+        channel is paused); the outcome is the answer, not an error of the call."""
+        if len(request.message.encode()) > MAX_TEST_MESSAGE_BYTES:
+            raise convert.invalid("message", f"at most {MAX_TEST_MESSAGE_BYTES} bytes (UTF-8)")
+        rec = await self.store.get_channel(self._owner(context), channel_id_of(request.name))
+        now = now_ms()
+        config = sender_config(rec, now)
+        if config is None:
+            raise FailedPreconditionError(
+                f"{channel_name(rec.channel_id)} delivers to connected WebSocket clients; "
+                "there is no destination to test", reason="CHANNEL_NOT_TESTABLE")
+        alert = test_alert(rec, request.message, now)
+        subject = ""
+        if isinstance(rec.settings, EmailSettings) and rec.settings.subject_template:
+            subject = render_alert(rec.settings.subject_template, alert)
+        sender = build_sender(rec.kind, config, self.delivery_settings)
+        try:
+            outcome = await sender.send(Delivery(
+                alert=alert, channel_id=rec.channel_id,
+                text=render_alert(rec.message_template, alert), subject=subject))
+        finally:
+            await sender.close()
+        out = service_pb2.TestChannelResponse(delivered=outcome.ok)
+        out.latency.CopyFrom(duration_pb2.Duration(
+            seconds=int(outcome.latency_s), nanos=int(outcome.latency_s % 1 * 1e9)))
+        if not outcome.ok:
+            out.error.CopyFrom(status_pb2.Status(
+                code=code_pb2.UNAVAILABLE if outcome.retryable else code_pb2.FAILED_PRECONDITION,
+                message=outcome.error or f"the destination answered {outcome.status}"))
+        return out
 
     async def rule_channels(self, owner: str, names: Sequence[str],
                             field: str = "rule.channels") -> tuple[str, ...]:

@@ -3,8 +3,8 @@
 Every resource has an owner; another owner's resource answers exactly as a
 missing one. Errors are raised as ``AlertsError`` and mapped by
 ``alerts.api.errors.ErrorInterceptor``. Channel RPCs live in
-``alerts.api.channel_service``; RPCs of later issues (TestChannel until the
-senders land, positions) answer UNIMPLEMENTED from the generated base.
+``alerts.api.channel_service``; RPCs of later issues (positions) answer
+UNIMPLEMENTED from the generated base.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from alerts.api.rule_filter import parse_rule_query
 from alerts.api.conditions import condition_to_proto, series_to_proto, timeframe_to_proto
 from alerts.delivery.channel_stats import ChannelStatsProvider, NoDeliveries
 from alerts.delivery.hub import AlertHub, SlowConsumer, Subscriber
+from alerts.delivery.channels.config import DeliverySettings
 from alerts.delivery.channels.url_guard import AllowList
 from alerts.engine.processor import AlertProcessor, TickBatch, now_ms
 from alerts.errors import (
@@ -52,7 +53,8 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
     def __init__(self, store: Store, processor: AlertProcessor, hub: AlertHub, *,
                  owner: str = "local", webhook_allow: AllowList = AllowList(),
                  secret_overlap_ms: int = 86_400_000,
-                 channel_stats: ChannelStatsProvider = NoDeliveries()) -> None:
+                 channel_stats: ChannelStatsProvider = NoDeliveries(),
+                 delivery_settings: DeliverySettings = DeliverySettings()) -> None:
         self.store = store
         self.processor = processor
         self.hub = hub
@@ -60,6 +62,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
         self.webhook_allow = webhook_allow
         self.secret_overlap_ms = secret_overlap_ms
         self.channel_stats = channel_stats
+        self.delivery_settings = delivery_settings
         self.stopping = asyncio.Event()
         self._open_subscriptions: dict[tuple[str, str], tuple[asyncio.Event, Subscriber]] = {}
 

@@ -5,6 +5,7 @@ channels."""
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -13,14 +14,17 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
 from google.protobuf.message import Message
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
 from alerts.delivery.channel_stats import ChannelStats
 from alerts.storage.records import ChannelRecord
 from alerts.v1 import channels_pb2, rules_pb2, service_pb2
 from tests.api.test_service import details
+from tests.support.http_receiver import receiving
 from tests.support.server import running_server, server_config
 
-DISCORD_URL = "http://127.0.0.1:9/api/webhooks/123456/SeCrEtDiScOrDtOkEn_abc"
+DISCORD_URL = "https://discord.com/api/webhooks/123456/SeCrEtDiScOrDtOkEn_abc"
 TELEGRAM_TOKEN = "123456789:AAHsecretTelegramTokenXYZ_0123456789ab"
 CLIENT_SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 SECRETS = ("SeCrEtDiScOrDtOkEn", "AAHsecretTelegramToken", "whsec_", CLIENT_SECRET)
@@ -214,13 +218,13 @@ BAD = [
     ("no phone", channels_pb2.Channel(sms=channels_pb2.SmsConfig()),
      "channel.sms.phone_numbers", "INVALID_CHANNEL"),
     ("discord", channels_pb2.Channel(discord=channels_pb2.DiscordConfig(
-        webhook_url="http://127.0.0.1/not/a/webhook")),
+        webhook_url="https://discord.com/not/a/webhook")),
      "channel.discord.webhook_url", "INVALID_CHANNEL"),
     ("no discord", channels_pb2.Channel(discord=channels_pb2.DiscordConfig()),
      "channel.discord.webhook_url", "INVALID_CHANNEL"),
-    ("discord ssrf", channels_pb2.Channel(discord=channels_pb2.DiscordConfig(
+    ("discord host", channels_pb2.Channel(discord=channels_pb2.DiscordConfig(
         webhook_url="https://192.168.1.1/api/webhooks/1/tok")),
-     "channel.discord.webhook_url", "URL_NOT_ALLOWED"),
+     "channel.discord.webhook_url", "INVALID_CHANNEL"),
     ("chat", channels_pb2.Channel(telegram=channels_pb2.TelegramConfig(
         bot_token=TELEGRAM_TOKEN, chat_id="my chat")),
      "channel.telegram.chat_id", "INVALID_CHANNEL"),
@@ -490,3 +494,84 @@ def test_another_owners_channels_are_not_found(tmp_path: Path) -> None:
                                                            channel=every_kind()["ws"]))
         assert alice.GetChannel(service_pb2.GetChannelRequest(
             name="channels/hook")).WhichOneof("config") == "webhook"
+
+
+def test_test_channel_signs_with_both_secrets_during_rotation(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    with receiving() as endpoint:
+        made = stub.CreateChannel(service_pb2.CreateChannelRequest(
+            channel_id="hook", channel=channels_pb2.Channel(
+                webhook=channels_pb2.WebhookConfig(url=endpoint.url + "/in",
+                                                   headers={"X-Bot": "grid"}))))
+        old = made.webhook.signing_secret
+        reply = stub.TestChannel(service_pb2.TestChannelRequest(name="channels/hook",
+                                                                message="ping"))
+        assert reply.delivered and not reply.HasField("error")
+        assert reply.latency.ToNanoseconds() > 0
+        [first] = endpoint.wait_for(1)
+        assert first.path == "/in" and first.headers["x-bot"] == "grid"
+        payload = Webhook(old).verify(first.body, first.headers)
+        assert payload["type"] == "alert.fired"
+        assert payload["data"]["message"] == "ping" and payload["data"]["kind"] == "SYSTEM"
+        stub.UpdateChannel(service_pb2.UpdateChannelRequest(
+            channel=channels_pb2.Channel(name="channels/hook", webhook=channels_pb2.WebhookConfig(
+                signing_secret=CLIENT_SECRET)),
+            update_mask=field_mask_pb2.FieldMask(paths=["webhook.signing_secret"])))
+        assert stub.TestChannel(service_pb2.TestChannelRequest(name="channels/hook")).delivered
+        second = endpoint.wait_for(2)[1]
+        assert len(second.headers["webhook-signature"].split()) == 2
+        for secret in (old, CLIENT_SECRET):   # a receiver with either secret accepts it
+            data = Webhook(secret).verify(second.body, second.headers)["data"]
+            assert data["message"].startswith("Test message from the alerts service")
+        with pytest.raises(WebhookVerificationError):
+            Webhook("whsec_" + base64.b64encode(b"x" * 32).decode()).verify(
+                second.body, second.headers)
+
+
+@pytest.mark.parametrize("status, code", [(503, 14), (404, 9)])
+def test_test_channel_reports_a_failed_delivery(served, status: int, code: int) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    with receiving(lambda _: (status, {"content-type": "text/plain"}, b"nope")) as endpoint:
+        stub.CreateChannel(service_pb2.CreateChannelRequest(
+            channel_id="hook", channel=channels_pb2.Channel(
+                webhook=channels_pb2.WebhookConfig(url=endpoint.url, max_attempts=1))))
+        reply = stub.TestChannel(service_pb2.TestChannelRequest(name="channels/hook"))
+        endpoint.wait_for(1)
+    assert not reply.delivered
+    assert reply.error.code == code and str(status) in reply.error.message
+
+
+def test_test_channel_renders_the_channel_template_for_discord(served) -> None:  # type: ignore[no-untyped-def]
+    server, stub = served
+    with receiving(lambda _: (200, {"content-type": "application/json"},
+                              json.dumps({"id": "1", "channel_id": "2",
+                                          "content": "x"}).encode())) as discord:
+        service = server.app.service
+        service.delivery_settings = replace(service.delivery_settings,
+                                            discord_api_base=discord.url + "/api")
+        stub.CreateChannel(service_pb2.CreateChannelRequest(
+            channel_id="disc", channel=channels_pb2.Channel(
+                discord=channels_pb2.DiscordConfig(webhook_url=DISCORD_URL, username="bot"),
+                message_template="[{{symbol}}] {{message}} (#{{id}})", paused=True)))
+        reply = stub.TestChannel(service_pb2.TestChannelRequest(name="channels/disc",
+                                                                message="hello"))
+        [request] = discord.wait_for(1)
+    assert reply.delivered
+    assert request.path == "/api/v10/webhooks/123456/SeCrEtDiScOrDtOkEn_abc?wait=true"
+    body = json.loads(request.body)
+    assert body["content"].startswith("[test:TEST] hello (#0)")
+    assert body["username"] == "bot"
+
+
+def test_test_channel_refusals(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    stub.CreateChannel(service_pb2.CreateChannelRequest(channel_id="ws",
+                                                        channel=every_kind()["ws"]))
+    err = rpc_error(stub.TestChannel, service_pb2.TestChannelRequest(name="channels/ws"))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert reason(err) == "CHANNEL_NOT_TESTABLE"
+    err = rpc_error(stub.TestChannel, service_pb2.TestChannelRequest(name="channels/nope"))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    err = rpc_error(stub.TestChannel, service_pb2.TestChannelRequest(name="channels/ws",
+                                                                     message="x" * 2049))
+    assert violations(err) == ["message"]
