@@ -3,7 +3,7 @@
 ``alerts serve``: run the service (configuration: TOML file < ``ALERTS_*``
 environment < flags; see ``alerts.config``). ``alerts rules
 create|list|get|delete|validate``, ``alerts channels
-create|list|get|update|delete`` (``alerts.cli_channels``) and ``alerts tail``:
+create|list|get|update|delete|test`` (``alerts.cli_channels``) and ``alerts tail``:
 thin gRPC clients for people at a terminal (``--server``, default
 127.0.0.1:50051).
 ``alerts validate CONDITION``: parse and compile a rule, print its canonical

@@ -1,12 +1,14 @@
-"""``alerts channels create|list|get|update|delete``: thin gRPC clients for channels.
+"""``alerts channels create|list|get|update|delete|test``: thin gRPC clients for channels.
 
 The kind is chosen by its flag on ``create``: ``--webhook URL``, ``--websocket``,
 ``--email ADDR`` (repeatable), ``--sms +E164`` (repeatable), ``--discord URL``,
 ``--telegram-token T --telegram-chat C``. ``create`` prints the channel's name,
 and for a webhook whose secret the server generated, ``signing_secret<TAB>whsec_...``
 on a second line (the only time it is shown). ``update`` changes exactly the fields
-whose flags are given. Any error, the server's included, is one line on stderr and
-exit code 2.
+whose flags are given. ``test ID [--message TEXT]`` sends one test message through
+the channel and prints ``delivered in N ms``; an undelivered test prints
+``alerts: not delivered: CODE: why`` on stderr and exits 1. Any error, the server's
+included, is one line on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ def add_parser(sub: Any) -> None:
     delete.add_argument("id")
     delete.add_argument("--force", action="store_true",
                         help="also remove the channel from the rules that name it")
+    test = csub.add_parser("test", help="send one test message through the channel")
+    test.add_argument("id")
+    test.add_argument("--message", default="", help="text of the test alert")
     channels.set_defaults(func=run)
 
 
@@ -125,7 +130,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import sys
+
     from google.protobuf import field_mask_pb2, json_format
+    from google.rpc import code_pb2
 
     from alerts.cli import CliError, _client
     from alerts.v1 import channels_pb2, service_pb2
@@ -164,6 +172,14 @@ def _run(args: argparse.Namespace) -> int:
     elif args.action == "get":
         out = stub.GetChannel(service_pb2.GetChannelRequest(name=_name(args.id)))
         print(json_format.MessageToJson(out))
+    elif args.action == "test":
+        reply = stub.TestChannel(service_pb2.TestChannelRequest(name=_name(args.id),
+                                                                message=args.message))
+        if not reply.delivered:
+            code = code_pb2.Code.Name(reply.error.code)
+            print(f"alerts: not delivered: {code}: {reply.error.message}", file=sys.stderr)
+            return 1
+        print(f"delivered in {reply.latency.ToMilliseconds()} ms")
     else:
         stub.DeleteChannel(service_pb2.DeleteChannelRequest(name=_name(args.id),
                                                             force=args.force))

@@ -118,3 +118,20 @@ def test_the_console_script_reports_an_unreachable_server_in_one_line() -> None:
                            "127.0.0.1:1", "list"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("alerts: error: UNAVAILABLE") and proc.stderr.count("\n") == 1
+
+
+def test_test_sends_one_message(target, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.http_receiver import receiving
+
+    with receiving() as endpoint:
+        assert run(target, capsys, "create", "--id", "hook", "--webhook", endpoint.url)[0] == 0
+        code, out, _ = run(target, capsys, "test", "hook", "--message", "from the CLI")
+        assert code == 0 and out.startswith("delivered in ") and out.endswith(" ms\n")
+        [request] = endpoint.wait_for(1)
+        assert json.loads(request.body)["data"]["message"] == "from the CLI"
+        endpoint.reply = lambda _: (410, {}, b"gone")
+        code, out, err = run(target, capsys, "test", "hook")
+        assert (code, out) == (1, "")
+        assert err.startswith("alerts: not delivered: FAILED_PRECONDITION: ") and "410" in err
+    code, _, err = run(target, capsys, "test", "nope")
+    assert code == 2 and err.startswith("alerts: error: NOT_FOUND")
