@@ -2,8 +2,10 @@
 
 ``alerts serve``: run the service (configuration: TOML file < ``ALERTS_*``
 environment < flags; see ``alerts.config``). ``alerts rules
-create|list|get|delete|validate`` and ``alerts tail``: thin gRPC clients for
-people at a terminal (``--server``, default 127.0.0.1:50051).
+create|list|get|delete|validate``, ``alerts channels
+create|list|get|update|delete|test`` (``alerts.cli_channels``) and ``alerts tail``:
+thin gRPC clients for people at a terminal (``--server``, default
+127.0.0.1:50051).
 ``alerts deliveries list|redeliver CHANNEL``: a channel's deliveries (each with
 its attempts; ``--state dead`` for the dead letters) and putting dead letters
 back to pending.
@@ -30,6 +32,7 @@ from typing import TextIO
 
 import numpy as np
 
+from alerts.cli_channels import add_parser as add_channels_parser
 from alerts.errors import AlertsError
 from alerts.rules.compiler import MODES, qualify
 from alerts.rules.format import format_condition
@@ -309,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--condition", required=True)
     rules.set_defaults(func=_cmd_rules)
 
+    add_channels_parser(sub)
+
     tail = sub.add_parser("tail", help="print alerts as they are committed")
     tail.add_argument("--server", default="127.0.0.1:50051")
     tail.add_argument("--resume-after", type=int)
@@ -349,4 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the importable module, not this __main__ copy: sub-command modules raise
+    # alerts.cli.CliError, which must be the class main() catches
+    from alerts.cli import main as _main
+
+    sys.exit(_main())

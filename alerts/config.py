@@ -22,21 +22,22 @@ class Config:
     store_url: str = "sqlite:///alerts.db"
     default_venue: str = "binance"
     default_owner: str = "local"
-    delivery_retry_period_s: float = 3 * 24 * 3600.0   # then a failing delivery is dead
-    delivery_first_retry_s: float = 2.0     # backoff ceiling after the first failure
-    delivery_max_retry_s: float = 4 * 3600.0  # largest backoff ceiling
-    delivery_max_attempts: int = 0          # 0: only the retry period ends retries
-    delivery_max_in_flight: int = 4         # attempts under way per channel
-    delivery_attempt_timeout_s: float = 60.0  # the outbox's bound on one attempt
-    webhook_allow: str = ""                 # comma-separated networks, addresses, host names
-    webhook_rate_per_s: float = 20.0        # requests per second per webhook endpoint
-    webhook_max_concurrency: int = 4        # requests in flight per webhook endpoint
     grace_ms: int = 1000
     checkpoint_interval_ms: int = 60_000    # of source time; and before every rule change
     enable_1s: bool = False
     subscriber_queue: int = 10_000
     shutdown_grace_s: float = 5.0
     log_level: str = "info"
+    webhook_allow: str = ""                 # comma-separated networks, addresses, host names
+    webhook_secret_overlap_s: float = 86_400.0  # a rotated-out signing secret stays valid
+    delivery_retry_period_s: float = 3 * 24 * 3600.0   # then a failing delivery is dead
+    delivery_first_retry_s: float = 2.0     # backoff ceiling after the first failure
+    delivery_max_retry_s: float = 4 * 3600.0  # largest backoff ceiling
+    delivery_max_attempts: int = 0          # 0: only the retry period ends retries
+    delivery_max_in_flight: int = 4         # attempts under way per channel
+    delivery_attempt_timeout_s: float = 60.0  # the outbox's bound on one attempt
+    webhook_rate_per_s: float = 20.0        # requests per second per webhook endpoint
+    webhook_max_concurrency: int = 4        # requests in flight per webhook endpoint
 
     def webhook_allow_list(self) -> tuple[str, ...]:
         """``webhook_allow`` as its entries."""

@@ -1,4 +1,4 @@
-"""Deliveries between the store's records and ``alerts.v1`` messages, and channel names.
+"""Deliveries between the store's records and ``alerts.v1`` messages.
 
 A delivery's last error is a ``google.rpc.Status`` with code UNAVAILABLE (the
 destination did not take the alert), the attempt's error text as message and an
@@ -7,8 +7,6 @@ destination did not take the alert), the attempt's error text as message and an
 
 from __future__ import annotations
 
-import re
-
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
@@ -16,21 +14,12 @@ from alerts.api.convert import invalid, ts
 from alerts.storage.records import DeliveryAttempt, DeliveryRecord
 from alerts.v1 import deliveries_pb2
 
-CHANNEL_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")
 STATES = {
     "PENDING": deliveries_pb2.Delivery.STATE_PENDING,
     "DELIVERED": deliveries_pb2.Delivery.STATE_DELIVERED,
     "DEAD": deliveries_pb2.Delivery.STATE_DEAD,
 }
 STATE_NAMES = {value: name for name, value in STATES.items()}
-
-
-def channel_id_of(name: str, field: str = "parent") -> str:
-    """The ``{channel}`` of ``channels/{channel}``; anything else is INVALID_ARGUMENT."""
-    prefix, _, channel_id = name.partition("/")
-    if prefix != "channels" or not CHANNEL_ID.fullmatch(channel_id):
-        raise invalid(field, f"expected channels/{{channel}}, got {name!r}")
-    return channel_id
 
 
 def state_of(value: int, field: str = "state") -> str | None:

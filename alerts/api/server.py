@@ -23,6 +23,7 @@ from alerts.api.errors import ErrorInterceptor
 from alerts.api.service import AlertService
 from alerts.config import Config
 from alerts.delivery.channels.config import DeliverySettings
+from alerts.delivery.channels.url_guard import AllowList
 from alerts.delivery.hub import AlertHub
 from alerts.delivery.outbox import Outbox, RetryPolicy
 from alerts.engine.channel_directory import StoreChannelDirectory
@@ -81,14 +82,16 @@ async def build_server(config: Config) -> App:
         processor = AlertProcessor(store, hub, default_venue=config.default_venue,
                                    grace_ms=config.grace_ms, enable_1s=config.enable_1s,
                                    checkpoint_interval_ms=config.checkpoint_interval_ms)
+        allow = AllowList.parse(config.webhook_allow_list())   # a bad entry: one-line error
         if not config.webhook_rate_per_s > 0 or config.webhook_max_concurrency < 1:
             raise InvalidArgumentError(
                 "webhook_rate_per_s must be > 0 and webhook_max_concurrency >= 1")
-        directory = StoreChannelDirectory(
-            store, DeliverySettings(webhook_allow=config.webhook_allow_list(),
-                                    webhook_rate_per_s=config.webhook_rate_per_s,
-                                    webhook_burst=max(1, math.ceil(config.webhook_rate_per_s)),
-                                    webhook_max_concurrency=config.webhook_max_concurrency))
+        delivery_settings = DeliverySettings(
+            webhook_allow=config.webhook_allow_list(),
+            webhook_rate_per_s=config.webhook_rate_per_s,
+            webhook_burst=max(1, math.ceil(config.webhook_rate_per_s)),
+            webhook_max_concurrency=config.webhook_max_concurrency)
+        directory = StoreChannelDirectory(store, delivery_settings)
         outbox = Outbox(
             store, directory,
             policy=RetryPolicy(first_delay_s=config.delivery_first_retry_s,
@@ -98,7 +101,11 @@ async def build_server(config: Config) -> App:
             max_in_flight=config.delivery_max_in_flight,
             attempt_timeout_s=config.delivery_attempt_timeout_s, metrics=processor.metrics)
         processor.committed.append(outbox.notify)
-        service = AlertService(store, processor, hub, owner=config.default_owner, outbox=outbox)
+        service = AlertService(store, processor, hub, owner=config.default_owner,
+                               webhook_allow=allow,
+                               secret_overlap_ms=int(config.webhook_secret_overlap_s * 1000),
+                               channel_stats=outbox, delivery_settings=delivery_settings,
+                               outbox=outbox)
         server = grpc.aio.server(interceptors=[ErrorInterceptor()])
         service_pb2_grpc.add_AlertServiceServicer_to_server(service, server)
         health_servicer = health.aio.HealthServicer()

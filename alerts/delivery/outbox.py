@@ -37,6 +37,7 @@ from typing import Protocol
 
 import structlog
 
+from alerts.delivery.channel_stats import ChannelStats
 from alerts.delivery.channels.base import ChannelSender, Delivery, Outcome
 from alerts.errors import InvalidArgumentError
 from alerts.observability.metrics import Metrics
@@ -240,6 +241,22 @@ class Outbox:
             self.metrics.deliveries_pending.inc(moved)
             self.wake(owner, channel_id)
         return moved
+
+    async def channel_stats(self, owner: str,
+                            channel_ids: Sequence[str]) -> dict[str, ChannelStats]:
+        """The channels' delivery figures (``ChannelStatsProvider`` of the Channel API).
+
+        A channel is failing while its latest attempt failed and deliveries are pending.
+        """
+        out: dict[str, ChannelStats] = {}
+        for channel_id in dict.fromkeys(channel_ids):
+            s = await self.store.channel_delivery_stats(owner, channel_id)
+            out[channel_id] = ChannelStats(
+                failing=bool(s.last_error) and s.pending > 0,
+                last_delivered_alert_id=s.last_delivered_alert_id,
+                last_delivery_time_ms=s.last_delivery_time_ms, last_error=s.last_error,
+                dead_letter_count=s.dead_letters)
+        return out
 
     # -- the worker --------------------------------------------------------------------------
 

@@ -12,45 +12,23 @@ their deliveries at once (``HandedOff``).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from alerts.delivery.channels.base import ChannelSender, Delivery, Outcome
 from alerts.delivery.channels.config import DeliverySettings
 from alerts.delivery.channels.factory import build_sender
+from alerts.delivery.channels.record import sender_config
 from alerts.delivery.outbox import ChannelTarget
-from alerts.engine.messages import render
+from alerts.engine.messages import render_alert
 from alerts.errors import AlertsError, NotFoundError
 from alerts.storage.base import Store
-from alerts.storage.records import (
-    AlertRecord,
-    ChannelRecord,
-    DiscordSettings,
-    EmailSettings,
-    SmsSettings,
-    TelegramSettings,
-    WebhookSettings,
-    WebSocketSettings,
-)
-
-CHANNEL_DEFAULT_TEMPLATE = "{{message}}"
-_CHANNEL_ONLY = re.compile(r"\{\{\s*(message|id)\s*\}\}")
+from alerts.storage.records import ChannelRecord, EmailSettings, WebhookSettings
 
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def render_channel_text(template: str, alert: AlertRecord) -> str:
-    """A channel's template for an alert: the rule placeholders plus ``{{message}}``, ``{{id}}``."""
-    extra = {"message": alert.message, "id": str(alert.alert_id)}
-    text = _CHANNEL_ONLY.sub(lambda m: extra[m.group(1)], template or CHANNEL_DEFAULT_TEMPLATE)
-    return render(text, rule=alert.rule_id, symbol=alert.symbol,
-                  condition=alert.condition_text, price=alert.price, values=alert.values,
-                  timeframe=alert.timeframe, time_ms=alert.event_time_ms)
 
 
 class HandedOff(ChannelSender):
@@ -68,29 +46,6 @@ class _Unbuildable(ChannelSender):
 
     async def send(self, delivery: Delivery) -> Outcome:
         return Outcome(ok=False, retryable=False, error=self.error)
-
-
-def sender_config(rec: ChannelRecord, now_ms: int) -> dict[str, Any]:
-    """The ``build_sender`` configuration of a stored channel (secrets included)."""
-    s = rec.settings
-    if isinstance(s, WebhookSettings):
-        secrets = rec.signing_secrets(now_ms)
-        out: dict[str, Any] = {"url": s.url, "signing_secret": secrets[0] if secrets else "",
-                               "headers": dict(s.headers)}
-        if len(secrets) > 1:
-            out["previous_signing_secret"] = secrets[1]
-        if s.timeout_ms:
-            out["timeout_s"] = s.timeout_ms / 1000
-        return out
-    if isinstance(s, DiscordSettings):
-        return {"webhook_url": rec.secret, "username": s.username}
-    if isinstance(s, TelegramSettings):
-        return {"bot_token": rec.secret, "chat_id": s.chat_id}
-    if isinstance(s, SmsSettings):
-        return {"phone_numbers": list(s.phone_numbers)}
-    if isinstance(s, EmailSettings):
-        return {"to_addresses": list(s.to_addresses), "subject_template": s.subject_template}
-    return {}
 
 
 @dataclass
@@ -123,30 +78,27 @@ class StoreChannelDirectory:
                         if isinstance(rec.settings, WebhookSettings) else 0)
         return ChannelTarget(
             kind=rec.kind, sender=sender, paused=rec.paused,
-            text=lambda alert: render_channel_text(template, alert),
-            subject=lambda alert: render_channel_text(subject_template, alert)
+            text=lambda alert: render_alert(template, alert),
+            subject=lambda alert: render_alert(subject_template, alert)
             if subject_template else "",
             max_attempts=max_attempts)
 
     async def _sender(self, rec: ChannelRecord) -> ChannelSender:
         key = (rec.owner, rec.channel_id)
-        if isinstance(rec.settings, WebSocketSettings):
-            config_key = "websocket"
-        else:
-            config = sender_config(rec, self._clock())
-            config_key = f"{rec.kind}:{sorted(config.items())!r}"
+        config = sender_config(rec, self._clock())
+        config_key = repr(config)
         built = self._built.get(key)
         if built is not None and built.key == config_key:
             return built.sender
         await self._drop(key)
         sender: ChannelSender
-        if isinstance(rec.settings, WebSocketSettings):
+        if config is None:
             sender = HandedOff()
         else:
             try:
                 sender = build_sender(rec.kind, config, self.settings)
-            except (AlertsError, NotImplementedError) as exc:
-                sender = _Unbuildable(f"channel cannot be delivered to: {exc}")
+            except AlertsError as exc:
+                sender = _Unbuildable(f"channel cannot be delivered to: {exc.message}")
         self._built[key] = _Built(config_key, sender)
         return sender
 

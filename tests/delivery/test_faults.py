@@ -18,9 +18,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
 from alerts.config import Config
-from alerts.v1 import deliveries_pb2, service_pb2, service_pb2_grpc
+from alerts.v1 import channels_pb2, deliveries_pb2, service_pb2, service_pb2_grpc
 from tests.support.delivery import (
     DELIVERED,
     check_delivered,
@@ -197,3 +198,37 @@ def test_list_deliveries_and_redeliver_refuse_bad_or_unknown_channels(
         assert stub.RedeliverDeadLetters(service_pb2.RedeliverDeadLettersRequest(
             parent="channels/hook-0")).redelivered_count == 0
 
+
+
+def test_a_paused_channel_holds_its_alerts_until_resumed_and_channels_show_their_figures(
+        tmp_path: Path, store_url: str, receivers: list[WebhookReceiver]) -> None:
+    held, refusing = receivers
+    refusing.behaviour = Behaviour(status=410)             # gone: dead letters at once
+    prepare(store_url, receivers)
+    with running_server(config(tmp_path, store_url)) as (_, stub):
+        paused = channels_pb2.Channel(name="channels/hook-0", paused=True)
+        stub.UpdateChannel(service_pb2.UpdateChannelRequest(
+            channel=paused, update_mask=field_mask_pb2.FieldMask(paths=["paused"])))
+        fire(stub, 5)
+        ids = stored_ids(stub)
+        wait_until(lambda: len(deliveries(stub, "hook-1", DEAD)) == 5, what="5 dead letters")
+        gone = stub.GetChannel(service_pb2.GetChannelRequest(name="channels/hook-1"))
+        assert gone.dead_letter_count == 5
+        assert gone.last_error.message.startswith("HTTP 410")
+        assert gone.last_delivered_alert_id == 0
+        # nothing was sent to the paused channel; its deliveries wait, untried
+        assert held.started == 0
+        waiting = deliveries(stub, "hook-0")
+        assert [(d.alert_id, d.state, len(d.attempts)) for d in waiting] == [
+            (i, deliveries_pb2.Delivery.STATE_PENDING, 0) for i in sorted(ids)]
+        assert stub.GetChannel(service_pb2.GetChannelRequest(
+            name="channels/hook-0")).state == channels_pb2.Channel.STATE_PAUSED
+        resumed = channels_pb2.Channel(name="channels/hook-0", paused=False)
+        stub.UpdateChannel(service_pb2.UpdateChannelRequest(
+            channel=resumed, update_mask=field_mask_pb2.FieldMask(paths=["paused"])))
+        held.wait_accepted(ids, timeout=4.0)      # woken by the update, not a periodic look
+        check_delivered(stub, [held], 5)
+        hook = stub.GetChannel(service_pb2.GetChannelRequest(name="channels/hook-0"))
+        assert (hook.state, hook.last_delivered_alert_id, hook.dead_letter_count) == (
+            channels_pb2.Channel.STATE_ACTIVE, max(ids), 0)
+        assert hook.HasField("last_delivery_time") and not hook.HasField("last_error")
