@@ -8,6 +8,8 @@ channel's ``ChannelSender``, at most ``max_in_flight`` at a time. It wakes when
 alerts for its channel commit (``notify``), when one of its attempts ends, when
 its next retry falls due, and on ``wake`` (a channel resumed). Workers share
 nothing but the store, so a slow or failing channel never delays another.
+Outcomes are written by one recorder task, in one transaction for all that are
+waiting (an attempt's slot is held until its outcome is committed).
 
 Retries follow ``RetryPolicy``: after the n-th failed attempt the next one waits
 a random time in [0, min(max_delay, first_delay * 2^(n-1))] (exponential backoff
@@ -42,7 +44,7 @@ from alerts.delivery.channels.base import ChannelSender, Delivery, Outcome
 from alerts.errors import InvalidArgumentError
 from alerts.observability.metrics import Metrics
 from alerts.storage.base import Store
-from alerts.storage.records import AlertRecord, DeliveryAttempt, DueDelivery
+from alerts.storage.records import AlertRecord, AttemptOutcome, DeliveryAttempt, DueDelivery
 
 log = structlog.get_logger("alerts.delivery")
 
@@ -138,6 +140,55 @@ class ChannelDirectory(Protocol):
     async def target(self, owner: str, channel_id: str) -> ChannelTarget | None: ...
 
 
+class _Recorder:
+    """Writes attempt outcomes in batches: one store transaction for all that are waiting.
+
+    ``record`` returns once its outcome is committed (or raises the store's error),
+    so an attempt's delivery is never read as due again before its outcome is stored.
+    """
+
+    def __init__(self, store: Store, max_batch: int = 256) -> None:
+        self._store = store
+        self._max_batch = max_batch
+        self._waiting: list[tuple[AttemptOutcome, asyncio.Future[bool]]] = []
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox:recorder")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def record(self, outcome: AttemptOutcome) -> bool:
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((outcome, done))
+        self._ready.set()
+        return await done
+
+    async def _run(self) -> None:
+        while True:
+            await self._ready.wait()
+            self._ready.clear()
+            while self._waiting:
+                batch = self._waiting[:self._max_batch]
+                del self._waiting[:self._max_batch]
+                try:
+                    applied = await self._store.record_attempts([o for o, _ in batch])
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - each waiting attempt sees it
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for (_, done), ok in zip(batch, applied, strict=True):
+                    if not done.done():
+                        done.set_result(ok)
+
+
 @dataclass(eq=False)
 class _Worker:
     owner: str
@@ -178,6 +229,7 @@ class Outbox:
         self._rng = rng or random.Random()
         self._workers: dict[tuple[str, str], _Worker] = {}
         self._attempts: set[asyncio.Task[None]] = set()
+        self._recorder = _Recorder(store)
         self._started = False
         self._stopping = False
 
@@ -188,6 +240,7 @@ class Outbox:
         counts = await self.store.delivery_counts()
         self.metrics.deliveries_pending.set(counts.get("PENDING", 0))
         self.metrics.dead_letters.set(counts.get("DEAD", 0))
+        self._recorder.start()
         self._started = True
         for owner, channel_id in await self.store.pending_channels():
             self.wake(owner, channel_id)
@@ -207,6 +260,7 @@ class Outbox:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        await self._recorder.stop()
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -356,9 +410,9 @@ class Outbox:
 
     async def _record(self, worker: _Worker, kind: str, item: DueDelivery,
                       attempt: DeliveryAttempt, state: str, next_ms: int) -> bool:
-        recorded = await self.store.record_attempt(
-            worker.owner, worker.channel_id, item.alert.alert_id, attempt, state=state,
-            next_attempt_ms=next_ms)
+        recorded = await self._recorder.record(AttemptOutcome(
+            owner=worker.owner, channel_id=worker.channel_id, alert_id=item.alert.alert_id,
+            attempt=attempt, state=state, next_attempt_ms=next_ms))
         if not recorded:
             return False
         outcome = {"DELIVERED": "delivered", "DEAD": "dead"}.get(state, "retry")

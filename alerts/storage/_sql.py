@@ -42,6 +42,7 @@ from alerts.storage.base import (
 from alerts.storage.records import (
     DELIVERY_STATES,
     AlertRecord,
+    AttemptOutcome,
     ChannelDeliveryStats,
     ChannelRecord,
     Checkpoint,
@@ -796,31 +797,29 @@ class SqlStore(Store):
             )
         return [(row["owner"], row["channel_id"]) for row in rows]
 
-    async def record_attempt(
-        self,
-        owner: str,
-        channel_id: str,
-        alert_id: int,
-        attempt: DeliveryAttempt,
-        *,
-        state: str,
-        next_attempt_ms: int,
-    ) -> bool:
-        if state not in DELIVERY_STATES:
-            raise InvalidArgumentError(f"unknown delivery state {state!r}")
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+        for o in outcomes:
+            if o.state not in DELIVERY_STATES:
+                raise InvalidArgumentError(f"unknown delivery state {o.state!r}")
+        applied: list[bool] = []
+        if not outcomes:
+            return applied
         async with self._write() as tx:
-            done_ms = max(self._clock(), attempt.time_ms)
-            changed = await tx.execute(
-                _RECORD_ATTEMPT, owner, channel_id, alert_id, attempt.seq, state,
-                next_attempt_ms, attempt.time_ms, attempt.status, attempt.error, done_ms,
-            )
-            if changed != 1:
-                return False
-            await tx.execute(
-                _INSERT_ATTEMPT, owner, channel_id, alert_id, attempt.seq, attempt.time_ms,
-                bool(attempt.ok), attempt.status, float(attempt.latency_ms), attempt.error,
-            )
-        return True
+            now = self._clock()
+            for o in outcomes:
+                a = o.attempt
+                changed = await tx.execute(
+                    _RECORD_ATTEMPT, o.owner, o.channel_id, o.alert_id, a.seq, o.state,
+                    o.next_attempt_ms, a.time_ms, a.status, a.error, max(now, a.time_ms),
+                )
+                applied.append(changed == 1)
+            rows = [(o.owner, o.channel_id, o.alert_id, o.attempt.seq, o.attempt.time_ms,
+                     bool(o.attempt.ok), o.attempt.status, float(o.attempt.latency_ms),
+                     o.attempt.error)
+                    for o, ok in zip(outcomes, applied, strict=True) if ok]
+            if rows:
+                await tx.executemany(_INSERT_ATTEMPT, rows)
+        return applied
 
     async def list_deliveries(
         self,

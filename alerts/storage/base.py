@@ -19,6 +19,7 @@ from typing import Self
 
 from alerts.storage.records import (
     AlertRecord,
+    AttemptOutcome,
     ChannelDeliveryStats,
     ChannelRecord,
     Checkpoint,
@@ -290,6 +291,17 @@ class Store(ABC):
         """Every (owner, channel_id) with a PENDING delivery, sorted."""
 
     @abstractmethod
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> list[bool]:
+        """Record attempts' outcomes, moving each delivery to its ``state``, in ONE transaction.
+
+        An outcome applies only while its delivery is PENDING and ``attempt.seq`` follows
+        its ``attempt_seq`` (else it stores nothing and its entry is ``False``: someone
+        else moved the delivery meanwhile). Each applied outcome inserts the attempt, bumps
+        ``attempts``, sets ``first_attempt_ms`` on the first attempt after creation or
+        redelivery, and ``done_time_ms`` when the state is DELIVERED or DEAD. An unknown
+        state is ``InvalidArgumentError`` (nothing stored).
+        """
+
     async def record_attempt(
         self,
         owner: str,
@@ -300,14 +312,11 @@ class Store(ABC):
         state: str,
         next_attempt_ms: int,
     ) -> bool:
-        """Record one attempt's outcome and move the delivery to ``state`` in one transaction.
-
-        Applies only while the delivery is PENDING and ``attempt.seq`` follows its
-        ``attempt_seq`` (else returns ``False`` and stores nothing: someone else moved
-        it meanwhile). Bumps ``attempts``, sets ``first_attempt_ms`` on the first attempt
-        after creation or redelivery, and ``done_time_ms`` when ``state`` is DELIVERED or
-        DEAD.
-        """
+        """``record_attempts`` of one outcome."""
+        [applied] = await self.record_attempts([AttemptOutcome(
+            owner=owner, channel_id=channel_id, alert_id=alert_id, attempt=attempt,
+            state=state, next_attempt_ms=next_attempt_ms)])
+        return applied
 
     @abstractmethod
     async def list_deliveries(

@@ -156,6 +156,18 @@ class DeliveryRecord:
 
 
 @dataclass(frozen=True, kw_only=True)
+class AttemptOutcome:
+    """What ``record_attempts`` stores for one attempt: it, and where the delivery goes next."""
+
+    owner: str
+    channel_id: str
+    alert_id: int
+    attempt: DeliveryAttempt
+    state: str                       # one of DELIVERY_STATES
+    next_attempt_ms: int             # when PENDING: the next attempt's due time
+
+
+@dataclass(frozen=True, kw_only=True)
 class DueDelivery:
     """A PENDING delivery whose next attempt is due, with the alert it carries."""
 
