@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from alerts.cli import main
+from alerts.v1 import deliveries_pb2
 from tests.support.delivery import (
     DELIVERED,
     deliveries,
@@ -20,6 +21,7 @@ from tests.support.server import running_server, server_config
 from tests.support.webhook_receiver import ACCEPT, Behaviour, WebhookReceiver
 
 __all__ = ["receivers"]
+DEAD = deliveries_pb2.Delivery.STATE_DEAD
 
 
 def test_list_shows_dead_letters_and_redeliver_sends_them_again(
@@ -33,7 +35,7 @@ def test_list_shows_dead_letters_and_redeliver_sends_them_again(
     with running_server(config) as (server, stub):
         fire(stub, 3)
         ids = sorted(stored_ids(stub))
-        wait_until(lambda: len(deliveries(stub, "hook-0", 3)) == 3, what="3 dead letters")
+        wait_until(lambda: len(deliveries(stub, "hook-0", DEAD)) == 3, what="3 dead letters")
         capsys.readouterr()
         assert main(["deliveries", "--server", server.target, "list", "hook-0",
                      "--state", "dead"]) == 0

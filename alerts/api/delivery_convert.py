@@ -19,7 +19,7 @@ STATES = {
     "DELIVERED": deliveries_pb2.Delivery.STATE_DELIVERED,
     "DEAD": deliveries_pb2.Delivery.STATE_DEAD,
 }
-STATE_NAMES = {value: name for name, value in STATES.items()}
+STATE_NAMES: dict[int, str] = {int(value): name for name, value in STATES.items()}
 
 
 def state_of(value: int, field: str = "state") -> str | None:

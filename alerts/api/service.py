@@ -44,7 +44,7 @@ from alerts.rules.compiler import rule_timeframe
 from alerts.storage import decode_page_token, encode_page_token
 from alerts.storage.base import Store
 from alerts.storage.records import AlertRecord, RuleRecord, SubscriptionRecord
-from alerts.v1 import rules_pb2, service_pb2, service_pb2_grpc
+from alerts.v1 import channels_pb2, rules_pb2, service_pb2, service_pb2_grpc
 
 SUBSCRIPTION_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")
 DEFAULT_HEARTBEAT_S = 15.0
@@ -496,7 +496,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
 
     # channels: the outbox looks again at once ------------------------------
     async def UpdateChannel(self, request: service_pb2.UpdateChannelRequest,
-                            context: grpc.aio.ServicerContext) -> object:
+                            context: grpc.aio.ServicerContext) -> channels_pb2.Channel:
         out = await super().UpdateChannel(request, context)
         if self.outbox is not None and not request.validate_only:  # resumed: send what waits
             self.outbox.wake(self._owner(context), channel_id_of(request.channel.name))

@@ -40,6 +40,8 @@ import tempfile
 import time
 from datetime import datetime
 from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import grpc
@@ -55,8 +57,8 @@ BATCH = 500
 
 # -- the receiver (its own process) --------------------------------------------------------------
 
-def _receive(port_out: Connection, results: Connection, count: mp.Value, stop: mp.Event,
-             secrets: list[str]) -> None:
+def _receive(port_out: Connection, results: Connection, count: Synchronized[int],
+             stop: EventType, secrets: list[str]) -> None:
     from aiohttp import web
     from standardwebhooks.webhooks import Webhook
 
@@ -69,7 +71,7 @@ def _receive(port_out: Connection, results: Connection, count: mp.Value, stop: m
         channel = int(request.match_info["channel"])
         payload = hooks[channel].verify(body, dict(request.headers))
         data = payload["data"]
-        commit = datetime.fromisoformat(data["commit_time"].replace("Z", "+00:00"))
+        commit = datetime.fromisoformat(data["commit_time"])
         seen.append((channel, int(data["alert_id"]), request.headers["webhook-id"],
                      round(commit.timestamp() * 1000), received))
         with count.get_lock():
@@ -163,7 +165,7 @@ def _publish(stub: service_pb2_grpc.AlertServiceStub, ticks: list[market_pb2.Tic
                       timeout=120)
 
 
-def _wait_count(count: mp.Value, target: int, timeout: float) -> None:
+def _wait_count(count: Synchronized[int], target: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while count.value < target:
         if time.monotonic() > deadline:

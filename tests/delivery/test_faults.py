@@ -134,7 +134,8 @@ class ServerProcess:
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        assert line.startswith("alerts: gRPC on 127.0.0.1:"), (line, self.proc.stderr.read())
+        assert line.startswith("alerts: gRPC on 127.0.0.1:"), (
+            line, self.proc.stderr.read() if self.proc.stderr else "")
         port = int(line.split("127.0.0.1:")[1].split(",")[0])
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.stub = service_pb2_grpc.AlertServiceStub(self.channel)

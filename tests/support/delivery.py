@@ -81,7 +81,8 @@ def stored_ids(stub: service_pb2_grpc.AlertServiceStub) -> set[int]:
             return ids
 
 
-def deliveries(stub: service_pb2_grpc.AlertServiceStub, channel: str, state: int = 0
+def deliveries(stub: service_pb2_grpc.AlertServiceStub, channel: str,
+               state: deliveries_pb2.Delivery.State = deliveries_pb2.Delivery.STATE_UNSPECIFIED,
                ) -> list[deliveries_pb2.Delivery]:
     out: list[deliveries_pb2.Delivery] = []
     token = ""
