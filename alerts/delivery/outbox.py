@@ -341,7 +341,7 @@ class Outbox:
         fresh = [d for d in due if d.alert.alert_id not in busy]
         if target is None:
             for item in fresh:
-                await self._record(worker, "gone", item, DeliveryAttempt(
+                await self._record(worker, "unknown", item, DeliveryAttempt(
                     seq=item.delivery.attempt_seq + 1, time_ms=now, ok=False,
                     error=CHANNEL_GONE), "DEAD", now)
             if fresh:
