@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
+import ssl
 import time
 
 import httpx
@@ -52,6 +53,7 @@ from alerts.delivery.channels.url_guard import (
     resolve_checked,
     system_resolver,
 )
+from alerts.errors import FailedPreconditionError
 from alerts.storage.records import AlertRecord
 
 EVENT_TYPE = "alert.fired"
@@ -95,7 +97,8 @@ class WebhookSender(ChannelSender):
                             config.burst or settings.webhook_burst)
         timeout = config.timeout_s or settings.default_timeout_s
         self._resolver = resolver
-        self._client = http_client(timeout, settings.user_agent)
+        self._client = http_client(timeout, settings.user_agent,
+                                   verify=_tls_context(settings.webhook_ca_file))
 
     async def send(self, delivery: Delivery) -> Outcome:
         wait = await self._pacer.wait_turn(self._max_wait_s)
@@ -173,6 +176,16 @@ class WebhookSender(ChannelSender):
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _tls_context(ca_file: str) -> ssl.SSLContext | bool:
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise FailedPreconditionError(f"webhook_ca_file {ca_file!r} cannot be used: {exc}",
+                                      reason="WEBHOOK_NOT_CONFIGURED") from None
 
 
 def _is_literal(host: str) -> bool:

@@ -6,8 +6,10 @@ import asyncio
 import base64
 import json
 import socket
+import ssl
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from aiohttp import web
@@ -19,8 +21,14 @@ from alerts.delivery.channels.factory import build_sender
 from alerts.delivery.channels.signing import generate_webhook_secret, secret_key, sign
 from alerts.delivery.channels.url_guard import validate_webhook_url
 from alerts.delivery.channels.webhook import WebhookSender, webhook_message_id
-from alerts.errors import InvalidArgumentError
-from tests.delivery.channels.conftest import HttpFake, Received, make_alert
+from alerts.errors import FailedPreconditionError, InvalidArgumentError
+from tests.delivery.channels.conftest import (
+    HttpFake,
+    Received,
+    make_alert,
+    running_fake,
+    self_signed,
+)
 
 LOCAL = DeliverySettings(webhook_allow=("127.0.0.1",), default_timeout_s=5.0)
 
@@ -435,3 +443,36 @@ async def test_unresolvable_host_is_retryable(delivery: Delivery) -> None:
     finally:
         await s.close()
     assert not outcome.ok and outcome.retryable and "does not resolve" in outcome.error
+
+
+@pytest.mark.asyncio
+async def test_https_to_pinned_address_verifies_the_host_name(tmp_path: Path,
+                                                              delivery: Delivery) -> None:
+    cert, key = self_signed(tmp_path, ("receiver.test",))
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    dns = ScriptedDns({"receiver.test": ["127.0.0.1"], "impostor.test": ["127.0.0.1"]})
+    settings = DeliverySettings(webhook_allow=("127.0.0.1",), webhook_ca_file=str(cert))
+    async with running_fake(tls) as fake:
+        port = fake.port
+        outcomes = []
+        for host in ("receiver.test", "impostor.test"):
+            s = WebhookSender(WebhookConfig(url=f"https://{host}:{port}/h",
+                                            signing_secret=generate_webhook_secret()),
+                              settings, resolver=dns)
+            try:
+                outcomes.append(await s.send(delivery))
+            finally:
+                await s.close()
+    good, impostor = outcomes
+    assert good.ok, good.error
+    assert [r.headers["host"] for r in fake.requests] == [f"receiver.test:{port}"]
+    assert not impostor.ok and impostor.retryable
+    assert "not valid for 'impostor.test'" in impostor.error, impostor.error
+
+
+def test_unreadable_webhook_ca_file(tmp_path: Path) -> None:
+    with pytest.raises(FailedPreconditionError):
+        build_sender("webhook", {"url": "https://example.com/h",
+                                 "signing_secret": generate_webhook_secret()},
+                     DeliverySettings(webhook_ca_file=str(tmp_path / "none.pem")))
