@@ -35,6 +35,7 @@ class Mailbox:
     tls_sessions: int = 0
     deferred: set[str] = field(default_factory=set)    # answer 450
     rejected: set[str] = field(default_factory=set)    # answer 550
+    data_reply: str = "250 Message accepted"             # the answer to DATA
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -49,9 +50,11 @@ class Mailbox:
         assert isinstance(envelope.content, bytes)
         parsed = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
+        if not self.data_reply.startswith("250"):
+            return self.data_reply
         self.messages.append((envelope, parsed))
         self.tls_sessions += session.ssl is not None
-        return "250 Message accepted"
+        return self.data_reply
 
 
 def authenticate(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
@@ -171,6 +174,19 @@ async def test_partly_rejected_still_delivers_to_the_rest(mailbox: Mailbox,
     outcome = await send_once(mailbox, delivery, ["gone@desk.example", "ops@desk.example"])
     assert outcome.ok and "gone@desk.example refused: 550" in outcome.error
     assert mailbox.messages[0][0].rcpt_tos == ["ops@desk.example"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("reply,retryable", [
+    ("451 4.3.0 Temporary local problem, try later", True),
+    ("554 5.6.0 Message rejected as spam", False),
+])
+async def test_data_replies(mailbox: Mailbox, delivery: Delivery, reply: str,
+                            retryable: bool) -> None:
+    mailbox.data_reply = reply
+    outcome = await send_once(mailbox, delivery)
+    assert not outcome.ok and outcome.retryable is retryable
+    assert outcome.status == int(reply[:3]) and reply[4:] in outcome.error
 
 
 def test_bad_address() -> None:
