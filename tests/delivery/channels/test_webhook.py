@@ -15,12 +15,13 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
+from alerts.delivery.alert_json import alert_to_dict
 from alerts.delivery.channels.base import Delivery
 from alerts.delivery.channels.config import DeliverySettings, WebhookConfig
 from alerts.delivery.channels.factory import build_sender
 from alerts.delivery.channels.signing import generate_webhook_secret, secret_key, sign
 from alerts.delivery.channels.url_guard import validate_webhook_url
-from alerts.delivery.channels.webhook import WebhookSender, webhook_message_id
+from alerts.delivery.channels.webhook import WebhookSender, webhook_body, webhook_message_id
 from alerts.errors import FailedPreconditionError, InvalidArgumentError
 from tests.delivery.channels.conftest import (
     HttpFake,
@@ -75,6 +76,7 @@ async def test_delivery_verifies_with_standardwebhooks(http_fake: HttpFake,
     assert payload["type"] == "alert.fired"
     assert payload["timestamp"] == "2026-01-01T00:00:00.009Z"
     assert payload["data"]["alert_id"] == 42
+    assert payload["data"]["text"] == "BTCUSDT crossed 65000"
     assert payload["data"]["values"][1] == {"label": "rsi(14, 5m)", "value": "NaN"}
     assert abs(int(req.headers["webhook-timestamp"]) - time.time()) < 60
 
@@ -85,7 +87,8 @@ async def test_webhook_id_stable_across_attempts_and_distinct_per_channel(
     s = sender(http_fake, generate_webhook_secret())
     try:
         await s.send(delivery)
-        await s.send(Delivery(alert=delivery.alert, channel_id="ops-hook", text="x", attempt=2))
+        await s.send(Delivery(alert=delivery.alert, channel_id="ops-hook", text=delivery.text,
+                              attempt=2))
         await s.send(Delivery(alert=delivery.alert, channel_id="other", text="x"))
         await s.send(Delivery(alert=make_alert(43), channel_id="ops-hook", text="x"))
     finally:
@@ -322,9 +325,10 @@ async def test_refused_url_is_permanent_at_delivery(http_fake: HttpFake,
 
 
 def test_body_is_the_documented_alert_json() -> None:
-    from alerts.delivery.channels.webhook import webhook_body
-    body = json.loads(webhook_body(make_alert(7, values=(("price", float("inf")),))))
-    assert body["data"]["alert_id"] == 7
+    alert = make_alert(7, values=(("price", float("inf")),))
+    body = json.loads(webhook_body(Delivery(alert, "c", "BTC is up")))
+    assert body == {"type": "alert.fired", "timestamp": "2026-01-01T00:00:00.009Z",
+                    "data": {**alert_to_dict(alert), "text": "BTC is up"}}
     assert body["data"]["values"] == [{"label": "price", "value": "Infinity"}]
 
 
