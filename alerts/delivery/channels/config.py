@@ -47,6 +47,7 @@ class DeliverySettings:
     webhook_max_concurrency: int = 4         # requests in flight per endpoint
     webhook_rate_per_s: float = 20.0         # token bucket per endpoint
     webhook_burst: int = 20
+    webhook_ca_file: str = ""                # extra CAs for https endpoints; empty: the system's
     # Discord, Telegram, Twilio: API bases (no trailing slash)
     discord_api_base: str = "https://discord.com/api"
     telegram_api_base: str = "https://api.telegram.org"

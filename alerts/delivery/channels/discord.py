@@ -6,8 +6,9 @@ The channel's ``webhook_url`` must be a Discord webhook URL
 goes to ``{settings.discord_api_base}/v10/webhooks/{id}/{token}?wait=true``, so a
 test points the base at a local fake and a success carries the created message.
 Body: ``content`` (the text and a last line ``alert <id>``, cut to 2000
-characters), ``username`` when configured, and ``allowed_mentions`` empty so an
-alert never pings anyone.
+characters), one embed (symbol and rule, operand values, event time, the alert
+id in the footer), ``username`` when configured, and ``allowed_mentions`` empty
+so an alert never pings anyone.
 
 Classification: 200/204 ok; 429 retryable after the body's ``retry_after``
 (float seconds; else ``Retry-After``), which also pauses this webhook; 404, 401,
@@ -19,10 +20,12 @@ for ``X-RateLimit-Reset-After`` seconds (pacing, in this process).
 
 from __future__ import annotations
 
+import math
 import re
 
 import httpx
 
+from alerts.delivery.alert_json import rfc3339_ms
 from alerts.delivery.channels._common import (
     http_client,
     json_object,
@@ -31,13 +34,16 @@ from alerts.delivery.channels._common import (
     post,
     seconds_value,
     short,
+    truncate,
     with_alert_id,
 )
 from alerts.delivery.channels.base import ChannelSender, Delivery, Outcome
 from alerts.delivery.channels.config import DeliverySettings, DiscordConfig, config_error
 from alerts.delivery.channels.pacing import Pacer
+from alerts.storage.records import AlertRecord
 
 CONTENT_LIMIT = 2000
+EMBED_FIELDS = 10
 _URL = re.compile(
     r"https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api(?:/v\d+)?/webhooks/"
     r"(?P<id>\d{1,25})/(?P<token>[A-Za-z0-9_.\-]{1,200})/?")
@@ -54,6 +60,22 @@ def parse_discord_webhook_url(url: str) -> tuple[str, str, str | None]:
     if thread is not None and not thread.isdigit():
         raise config_error("discord", "webhook_url", "thread_id must be a number")
     return match["id"], match["token"], thread
+
+
+def alert_embed(alert: AlertRecord) -> dict[str, object]:
+    """One embed: symbol and rule as title, the operand values as fields (at most
+    ``EMBED_FIELDS``), the event time, and the alert id in the footer; every text within
+    Discord's limits (the whole embed stays far below 6000 characters)."""
+    fields = [{"name": truncate(label, 256), "value": truncate(_value(value), 64),
+               "inline": True} for label, value in alert.values[:EMBED_FIELDS]]
+    return {"title": truncate(f"{alert.symbol} \u00b7 {alert.rule_id}", 256),
+            "timestamp": rfc3339_ms(alert.event_time_ms),
+            "fields": fields,
+            "footer": {"text": f"alert {alert.alert_id}"}}
+
+
+def _value(value: float) -> str:
+    return "undefined" if math.isnan(value) else f"{value:.10g}"
 
 
 class DiscordSender(ChannelSender):
@@ -76,6 +98,7 @@ class DiscordSender(ChannelSender):
         """The JSON body for ``delivery``."""
         body: dict[str, object] = {
             "content": with_alert_id(delivery.text, delivery.alert.alert_id, CONTENT_LIMIT),
+            "embeds": [alert_embed(delivery.alert)],
             "allowed_mentions": {"parse": []},
         }
         if self._username:

@@ -1,8 +1,8 @@
 """Webhook sender: signed JSON POSTs per Standard Webhooks, guarded against SSRF.
 
 One attempt = one POST of ``{"type":"alert.fired","timestamp":<commit time>,
-"data":<alert JSON>}`` (``alerts.delivery.alert_json``; the body is the same on
-every attempt) with the headers ``webhook-id`` (``msg_<alert id>_<channel
+"data":<alert JSON>}`` (``alerts.delivery.alert_json``, plus ``"text"``: the
+channel's rendered template; the body is the same on every attempt) with the headers ``webhook-id`` (``msg_<alert id>_<channel
 hash>``: the same on every attempt, the receiver's idempotency key),
 ``webhook-timestamp`` (now, unix seconds) and ``webhook-signature`` (one ``v1``
 entry per valid secret: two during rotation), plus the channel's extra headers.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
+import ssl
 import time
 
 import httpx
@@ -52,7 +53,7 @@ from alerts.delivery.channels.url_guard import (
     resolve_checked,
     system_resolver,
 )
-from alerts.storage.records import AlertRecord
+from alerts.errors import FailedPreconditionError
 
 EVENT_TYPE = "alert.fired"
 _RESERVED_HEADERS = frozenset({
@@ -67,10 +68,11 @@ def webhook_message_id(alert_id: int, channel_id: str) -> str:
     return f"msg_{alert_id}_{digest}"
 
 
-def webhook_body(alert: AlertRecord) -> bytes:
-    """The request body (identical on every attempt)."""
+def webhook_body(delivery: Delivery) -> bytes:
+    """The request body: the alert's JSON form plus ``text``, the channel's rendered text."""
+    alert = delivery.alert
     return dumps({"type": EVENT_TYPE, "timestamp": rfc3339_ms(alert.commit_time_ms),
-                  "data": alert_to_dict(alert)})
+                  "data": {**alert_to_dict(alert), "text": delivery.text}})
 
 
 class WebhookSender(ChannelSender):
@@ -95,7 +97,8 @@ class WebhookSender(ChannelSender):
                             config.burst or settings.webhook_burst)
         timeout = config.timeout_s or settings.default_timeout_s
         self._resolver = resolver
-        self._client = http_client(timeout, settings.user_agent)
+        self._client = http_client(timeout, settings.user_agent,
+                                   verify=_tls_context(settings.webhook_ca_file))
 
     async def send(self, delivery: Delivery) -> Outcome:
         wait = await self._pacer.wait_turn(self._max_wait_s)
@@ -118,7 +121,7 @@ class WebhookSender(ChannelSender):
         except HostNotFoundError as exc:
             return Outcome(ok=False, latency_s=time.perf_counter() - started, retryable=True,
                            error=exc.message)
-        body = webhook_body(delivery.alert)
+        body = webhook_body(delivery)
         msg_id = webhook_message_id(delivery.alert.alert_id, delivery.channel_id)
         timestamp = int(time.time())
         headers = {
@@ -173,6 +176,16 @@ class WebhookSender(ChannelSender):
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _tls_context(ca_file: str) -> ssl.SSLContext | bool:
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise FailedPreconditionError(f"webhook_ca_file {ca_file!r} cannot be used: {exc}",
+                                      reason="WEBHOOK_NOT_CONFIGURED") from None
 
 
 def _is_literal(host: str) -> bool:

@@ -67,8 +67,26 @@ async def test_execute_webhook_body_and_path(http_fake: HttpFake, delivery: Deli
     assert req.headers["content-type"] == "application/json"
     assert "authorization" not in req.headers
     sent = json.loads(req.body)
-    assert sent == {"content": "BTCUSDT crossed 65000\n\nalert 42", "username": "Alerts bot",
-                    "allowed_mentions": {"parse": []}}
+    assert sent == {
+        "content": "BTCUSDT crossed 65000\n\nalert 42", "username": "Alerts bot",
+        "allowed_mentions": {"parse": []},
+        "embeds": [{"title": "binance:BTCUSDT \u00b7 btc-65k",
+                    "timestamp": "2026-01-01T00:00:00.000Z",
+                    "fields": [{"name": "close(5m)", "value": "65010.5", "inline": True},
+                               {"name": "rsi(14, 5m)", "value": "undefined", "inline": True}],
+                    "footer": {"text": "alert 42"}}]}
+
+
+def test_embed_within_discord_limits() -> None:
+    alert = make_alert(1, symbol="S" * 300, values=tuple((f"{i}" * 300, i / 3) for i in range(30)))
+    payload = json.loads(json.dumps(DiscordSender(
+        DiscordConfig(webhook_url=HOOK), DeliverySettings()).payload(Delivery(alert, "c", "t"))))
+    (embed,) = payload["embeds"]
+    assert len(embed["title"]) <= 256 and len(embed["fields"]) == 10
+    assert all(len(f["name"]) <= 256 and len(f["value"]) <= 1024 for f in embed["fields"])
+    text = embed["title"] + embed["footer"]["text"] + "".join(
+        f["name"] + f["value"] for f in embed["fields"])
+    assert len(text) <= 6000
 
 
 @pytest.mark.asyncio

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -16,40 +14,15 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from alerts.delivery.channels.base import Delivery
 from alerts.delivery.channels.config import DeliverySettings
 from alerts.delivery.channels.email import message_id
 from alerts.delivery.channels.factory import build_sender
 from alerts.errors import FailedPreconditionError, InvalidArgumentError
+from tests.delivery.channels.conftest import self_signed
 
 USER, PASSWORD = "alerts", "s3cret"
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1/localhost and its key, written as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
 
 
 @dataclass
@@ -62,6 +35,7 @@ class Mailbox:
     tls_sessions: int = 0
     deferred: set[str] = field(default_factory=set)    # answer 450
     rejected: set[str] = field(default_factory=set)    # answer 550
+    data_reply: str = "250 Message accepted"             # the answer to DATA
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -76,9 +50,11 @@ class Mailbox:
         assert isinstance(envelope.content, bytes)
         parsed = message_from_bytes(envelope.content, policy=policy.default)
         assert isinstance(parsed, EmailMessage)
+        if not self.data_reply.startswith("250"):
+            return self.data_reply
         self.messages.append((envelope, parsed))
         self.tls_sessions += session.ssl is not None
-        return "250 Message accepted"
+        return self.data_reply
 
 
 def authenticate(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
@@ -198,6 +174,19 @@ async def test_partly_rejected_still_delivers_to_the_rest(mailbox: Mailbox,
     outcome = await send_once(mailbox, delivery, ["gone@desk.example", "ops@desk.example"])
     assert outcome.ok and "gone@desk.example refused: 550" in outcome.error
     assert mailbox.messages[0][0].rcpt_tos == ["ops@desk.example"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("reply,retryable", [
+    ("451 4.3.0 Temporary local problem, try later", True),
+    ("554 5.6.0 Message rejected as spam", False),
+])
+async def test_data_replies(mailbox: Mailbox, delivery: Delivery, reply: str,
+                            retryable: bool) -> None:
+    mailbox.data_reply = reply
+    outcome = await send_once(mailbox, delivery)
+    assert not outcome.ok and outcome.retryable is retryable
+    assert outcome.status == int(reply[:3]) and reply[4:] in outcome.error
 
 
 def test_bad_address() -> None:

@@ -6,21 +6,30 @@ import asyncio
 import base64
 import json
 import socket
+import ssl
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
+from alerts.delivery.alert_json import alert_to_dict
 from alerts.delivery.channels.base import Delivery
 from alerts.delivery.channels.config import DeliverySettings, WebhookConfig
 from alerts.delivery.channels.factory import build_sender
 from alerts.delivery.channels.signing import generate_webhook_secret, secret_key, sign
 from alerts.delivery.channels.url_guard import validate_webhook_url
-from alerts.delivery.channels.webhook import WebhookSender, webhook_message_id
-from alerts.errors import InvalidArgumentError
-from tests.delivery.channels.conftest import HttpFake, Received, make_alert
+from alerts.delivery.channels.webhook import WebhookSender, webhook_body, webhook_message_id
+from alerts.errors import FailedPreconditionError, InvalidArgumentError
+from tests.delivery.channels.conftest import (
+    HttpFake,
+    Received,
+    make_alert,
+    running_fake,
+    self_signed,
+)
 
 LOCAL = DeliverySettings(webhook_allow=("127.0.0.1",), default_timeout_s=5.0)
 
@@ -67,6 +76,7 @@ async def test_delivery_verifies_with_standardwebhooks(http_fake: HttpFake,
     assert payload["type"] == "alert.fired"
     assert payload["timestamp"] == "2026-01-01T00:00:00.009Z"
     assert payload["data"]["alert_id"] == 42
+    assert payload["data"]["text"] == "BTCUSDT crossed 65000"
     assert payload["data"]["values"][1] == {"label": "rsi(14, 5m)", "value": "NaN"}
     assert abs(int(req.headers["webhook-timestamp"]) - time.time()) < 60
 
@@ -77,7 +87,8 @@ async def test_webhook_id_stable_across_attempts_and_distinct_per_channel(
     s = sender(http_fake, generate_webhook_secret())
     try:
         await s.send(delivery)
-        await s.send(Delivery(alert=delivery.alert, channel_id="ops-hook", text="x", attempt=2))
+        await s.send(Delivery(alert=delivery.alert, channel_id="ops-hook", text=delivery.text,
+                              attempt=2))
         await s.send(Delivery(alert=delivery.alert, channel_id="other", text="x"))
         await s.send(Delivery(alert=make_alert(43), channel_id="ops-hook", text="x"))
     finally:
@@ -314,9 +325,10 @@ async def test_refused_url_is_permanent_at_delivery(http_fake: HttpFake,
 
 
 def test_body_is_the_documented_alert_json() -> None:
-    from alerts.delivery.channels.webhook import webhook_body
-    body = json.loads(webhook_body(make_alert(7, values=(("price", float("inf")),))))
-    assert body["data"]["alert_id"] == 7
+    alert = make_alert(7, values=(("price", float("inf")),))
+    body = json.loads(webhook_body(Delivery(alert, "c", "BTC is up")))
+    assert body == {"type": "alert.fired", "timestamp": "2026-01-01T00:00:00.009Z",
+                    "data": {**alert_to_dict(alert), "text": "BTC is up"}}
     assert body["data"]["values"] == [{"label": "price", "value": "Infinity"}]
 
 
@@ -435,3 +447,36 @@ async def test_unresolvable_host_is_retryable(delivery: Delivery) -> None:
     finally:
         await s.close()
     assert not outcome.ok and outcome.retryable and "does not resolve" in outcome.error
+
+
+@pytest.mark.asyncio
+async def test_https_to_pinned_address_verifies_the_host_name(tmp_path: Path,
+                                                              delivery: Delivery) -> None:
+    cert, key = self_signed(tmp_path, ("receiver.test",))
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    dns = ScriptedDns({"receiver.test": ["127.0.0.1"], "impostor.test": ["127.0.0.1"]})
+    settings = DeliverySettings(webhook_allow=("127.0.0.1",), webhook_ca_file=str(cert))
+    async with running_fake(tls) as fake:
+        port = fake.port
+        outcomes = []
+        for host in ("receiver.test", "impostor.test"):
+            s = WebhookSender(WebhookConfig(url=f"https://{host}:{port}/h",
+                                            signing_secret=generate_webhook_secret()),
+                              settings, resolver=dns)
+            try:
+                outcomes.append(await s.send(delivery))
+            finally:
+                await s.close()
+    good, impostor = outcomes
+    assert good.ok, good.error
+    assert [r.headers["host"] for r in fake.requests] == [f"receiver.test:{port}"]
+    assert not impostor.ok and impostor.retryable
+    assert "not valid for 'impostor.test'" in impostor.error, impostor.error
+
+
+def test_unreadable_webhook_ca_file(tmp_path: Path) -> None:
+    with pytest.raises(FailedPreconditionError):
+        build_sender("webhook", {"url": "https://example.com/h",
+                                 "signing_secret": generate_webhook_secret()},
+                     DeliverySettings(webhook_ca_file=str(tmp_path / "none.pem")))
