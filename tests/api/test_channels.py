@@ -176,6 +176,14 @@ def test_a_new_secret_keeps_the_old_one_valid_for_the_overlap(served) -> None:  
     assert replace(stored(server, "hook"), paused=False, etag="", revision=0,
                    update_time_ms=0) == replace(rec, etag="", revision=0, update_time_ms=0)
     assert before.revision + 2 == stored(server, "hook").revision
+    # a second rotation within the overlap: the secret it replaces is the one kept
+    third = "whsec_" + base64.b64encode(b"3" * 32).decode()
+    stub.UpdateChannel(service_pb2.UpdateChannelRequest(
+        channel=channels_pb2.Channel(name="channels/hook", webhook=channels_pb2.WebhookConfig(
+            signing_secret=third)),
+        update_mask=field_mask_pb2.FieldMask(paths=["webhook.signing_secret"])))
+    again = stored(server, "hook")
+    assert (again.secret, again.previous_secret) == (third, CLIENT_SECRET)
 
 
 BAD = [
