@@ -569,6 +569,16 @@ def test_test_channel_renders_the_channel_template_for_discord(served) -> None: 
     body = json.loads(request.body)
     assert body["content"].startswith("[test:TEST] hello (#0)")
     assert body["username"] == "bot"
+    assert_no_secret(reply)
+    # a failure's report does not leak the token that is part of the URL either
+    with receiving(lambda _: (404, {"content-type": "application/json"},
+                              b'{"message": "Unknown Webhook", "code": 10015}')) as gone:
+        service.delivery_settings = replace(service.delivery_settings,
+                                            discord_api_base=gone.url + "/api")
+        failed = stub.TestChannel(service_pb2.TestChannelRequest(name="channels/disc"))
+        gone.wait_for(1)
+    assert not failed.delivered and "Unknown Webhook" in failed.error.message
+    assert_no_secret(failed)
 
 
 def test_test_channel_refusals(served) -> None:  # type: ignore[no-untyped-def]
@@ -583,3 +593,29 @@ def test_test_channel_refusals(served) -> None:  # type: ignore[no-untyped-def]
     err = rpc_error(stub.TestChannel, service_pb2.TestChannelRequest(name="channels/ws",
                                                                      message="x" * 2049))
     assert violations(err) == ["message"]
+
+
+def test_test_channel_through_telegram_never_shows_the_token(served) -> None:  # type: ignore[no-untyped-def]
+    server, stub = served
+    answers = iter([
+        (200, {"content-type": "application/json"}, json.dumps({"ok": True, "result": {
+            "message_id": 156, "chat": {"id": -1001234567890, "type": "channel"},
+            "date": 1700000000, "text": "x"}}).encode()),
+        (401, {"content-type": "application/json"}, json.dumps({
+            "ok": False, "error_code": 401, "description": "Unauthorized"}).encode()),
+    ])
+    with receiving(lambda _: next(answers)) as telegram:
+        service = server.app.service
+        service.delivery_settings = replace(service.delivery_settings,
+                                            telegram_api_base=telegram.url)
+        stub.CreateChannel(service_pb2.CreateChannelRequest(channel_id="tg",
+                                                            channel=every_kind()["tg"]))
+        ok = stub.TestChannel(service_pb2.TestChannelRequest(name="channels/tg", message="hi"))
+        refused = stub.TestChannel(service_pb2.TestChannelRequest(name="channels/tg"))
+        first, _ = telegram.wait_for(2)
+    assert first.path == f"/bot{TELEGRAM_TOKEN}/sendMessage"
+    sent = json.loads(first.body)
+    assert sent["chat_id"] == -1001234567890 and sent["text"].startswith("hi")
+    assert ok.delivered and not refused.delivered
+    assert refused.error.code == 9 and "Unauthorized" in refused.error.message
+    assert_no_secret(ok, refused)
