@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from alerts.storage.records import ChannelRecord
 from alerts.v1 import channels_pb2, rules_pb2, service_pb2
 from tests.api.test_service import details
 from tests.support.http_receiver import receiving
+from tests.support.postgres import fresh_databases
 from tests.support.server import running_server, server_config
 
 DISCORD_URL = "https://discord.com/api/webhooks/123456/SeCrEtDiScOrDtOkEn_abc"
@@ -37,6 +39,16 @@ def served(tmp_path: Path):  # type: ignore[no-untyped-def]
                            webhook_secret_overlap_s=OVERLAP_S)
     with running_server(config) as pair:
         yield pair
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def served_on_each_store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    with ExitStack() as stack:
+        config = server_config(tmp_path, webhook_allow="127.0.0.0/8, ::1")
+        if request.param == "postgresql":
+            [url] = stack.enter_context(fresh_databases(1, "alerts_channels"))
+            config = replace(config, store_url=url)
+        yield stack.enter_context(running_server(config))
 
 
 def every_kind() -> dict[str, channels_pb2.Channel]:
@@ -83,8 +95,8 @@ def stored(server, channel_id: str, owner: str = "local") -> ChannelRecord:  # t
     return server.call(server.app.store.get_channel(owner, channel_id))
 
 
-def test_every_kind_round_trips_without_its_secrets(served) -> None:  # type: ignore[no-untyped-def]
-    server, stub = served
+def test_every_kind_round_trips_without_its_secrets(served_on_each_store) -> None:  # type: ignore[no-untyped-def]
+    server, stub = served_on_each_store
     made = {}
     for cid, channel in every_kind().items():
         made[cid] = stub.CreateChannel(service_pb2.CreateChannelRequest(
@@ -399,8 +411,8 @@ def test_list_pages_filters_and_counts(served) -> None:  # type: ignore[no-untyp
     assert violations(err) == ["page_size"]
 
 
-def test_rules_name_existing_channels_and_deleting_one_in_use(served) -> None:  # type: ignore[no-untyped-def]
-    server, stub = served
+def test_rules_name_existing_channels_and_deleting_one_in_use(served_on_each_store) -> None:  # type: ignore[no-untyped-def]
+    server, stub = served_on_each_store
     for cid in ("hook", "ws"):
         stub.CreateChannel(service_pb2.CreateChannelRequest(channel_id=cid,
                                                             channel=every_kind()[cid]))
