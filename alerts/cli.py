@@ -191,7 +191,8 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     if args.action == "create":
         rule = rules_pb2.Rule(symbol=args.symbol, condition_text=args.condition,
                               trigger_mode=MODE_ENUM[args.mode], display_name=args.name or "",
-                              timeframe=timeframe_to_proto(args.timeframe))
+                              timeframe=timeframe_to_proto(args.timeframe),
+                              channels=args.channel or [])
         out = stub.CreateRule(service_pb2.CreateRuleRequest(rule=rule, rule_id=args.id or ""))
         print(out.name)
     elif args.action == "list":
@@ -301,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--timeframe")
     create.add_argument("--id")
     create.add_argument("--name")
+    create.add_argument("--channel", action="append",
+                        help="a channel the rule's alerts go to (repeatable)")
     listing = rsub.add_parser("list")
     listing.add_argument("--filter", default="",
                          help='AIP-160 filter, e.g. \'symbol = BTCUSDT AND state = ACTIVE\'')

@@ -98,16 +98,10 @@ def test_errors_are_one_line_and_exit_2(target, capsys: pytest.CaptureFixture[st
 def test_a_channel_in_use_needs_force(target, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
     assert run(target, capsys, "create", "--websocket", "--id", "ws")[0] == 0
     assert main(["rules", "--server", target.target, "create", "--symbol", "X", "--condition",
-                 "price > 1", "--id", "r1"]) == 0
-    from alerts.v1 import rules_pb2, service_pb2, service_pb2_grpc
-    import grpc
-    from google.protobuf import field_mask_pb2
-
-    with grpc.insecure_channel(target.target) as channel:
-        service_pb2_grpc.AlertServiceStub(channel).UpdateRule(service_pb2.UpdateRuleRequest(
-            rule=rules_pb2.Rule(name="rules/r1", channels=["ws"]),
-            update_mask=field_mask_pb2.FieldMask(paths=["channels"])))
-    capsys.readouterr()
+                 "price > 1", "--id", "r1", "--channel", "ws"]) == 0
+    assert main(["rules", "--server", target.target, "create", "--symbol", "X", "--condition",
+                 "price > 1", "--channel", "nope"]) == 1   # the rules commands exit 1 on errors
+    assert "rule.channels[0]: no channel 'channels/nope'" in capsys.readouterr().err
     code, _, err = run(target, capsys, "delete", "ws")
     assert code == 2 and "FAILED_PRECONDITION" in err and "r1" in err
     assert run(target, capsys, "delete", "ws", "--force")[0] == 0

@@ -239,10 +239,9 @@ def _email(check: _Checker, cfg: channels_pb2.EmailConfig, field: str) -> EmailS
     return EmailSettings(to_addresses=tuple(normal), subject_template=cfg.subject_template)
 
 
-def channel_to_proto(rec: ChannelRecord, stats: ChannelStats,
-                     *, signing_secret: str = "") -> channels_pb2.Channel:
-    """The API's view of a channel: no secret, except ``signing_secret`` when given (the
-    CreateChannel response of a webhook channel)."""
+def channel_to_proto(rec: ChannelRecord, stats: ChannelStats) -> channels_pb2.Channel:
+    """The API's view of a channel, without its secrets; ``stats`` gives the delivery
+    figures (a ``last_error`` is reported with code UNAVAILABLE)."""
     out = channels_pb2.Channel(
         name=channel_name(rec.channel_id), owner=rec.owner, display_name=rec.display_name,
         message_template=rec.message_template, paused=rec.paused, labels=dict(rec.labels),
@@ -255,7 +254,6 @@ def channel_to_proto(rec: ChannelRecord, stats: ChannelStats,
         out.webhook.url = s.url
         out.webhook.headers.update(dict(s.headers))
         out.webhook.max_attempts = s.max_attempts
-        out.webhook.signing_secret = signing_secret
         if s.timeout_ms is not None:
             out.webhook.timeout.CopyFrom(duration_pb2.Duration(
                 seconds=s.timeout_ms // 1000, nanos=s.timeout_ms % 1000 * 1_000_000))

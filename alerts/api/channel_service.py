@@ -34,7 +34,7 @@ from alerts.api.channel_convert import (
 )
 from alerts.api.channel_filter import parse_channel_filter
 from alerts.api.requests import MAX_PAGE_SIZE, check_deadline, page_size
-from alerts.delivery.channel_stats import ChannelStats, ChannelStatsProvider, NoDeliveries
+from alerts.delivery.channel_stats import ChannelStats, ChannelStatsProvider
 from alerts.delivery.channels.base import Delivery
 from alerts.delivery.channels.config import DeliverySettings
 from alerts.delivery.channels.factory import build_sender
@@ -87,12 +87,13 @@ class ChannelMethods:
     """CreateChannel, GetChannel, ListChannels, UpdateChannel, DeleteChannel; and the
     check of the channels a rule names."""
 
+    # set by the servicer's constructor
     store: Store
     processor: AlertProcessor
-    webhook_allow: AllowList = AllowList()
-    secret_overlap_ms: int = 86_400_000
-    channel_stats: ChannelStatsProvider = NoDeliveries()
-    delivery_settings: DeliverySettings = DeliverySettings()
+    webhook_allow: AllowList
+    secret_overlap_ms: int
+    channel_stats: ChannelStatsProvider
+    delivery_settings: DeliverySettings
 
     def _owner(self, context: grpc.aio.ServicerContext) -> str:
         raise NotImplementedError

@@ -281,7 +281,7 @@ class ChannelRecord:
         """The webhook secrets to sign with at ``now_ms``: the current one first, then the
         previous one while its rotation overlap lasts (Standard Webhooks receivers accept
         a request when any listed signature matches)."""
-        out = (self.secret,) if self.secret else ()
+        out: tuple[str, ...] = (self.secret,) if self.secret else ()
         if self.previous_secret and (self.previous_secret_expire_ms or 0) > now_ms:
             out += (self.previous_secret,)
         return out

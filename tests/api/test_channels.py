@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from alerts.storage.records import ChannelRecord
 from alerts.v1 import channels_pb2, rules_pb2, service_pb2
 from tests.api.test_service import details
 from tests.support.http_receiver import receiving
+from tests.support.postgres import fresh_databases
 from tests.support.server import running_server, server_config
 
 DISCORD_URL = "https://discord.com/api/webhooks/123456/SeCrEtDiScOrDtOkEn_abc"
@@ -37,6 +39,16 @@ def served(tmp_path: Path):  # type: ignore[no-untyped-def]
                            webhook_secret_overlap_s=OVERLAP_S)
     with running_server(config) as pair:
         yield pair
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def served_on_each_store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    with ExitStack() as stack:
+        config = server_config(tmp_path, webhook_allow="127.0.0.0/8, ::1")
+        if request.param == "postgresql":
+            [url] = stack.enter_context(fresh_databases(1, "alerts_channels"))
+            config = replace(config, store_url=url)
+        yield stack.enter_context(running_server(config))
 
 
 def every_kind() -> dict[str, channels_pb2.Channel]:
@@ -83,8 +95,8 @@ def stored(server, channel_id: str, owner: str = "local") -> ChannelRecord:  # t
     return server.call(server.app.store.get_channel(owner, channel_id))
 
 
-def test_every_kind_round_trips_without_its_secrets(served) -> None:  # type: ignore[no-untyped-def]
-    server, stub = served
+def test_every_kind_round_trips_without_its_secrets(served_on_each_store) -> None:  # type: ignore[no-untyped-def]
+    server, stub = served_on_each_store
     made = {}
     for cid, channel in every_kind().items():
         made[cid] = stub.CreateChannel(service_pb2.CreateChannelRequest(
@@ -176,6 +188,14 @@ def test_a_new_secret_keeps_the_old_one_valid_for_the_overlap(served) -> None:  
     assert replace(stored(server, "hook"), paused=False, etag="", revision=0,
                    update_time_ms=0) == replace(rec, etag="", revision=0, update_time_ms=0)
     assert before.revision + 2 == stored(server, "hook").revision
+    # a second rotation within the overlap: the secret it replaces is the one kept
+    third = "whsec_" + base64.b64encode(b"3" * 32).decode()
+    stub.UpdateChannel(service_pb2.UpdateChannelRequest(
+        channel=channels_pb2.Channel(name="channels/hook", webhook=channels_pb2.WebhookConfig(
+            signing_secret=third)),
+        update_mask=field_mask_pb2.FieldMask(paths=["webhook.signing_secret"])))
+    again = stored(server, "hook")
+    assert (again.secret, again.previous_secret) == (third, CLIENT_SECRET)
 
 
 BAD = [
@@ -391,8 +411,8 @@ def test_list_pages_filters_and_counts(served) -> None:  # type: ignore[no-untyp
     assert violations(err) == ["page_size"]
 
 
-def test_rules_name_existing_channels_and_deleting_one_in_use(served) -> None:  # type: ignore[no-untyped-def]
-    server, stub = served
+def test_rules_name_existing_channels_and_deleting_one_in_use(served_on_each_store) -> None:  # type: ignore[no-untyped-def]
+    server, stub = served_on_each_store
     for cid in ("hook", "ws"):
         stub.CreateChannel(service_pb2.CreateChannelRequest(channel_id=cid,
                                                             channel=every_kind()[cid]))
@@ -561,6 +581,16 @@ def test_test_channel_renders_the_channel_template_for_discord(served) -> None: 
     body = json.loads(request.body)
     assert body["content"].startswith("[test:TEST] hello (#0)")
     assert body["username"] == "bot"
+    assert_no_secret(reply)
+    # a failure's report does not leak the token that is part of the URL either
+    with receiving(lambda _: (404, {"content-type": "application/json"},
+                              b'{"message": "Unknown Webhook", "code": 10015}')) as gone:
+        service.delivery_settings = replace(service.delivery_settings,
+                                            discord_api_base=gone.url + "/api")
+        failed = stub.TestChannel(service_pb2.TestChannelRequest(name="channels/disc"))
+        gone.wait_for(1)
+    assert not failed.delivered and "Unknown Webhook" in failed.error.message
+    assert_no_secret(failed)
 
 
 def test_test_channel_refusals(served) -> None:  # type: ignore[no-untyped-def]
@@ -575,3 +605,29 @@ def test_test_channel_refusals(served) -> None:  # type: ignore[no-untyped-def]
     err = rpc_error(stub.TestChannel, service_pb2.TestChannelRequest(name="channels/ws",
                                                                      message="x" * 2049))
     assert violations(err) == ["message"]
+
+
+def test_test_channel_through_telegram_never_shows_the_token(served) -> None:  # type: ignore[no-untyped-def]
+    server, stub = served
+    answers = iter([
+        (200, {"content-type": "application/json"}, json.dumps({"ok": True, "result": {
+            "message_id": 156, "chat": {"id": -1001234567890, "type": "channel"},
+            "date": 1700000000, "text": "x"}}).encode()),
+        (401, {"content-type": "application/json"}, json.dumps({
+            "ok": False, "error_code": 401, "description": "Unauthorized"}).encode()),
+    ])
+    with receiving(lambda _: next(answers)) as telegram:
+        service = server.app.service
+        service.delivery_settings = replace(service.delivery_settings,
+                                            telegram_api_base=telegram.url)
+        stub.CreateChannel(service_pb2.CreateChannelRequest(channel_id="tg",
+                                                            channel=every_kind()["tg"]))
+        ok = stub.TestChannel(service_pb2.TestChannelRequest(name="channels/tg", message="hi"))
+        refused = stub.TestChannel(service_pb2.TestChannelRequest(name="channels/tg"))
+        first, _ = telegram.wait_for(2)
+    assert first.path == f"/bot{TELEGRAM_TOKEN}/sendMessage"
+    sent = json.loads(first.body)
+    assert sent["chat_id"] == -1001234567890 and sent["text"].startswith("hi")
+    assert ok.delivered and not refused.delivered
+    assert refused.error.code == 9 and "Unauthorized" in refused.error.message
+    assert_no_secret(ok, refused)
