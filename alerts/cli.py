@@ -2,8 +2,10 @@
 
 ``alerts serve``: run the service (configuration: TOML file < ``ALERTS_*``
 environment < flags; see ``alerts.config``). ``alerts rules
-create|list|get|delete|validate`` and ``alerts tail``: thin gRPC clients for
-people at a terminal (``--server``, default 127.0.0.1:50051).
+create|list|get|delete|validate``, ``alerts channels
+create|list|get|update|delete|test`` (``alerts.cli_channels``) and ``alerts tail``:
+thin gRPC clients for people at a terminal (``--server``, default
+127.0.0.1:50051).
 ``alerts validate CONDITION``: parse and compile a rule, print its canonical
 text, timeframe and operands (or the error with ``line:col``).
 ``alerts backtest``: run rules over recorded trades or klines (CSV, gzip or
@@ -27,6 +29,7 @@ from typing import TextIO
 
 import numpy as np
 
+from alerts.cli_channels import add_parser as add_channels_parser
 from alerts.errors import AlertsError
 from alerts.rules.compiler import MODES, qualify
 from alerts.rules.format import format_condition
@@ -185,7 +188,8 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     if args.action == "create":
         rule = rules_pb2.Rule(symbol=args.symbol, condition_text=args.condition,
                               trigger_mode=MODE_ENUM[args.mode], display_name=args.name or "",
-                              timeframe=timeframe_to_proto(args.timeframe))
+                              timeframe=timeframe_to_proto(args.timeframe),
+                              channels=args.channel or [])
         out = stub.CreateRule(service_pb2.CreateRuleRequest(rule=rule, rule_id=args.id or ""))
         print(out.name)
     elif args.action == "list":
@@ -269,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--timeframe")
     create.add_argument("--id")
     create.add_argument("--name")
+    create.add_argument("--channel", action="append",
+                        help="a channel the rule's alerts go to (repeatable)")
     listing = rsub.add_parser("list")
     listing.add_argument("--filter", default="",
                          help='AIP-160 filter, e.g. \'symbol = BTCUSDT AND state = ACTIVE\'')
@@ -279,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--symbol", default="binance:BTCUSDT")
     check.add_argument("--condition", required=True)
     rules.set_defaults(func=_cmd_rules)
+
+    add_channels_parser(sub)
 
     tail = sub.add_parser("tail", help="print alerts as they are committed")
     tail.add_argument("--server", default="127.0.0.1:50051")
@@ -308,4 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the importable module, not this __main__ copy: sub-command modules raise
+    # alerts.cli.CliError, which must be the class main() catches
+    from alerts.cli import main as _main
+
+    sys.exit(_main())

@@ -28,6 +28,12 @@ class Config:
     subscriber_queue: int = 10_000
     shutdown_grace_s: float = 5.0
     log_level: str = "info"
+    webhook_allow: str = ""                 # comma-separated networks, addresses, host names
+    webhook_secret_overlap_s: float = 86_400.0  # a rotated-out signing secret stays valid
+
+    def webhook_allow_list(self) -> tuple[str, ...]:
+        """``webhook_allow`` as its entries."""
+        return tuple(e.strip() for e in self.webhook_allow.split(",") if e.strip())
 
     @classmethod
     def load(cls, path: str | None = None, env: dict[str, str] | None = None,

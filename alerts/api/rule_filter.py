@@ -76,7 +76,12 @@ def _lex(text: str) -> list[_Token]:
 
 
 class _Parser:
-    """Recursive descent over the tokens; builds predicates on ``rules_pb2.Rule``."""
+    """Recursive descent over the tokens; builds predicates on ``rules_pb2.Rule``.
+
+    ``FIELDS`` and ``field`` are the column set; ``channel_filter`` subclasses them.
+    """
+
+    FIELDS = _FIELDS
 
     def __init__(self, text: str, qualify: Callable[[str], str]) -> None:
         self.tokens = _lex(text)
@@ -159,7 +164,7 @@ class _Parser:
         field_tok = self.take()
         if field_tok.kind != "word" or field_tok.text in _KEYWORDS:
             shown = repr(field_tok.text) if field_tok.text else "the end of the filter"
-            raise _bad("filter", field_tok.col, f"expected a field ({_FIELDS}), got {shown}")
+            raise _bad("filter", field_tok.col, f"expected a field ({self.FIELDS}), got {shown}")
         op = self.take()
         if op.kind != "op" or op.text not in ("=", "!="):
             raise _bad("filter", op.col, f"expected = or != after {field_tok.text!r}")

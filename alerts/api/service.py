@@ -2,8 +2,9 @@
 
 Every resource has an owner; another owner's resource answers exactly as a
 missing one. Errors are raised as ``AlertsError`` and mapped by
-``alerts.api.errors.ErrorInterceptor``. RPCs of later issues (Subscribe,
-channels, positions, snapshots) answer UNIMPLEMENTED from the generated base.
+``alerts.api.errors.ErrorInterceptor``. Channel RPCs live in
+``alerts.api.channel_service``; RPCs of later issues (positions) answer
+UNIMPLEMENTED from the generated base.
 """
 
 from __future__ import annotations
@@ -12,20 +13,26 @@ import asyncio
 import re
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import grpc
 import numpy as np
 from google.protobuf import empty_pb2
 
 from alerts.api import convert
+from alerts.api.channel_service import ChannelMethods
+from alerts.api.requests import check_deadline as _check_deadline
+from alerts.api.requests import MAX_PAGE_SIZE
+from alerts.api.requests import page_size as _page_size
 from alerts.api.rule_filter import parse_rule_query
 from alerts.api.conditions import condition_to_proto, series_to_proto, timeframe_to_proto
+from alerts.delivery.channel_stats import ChannelStatsProvider, NoDeliveries
 from alerts.delivery.hub import AlertHub, SlowConsumer, Subscriber
+from alerts.delivery.channels.config import DeliverySettings
+from alerts.delivery.channels.url_guard import AllowList
 from alerts.engine.processor import AlertProcessor, TickBatch, now_ms
 from alerts.errors import (
     AbortedError,
-    DeadlineExceededError,
-    FailedPreconditionError,
     NotFoundError,
     OutOfRangeError,
     ResourceExhaustedError,
@@ -38,31 +45,24 @@ from alerts.storage.records import AlertRecord, RuleRecord, SubscriptionRecord
 from alerts.v1 import rules_pb2, service_pb2, service_pb2_grpc
 
 SUBSCRIPTION_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
 DEFAULT_HEARTBEAT_S = 15.0
 MIN_HEARTBEAT_S = 0.05
 
 
-def _page_size(value: int) -> int:
-    if value < 0:
-        raise convert.invalid("page_size", "must be >= 0")
-    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def _check_deadline(context: grpc.aio.ServicerContext) -> None:
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        raise DeadlineExceededError("the deadline passed before the change was stored")
-
-
-class AlertService(service_pb2_grpc.AlertServiceServicer):
+class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
     def __init__(self, store: Store, processor: AlertProcessor, hub: AlertHub, *,
-                 owner: str = "local") -> None:
+                 owner: str = "local", webhook_allow: AllowList = AllowList(),
+                 secret_overlap_ms: int = 86_400_000,
+                 channel_stats: ChannelStatsProvider = NoDeliveries(),
+                 delivery_settings: DeliverySettings = DeliverySettings()) -> None:
         self.store = store
         self.processor = processor
         self.hub = hub
         self.owner = owner
+        self.webhook_allow = webhook_allow
+        self.secret_overlap_ms = secret_overlap_ms
+        self.channel_stats = channel_stats
+        self.delivery_settings = delivery_settings
         self.stopping = asyncio.Event()
         self._open_subscriptions: dict[tuple[str, str], tuple[asyncio.Event, Subscriber]] = {}
 
@@ -74,13 +74,13 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
                                      server_time=convert.ts(now_ms()))
 
     # rules ------------------------------------------------------------------
+    async def _fields(self, msg: rules_pb2.Rule, owner: str) -> convert.RuleFields:
+        """The rule's fields, checked, with its channels as names of the owner's channels."""
+        fields = convert.rule_fields_from_proto(msg)
+        return replace(fields, channels=await self.rule_channels(owner, fields.channels))
+
     def _record(self, fields: convert.RuleFields, *, rule_id: str, owner: str, now: int,
                 base: RuleRecord | None = None) -> RuleRecord:
-        if fields.channels:
-            raise FailedPreconditionError(
-                "channels are not available yet: create the rule without channels and "
-                "receive its alerts with StreamAlerts",
-                reason="CHANNELS_UNAVAILABLE")
         return RuleRecord(
             rule_id=rule_id, owner=owner, display_name=fields.display_name,
             symbol=self.processor.qualify(fields.symbol), condition_text=fields.condition_text,
@@ -102,7 +102,7 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
         owner = self._owner(context)
         rule_id = (convert.check_rule_id(request.rule_id) if request.rule_id
                    else "r" + secrets.token_hex(8))
-        fields = convert.rule_fields_from_proto(request.rule)
+        fields = await self._fields(request.rule, owner)
         rec = self._record(fields, rule_id=rule_id, owner=owner, now=now_ms())
         self.processor.compile(rec)            # every check the engine makes, before storing
         if request.validate_only:
@@ -171,7 +171,7 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
                 merged.ClearField("condition_text")
             request.update_mask.MergeMessage(request.rule, merged, replace_message_field=True,
                                              replace_repeated_field=True)
-        fields = convert.rule_fields_from_proto(merged)
+        fields = await self._fields(merged, owner)
         rec = self._record(fields, rule_id=rule_id, owner=owner, now=now_ms(), base=current)
         self.processor.compile(rec)
         if request.validate_only:
@@ -209,8 +209,9 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
 
     async def ValidateRule(self, request: service_pb2.ValidateRuleRequest,
                            context: grpc.aio.ServicerContext) -> service_pb2.ValidateRuleResponse:
-        fields = convert.rule_fields_from_proto(request.rule)
-        rec = self._record(fields, rule_id="validate", owner=self._owner(context), now=now_ms())
+        owner = self._owner(context)
+        fields = await self._fields(request.rule, owner)
+        rec = self._record(fields, rule_id="validate", owner=owner, now=now_ms())
         compiled = self.processor.compile(rec)
         return service_pb2.ValidateRuleResponse(
             condition=condition_to_proto(fields.condition),

@@ -10,7 +10,7 @@ migrates the schema:
   asyncpg accepts; extra query parameters are server settings, e.g.
   ``?search_path=alerts``).
 
-The records (``RuleRecord``, ``NewAlert``, ...) and the interface are re-exported
+The records (``RuleRecord``, ``ChannelRecord``, ``NewAlert``, ...) and the interface are re-exported
 here; the back ends live in ``alerts.storage.sqlite`` and ``alerts.storage.postgres``.
 """
 
@@ -25,6 +25,14 @@ from alerts.storage._sql import Clock
 from alerts.storage.base import Store
 from alerts.storage.records import (
     AlertRecord,
+    ChannelRecord,
+    ChannelSettings,
+    DiscordSettings,
+    EmailSettings,
+    SmsSettings,
+    TelegramSettings,
+    WebhookSettings,
+    WebSocketSettings,
     Checkpoint,
     NewAlert,
     RuleRecord,
@@ -34,6 +42,14 @@ from alerts.storage.records import (
 
 __all__ = [
     "AlertRecord",
+    "ChannelRecord",
+    "ChannelSettings",
+    "DiscordSettings",
+    "EmailSettings",
+    "SmsSettings",
+    "TelegramSettings",
+    "WebSocketSettings",
+    "WebhookSettings",
     "Checkpoint",
     "NewAlert",
     "RuleRecord",

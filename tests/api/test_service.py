@@ -178,14 +178,6 @@ def test_bad_rule_is_invalid_argument_with_position(served) -> None:  # type: ig
     assert stub.ListRules(service_pb2.ListRulesRequest()).rules == []
 
 
-def test_rule_with_channels_is_refused_until_channels_exist(served) -> None:  # type: ignore[no-untyped-def]
-    _, stub = served
-    with pytest.raises(grpc.RpcError) as err:
-        stub.CreateRule(service_pb2.CreateRuleRequest(rule=rules_pb2.Rule(
-            symbol="X", condition_text="price > 1", channels=["channels/hook"])))
-    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-
-
 def test_validate_only_and_validate_rule_store_nothing(served) -> None:  # type: ignore[no-untyped-def]
     _, stub = served
     rule = rules_pb2.Rule(symbol="X", condition_text="close(1h) crosses_above sma(50, 1h)")
