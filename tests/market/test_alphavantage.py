@@ -1,0 +1,136 @@
+"""Alpha Vantage: every documented shape parsed; the poll loop against the fake provider."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pandas as pd
+import pytest
+
+from alerts.engine.kernel import Kernel
+from alerts.market.alphavantage import (
+    AlphaVantageSource,
+    parse_global_quote,
+    parse_intraday,
+    raise_for_message,
+)
+from alerts.market.polling import (
+    BadPayloadError,
+    PollSettings,
+    ProviderError,
+    SourceRateLimitedError,
+)
+from tests.market.conftest import DAY_START_S, KEEP, engine_bars, provider_bars, run_until
+from tests.market.fakes import AV_MESSAGES, FakeStockProvider, KernelSink
+
+NOW_S = datetime(2026, 1, 3, 12, 0, tzinfo=UTC).timestamp()
+DOC_INTRADAY = {
+    "Meta Data": {"1. Information": "Intraday (5min) open, high, low, close prices and volume",
+                  "2. Symbol": "IBM", "3. Last Refreshed": "2026-01-02 19:55:00",
+                  "4. Interval": "5min", "5. Output Size": "Compact",
+                  "6. Time Zone": "US/Eastern"},
+    "Time Series (5min)": {"2026-01-02 19:55:00": {
+        "1. open": "291.3500", "2. high": "291.3500", "3. low": "291.3400",
+        "4. close": "291.3500", "5. volume": "57"}}}
+DOC_QUOTE = {"Global Quote": {
+    "01. symbol": "MSFT", "02. open": "112.6300", "03. high": "113.1700", "04. low": "110.6400",
+    "05. price": "112.1300", "06. volume": "29062853", "07. latest trading day": "2018-10-05",
+    "08. previous close": "112.7900", "09. change": "-0.6600", "10. change percent": "-0.5852%"}}
+
+
+def test_intraday_times_are_eastern_converted_to_utc() -> None:
+    bars = parse_intraday(DOC_INTRADAY, "us:IBM", "5m", NOW_S)
+    assert len(bars) == 1
+    b = bars[0]
+    # 19:55 EST (UTC-5) on 2 January is 00:55 UTC on 3 January
+    assert b.open_ms == int(datetime(2026, 1, 3, 0, 55, tzinfo=UTC).timestamp() * 1000)
+    assert (b.open, b.high, b.low, b.close, b.volume) == (291.35, 291.35, 291.34, 291.35, 57.0)
+    summer = {**DOC_INTRADAY, "Time Series (5min)": {
+        "2013-10-08 09:30:00": DOC_INTRADAY["Time Series (5min)"]["2026-01-02 19:55:00"]}}
+    # 09:30 EDT (UTC-4) is 13:30 UTC
+    assert parse_intraday(summer, "us:IBM", "5m", NOW_S)[0].open_ms == int(
+        datetime(2013, 10, 8, 13, 30, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_intraday_series_newest_first_comes_out_oldest_first_and_empty_is_empty() -> None:
+    row = DOC_INTRADAY["Time Series (5min)"]["2026-01-02 19:55:00"]
+    payload = {**DOC_INTRADAY, "Time Series (5min)": {
+        "2026-01-02 19:55:00": row, "2026-01-02 19:50:00": row, "2026-01-02 19:45:00": row}}
+    times = [b.open_ms for b in parse_intraday(payload, "us:IBM", "5m", NOW_S)]
+    assert times == sorted(times) and len(times) == 3
+    assert parse_intraday({**DOC_INTRADAY, "Time Series (5min)": {}}, "us:IBM", "5m", NOW_S) == []
+
+
+def test_global_quote_and_unknown_symbol() -> None:
+    quote = parse_global_quote(DOC_QUOTE, NOW_S)
+    assert quote is not None
+    assert (quote.symbol, quote.price, quote.volume, quote.latest_trading_day) == (
+        "MSFT", 112.13, 29_062_853.0, date(2018, 10, 5))
+    assert parse_global_quote({"Global Quote": {}}, NOW_S) is None
+
+
+@pytest.mark.parametrize(("kind", "error", "wait_s"), [
+    ("av_error", ProviderError, None),
+    ("av_premium", ProviderError, None),
+    ("av_burst", SourceRateLimitedError, 5.0),
+    ("av_legacy", SourceRateLimitedError, 60.0),
+    # NOW_S is 12:00 UTC: the daily cap lifts at the next UTC midnight
+    ("av_daily", SourceRateLimitedError, 12 * 3600.0),
+])
+def test_every_message_body_is_classified(kind: str, error: type[Exception],
+                                          wait_s: float | None) -> None:
+    with pytest.raises(error) as caught:
+        raise_for_message(AV_MESSAGES[kind], NOW_S)
+    if wait_s is not None:
+        assert caught.value.retry_after_s == pytest.approx(wait_s)   # type: ignore[attr-defined]
+    with pytest.raises(error):       # the same bodies in place of a series
+        parse_intraday(AV_MESSAGES[kind], "us:IBM", "1m", NOW_S)
+
+
+@pytest.mark.parametrize("payload", [
+    [],
+    {"Meta Data": {"6. Time Zone": "US/Eastern"}},
+    {**DOC_INTRADAY, "Time Series (5min)": {"2026-01-02 19:55:00": {"1. open": "abc"}}},
+    {**DOC_INTRADAY, "Time Series (5min)": {"yesterday": {}}},
+    {**DOC_INTRADAY, "Time Series (5min)": {"2026-01-02 19:56:00":
+                                            DOC_INTRADAY["Time Series (5min)"]["2026-01-02 19:55:00"]}},
+])
+def test_bad_payloads(payload: object) -> None:
+    with pytest.raises(BadPayloadError):
+        parse_intraday(payload, "us:IBM", "5m", NOW_S)
+
+
+def _source(provider: FakeStockProvider, **kwargs: object) -> AlphaVantageSource:
+    return AlphaVantageSource(api_key="demo", base_url=provider.base_url,   # type: ignore[attr-defined]
+                              clock=provider.clock, start_ms=int(DAY_START_S * 1000),
+                              **kwargs)   # type: ignore[arg-type]
+
+
+@pytest.mark.asyncio
+async def test_engine_gets_the_providers_bars_within_the_daily_budget(
+        provider: FakeStockProvider) -> None:
+    kernel = Kernel(default_venue="us")
+    for symbol in ("us:SPY", "us:IBM"):
+        kernel.add_rule(f"keep-{symbol}", symbol, KEEP, mode="ONCE_PER_BAR_CLOSE")
+    sink = KernelSink(kernel, "alphavantage")
+    source = _source(provider)
+    await source.subscribe(["us:SPY", "us:IBM"])
+    await run_until(source, sink, provider.clock, DAY_START_S + 2 * 86_400)
+
+    times = [r.time_s for r in provider.requests]
+    assert max(sum(1 for u in times if t <= u < t + 86_400) for t in times) <= 25
+    per_ticker = pd.Series([r.ticker for r in provider.requests]).value_counts()
+    assert abs(per_ticker["SPY"] - per_ticker["IBM"]) <= 1       # round-robin
+    assert len(times) >= 45                                       # and the budget is used
+    frontier = source.frontier_ms
+    assert frontier >= int((DAY_START_S + 86_400) * 1000)         # the session is delivered
+    delivered = 0
+    for ticker in ("SPY", "IBM"):
+        want = provider_bars(ticker, int(DAY_START_S * 1000), frontier)
+        delivered += len(want)
+        got = engine_bars(kernel, f"us:{ticker}")     # the newest 1001 (the ring's size)
+        assert len(got) == min(1001, len(want))
+        pd.testing.assert_frame_equal(got, want.tail(len(got)).reset_index(drop=True))
+    assert len(sink.ticks_seen) == 4 * delivered      # each bar once
+    assert sink.late == 0
+    assert sink.kinds() == []
