@@ -22,7 +22,7 @@ How the bars reach the engine is ``alerts.market.polling``'s docstring.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, ClassVar
@@ -193,15 +193,21 @@ class AlphaVantageSource(PollingSource):
         super().__init__(**kwargs)
         self._api_key = api_key
 
-    async def _query(self, params: dict[str, str], *, paced: bool) -> Any:
-        response = await self._get("/query", {**params, "apikey": self._api_key}, paced=paced)
-        return _json(response)
+    async def _query(self, params: dict[str, str] | Callable[[int], dict[str, str]], *,
+                     paced: bool) -> Any:
+        def query(sent_ms: int) -> dict[str, str]:
+            given = params(sent_ms) if callable(params) else params
+            return {**given, "apikey": self._api_key}
 
-    async def _intraday(self, symbol: str, ticker: str, timeframe: str, extra: dict[str, str],
-                        *, paced: bool) -> list[Bar]:
-        params = {"function": "TIME_SERIES_INTRADAY", "symbol": ticker,
-                  "interval": self.timeframes[timeframe], "adjusted": "false",
-                  "extended_hours": "true", **extra}
+        return _json(await self._get("/query", query, paced=paced))
+
+    async def _intraday(self, symbol: str, ticker: str, timeframe: str,
+                        extra: Callable[[int], dict[str, str]], *, paced: bool) -> list[Bar]:
+        def params(sent_ms: int) -> dict[str, str]:
+            return {"function": "TIME_SERIES_INTRADAY", "symbol": ticker,
+                    "interval": self.timeframes[timeframe], "adjusted": "false",
+                    "extended_hours": "true", **extra(sent_ms)}
+
         payload = await self._query(params, paced=paced)
         try:
             return parse_intraday(payload, symbol, timeframe, self.clock.time())
@@ -217,15 +223,20 @@ class AlphaVantageSource(PollingSource):
         if parse_global_quote(payload, self.clock.time()) is None:
             raise UnknownSymbolError(f"{error.message} (GLOBAL_QUOTE is empty)")
 
-    async def _poll_bars(self, symbol: str, ticker: str, since_ms: int, now_ms: int) -> list[Bar]:
-        reach_ms = (COMPACT_BARS - 2) * TIMEFRAME_MS["1m"] + int(self.settings.settle_s * 1000)
-        size = "compact" if now_ms - since_ms <= reach_ms else "full"
-        return await self._intraday(symbol, ticker, "1m", {"outputsize": size}, paced=True)
+    async def _poll_bars(self, symbol: str, ticker: str, since_ms: int) -> list[Bar]:
+        reach_ms = (COMPACT_BARS - 2) * TIMEFRAME_MS["1m"] - int(self.settings.settle_s * 1000)
+
+        def size(sent_ms: int) -> dict[str, str]:
+            return {"outputsize": "compact" if sent_ms - since_ms <= reach_ms else "full"}
+
+        return await self._intraday(symbol, ticker, "1m", size, paced=True)
 
     async def _history_bars(self, symbol: str, ticker: str, timeframe: str, start_ms: int,
                             end_ms: int) -> list[Bar]:
         bars: list[Bar] = []
         for month in _months(start_ms, end_ms):
-            bars.extend(await self._intraday(symbol, ticker, timeframe,
-                                             {"month": month, "outputsize": "full"}, paced=False))
+            def whole(_: int, month: str = month) -> dict[str, str]:
+                return {"month": month, "outputsize": "full"}
+
+            bars.extend(await self._intraday(symbol, ticker, timeframe, whole, paced=False))
         return bars

@@ -13,10 +13,12 @@ and the budget is spread fairly over the symbols. What reaches the engine:
   watermark is exact, and minutes with no trades have no bar).
 * The source is one clock for all its symbols, so time is delivered up to a
   common *frontier*: the oldest "known through" time of the symbols being
-  followed. A symbol holds the frontier back until it has been polled; one
-  that cannot be polled for ``stale_after_s`` is reported STALE and stops
-  holding it (its bars that arrive later than the frontier are logged as late,
-  never sent).
+  followed. A symbol holds the frontier back until it has been polled. One
+  with no good answer for ``stale_after_s`` is reported STALE; it stops
+  holding the frontier only when its own requests fail while other symbols'
+  succeed (a source-wide pause - a rate limit, an outage - holds every symbol,
+  so nothing is lost). Bars of a released symbol that arrive behind the
+  frontier are logged as late, never sent.
 * A bar seen again on a later poll is not sent twice; one whose values changed
   after it was sent is logged and counted (``corrected_bars``), not re-sent.
 * Quotes (GLOBAL_QUOTE, chart ``regularMarketPrice``) are not turned into
@@ -38,7 +40,7 @@ import asyncio
 import contextlib
 from abc import abstractmethod
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -107,6 +109,9 @@ class _Followed:
     subscribed_s: float
     last_ok_s: float | None = None
     last_poll_s: float | None = None
+    failing: bool = False             # its last poll failed (errors, not rate limits)
+    others_ok_while_failing: bool = False
+    failing_alone: bool = False       # failed again after another symbol's good answer
     unknown: bool = False
     stale: bool = False
     pending: dict[int, Bar] = field(default_factory=dict)
@@ -161,6 +166,7 @@ class PollingSource(MarketSource):
         self._health = SourceHealth()
         self._counts = {"corrected_bars": 0.0, "late_bars": 0.0, "errors": 0.0}
         self._events: list[SourceEvent] = []
+        self._sent_ms = 0               # send time of the last paced request
 
     # ------------------------------------------------------------ lifecycle --
     async def start(self, sink: MarketSink) -> None:
@@ -241,7 +247,7 @@ class PollingSource(MarketSource):
 
     # ------------------------------------------------------- provider hooks --
     @abstractmethod
-    async def _poll_bars(self, symbol: str, ticker: str, since_ms: int, now_ms: int) -> list[Bar]:
+    async def _poll_bars(self, symbol: str, ticker: str, since_ms: int) -> list[Bar]:
         """The symbol's 1m bars from about ``since_ms`` to now (paced requests)."""
 
     @abstractmethod
@@ -249,14 +255,24 @@ class PollingSource(MarketSource):
                             end_ms: int) -> list[Bar]:
         """Bars of ``timeframe`` covering [start_ms, end_ms) (unpaced requests)."""
 
-    async def _get(self, path: str, params: Mapping[str, str], *, paced: bool) -> httpx.Response:
-        """One GET inside the budget; transport failures become ProviderError."""
+    async def _get(self, path: str, params: Mapping[str, str] | Callable[[int], Mapping[str, str]],
+                   *, paced: bool) -> httpx.Response:
+        """One GET inside the budget; transport failures become ProviderError.
+
+        ``params`` may be a function of the send time (epoch ms, read after the
+        budget's wait), for queries that depend on "now". A paced request's send
+        time is kept: bars are judged final against it.
+        """
         client = self._client
         if client is None:
             raise UnavailableError(f"source {self.name!r} is not started")
         await self.budget.acquire(paced=paced)
+        sent_ms = int(self.clock.time() * 1000)
+        if paced:
+            self._sent_ms = sent_ms
+        query = params(sent_ms) if callable(params) else params
         try:
-            response = await client.get(path, params=dict(params))
+            response = await client.get(path, params=dict(query))
         except httpx.TimeoutException as exc:
             raise ProviderError(f"timed out after {self.settings.timeout_s} s: {exc!r}") from exc
         except httpx.HTTPError as exc:
@@ -299,9 +315,8 @@ class PollingSource(MarketSource):
             return followed
 
     async def _poll(self, f: _Followed) -> None:
-        now_ms = int(self.clock.time() * 1000)
         try:
-            bars = await self._poll_bars(f.symbol, f.ticker, f.known_through_ms, now_ms)
+            bars = await self._poll_bars(f.symbol, f.ticker, f.known_through_ms)
         except SourceRateLimitedError as exc:
             self._note_rate_limit(exc)
         except UnknownSymbolError as exc:
@@ -311,12 +326,14 @@ class PollingSource(MarketSource):
             log.warning("unknown_symbol", source=self.name, symbol=f.symbol, detail=exc.message)
             self._event("STALE", f"unknown symbol {f.ticker!r}: {exc.message}", f.symbol)
         except BadPayloadError as exc:
+            self._note_failure(f)
             self._health.bad_messages += 1
             self._health.up = False
             self._health.detail = f"{f.symbol}: {exc.message}"
             log.warning("bad_payload", source=self.name, symbol=f.symbol, detail=exc.message)
             self._event("BAD_MESSAGE", exc.message, f.symbol)
         except ProviderError as exc:
+            self._note_failure(f)
             self._counts["errors"] += 1
             self._health.up = False
             self._health.detail = f"{f.symbol}: {exc.message}"
@@ -325,13 +342,17 @@ class PollingSource(MarketSource):
             self._health.up = True
             self._health.detail = ""
             f.last_ok_s = self.clock.time()
+            f.failing = f.others_ok_while_failing = f.failing_alone = False
+            for other in self._followed.values():
+                if other.failing:
+                    other.others_ok_while_failing = True
             if self._limited:
                 self._limited = False
                 self._event("RECOVERED", "requests answered again", None)
             if f.stale:
                 f.stale = False
                 self._event("RECOVERED", "bars received again", f.symbol)
-            self._merge(f, bars, now_ms)
+            self._merge(f, bars, self._sent_ms)
         finally:
             f.last_poll_s = self.clock.time()
 
@@ -397,8 +418,7 @@ class PollingSource(MarketSource):
         while self._events:
             await sink.event(self._events[0])
             del self._events[0]
-        holding = [f.known_through_ms for f in self._followed.values()
-                   if not f.unknown and not f.stale]
+        holding = [f.known_through_ms for f in self._followed.values() if self._holds(f)]
         if not holding:
             return
         target = min(holding)
@@ -424,6 +444,16 @@ class PollingSource(MarketSource):
         for f in self._followed.values():
             for open_ms in [k for k in f.sent if k < forget]:
                 del f.sent[open_ms]
+
+    def _holds(self, f: _Followed) -> bool:
+        """Whether ``f`` holds the frontier: known, and not stale while failing alone."""
+        return not f.unknown and not (f.stale and f.failing_alone)
+
+    @staticmethod
+    def _note_failure(f: _Followed) -> None:
+        if f.failing and f.others_ok_while_failing:
+            f.failing_alone = True
+        f.failing = True
 
     def _event(self, kind: str, detail: str, symbol: str | None) -> None:
         """Queue an event; the loop hands it to the sink before the next delivery."""

@@ -21,7 +21,7 @@ docstring.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import quote
 
@@ -116,10 +116,13 @@ class YahooSource(PollingSource):
     default_limits: ClassVar[BudgetLimits] = BudgetLimits(per_minute=30, min_interval_s=0.5)
     timeframes: ClassVar[Mapping[str, str]] = {"1m": "1m", "5m": "5m", "15m": "15m"}
 
-    async def _chart(self, symbol: str, ticker: str, timeframe: str, start_ms: int, end_ms: int,
-                     *, paced: bool) -> list[Bar]:
-        params = {"period1": str(start_ms // 1000), "period2": str(-(-end_ms // 1000)),
-                  "interval": self.timeframes[timeframe], "includePrePost": "true"}
+    async def _chart(self, symbol: str, ticker: str, timeframe: str,
+                     window: Callable[[int], tuple[int, int]], *, paced: bool) -> list[Bar]:
+        def params(sent_ms: int) -> dict[str, str]:
+            start_ms, end_ms = window(sent_ms)
+            return {"period1": str(start_ms // 1000), "period2": str(-(-end_ms // 1000)),
+                    "interval": self.timeframes[timeframe], "includePrePost": "true"}
+
         response = await self._get(f"/v8/finance/chart/{quote(ticker, safe='')}", params,
                                    paced=paced)
         status = response.status_code
@@ -138,9 +141,11 @@ class YahooSource(PollingSource):
             raise ProviderError(f"HTTP {status}: {_error_text(payload)}")
         return parse_chart(payload, symbol, timeframe)
 
-    async def _poll_bars(self, symbol: str, ticker: str, since_ms: int, now_ms: int) -> list[Bar]:
-        start_ms = max(since_ms - OVERLAP_MS, now_ms - WINDOW_MS)
-        return await self._chart(symbol, ticker, "1m", start_ms, now_ms, paced=True)
+    async def _poll_bars(self, symbol: str, ticker: str, since_ms: int) -> list[Bar]:
+        def window(sent_ms: int) -> tuple[int, int]:
+            return max(since_ms - OVERLAP_MS, sent_ms - WINDOW_MS), sent_ms
+
+        return await self._chart(symbol, ticker, "1m", window, paced=True)
 
     async def _history_bars(self, symbol: str, ticker: str, timeframe: str, start_ms: int,
                             end_ms: int) -> list[Bar]:
@@ -148,6 +153,10 @@ class YahooSource(PollingSource):
         t = start_ms
         while t < end_ms:
             stop = min(end_ms, t + WINDOW_MS)
-            bars.extend(await self._chart(symbol, ticker, timeframe, t, stop, paced=False))
+
+            def window(_: int, t: int = t, stop: int = stop) -> tuple[int, int]:
+                return t, stop
+
+            bars.extend(await self._chart(symbol, ticker, timeframe, window, paced=False))
             t = stop
         return bars

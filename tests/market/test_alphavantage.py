@@ -134,3 +134,96 @@ async def test_engine_gets_the_providers_bars_within_the_daily_budget(
     assert len(sink.ticks_seen) == 4 * delivered      # each bar once
     assert sink.late == 0
     assert sink.kinds() == []
+
+
+def _all_bars(tickers: tuple[str, ...], frontier: int) -> int:
+    return sum(len(provider_bars(t, int(DAY_START_S * 1000), frontier)) for t in tickers)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("kind", "min_wait_s"), [
+    # the first request is at 08:00 UTC; the daily cap lifts at 00:00 UTC
+    ("av_daily", 16 * 3600.0),
+    ("av_burst", 5.0),
+    ("av_legacy", 60.0),
+])
+async def test_limit_messages_pause_the_source_and_lose_nothing(
+        provider: FakeStockProvider, kind: str, min_wait_s: float) -> None:
+    provider.script.append(kind)
+    sink = KernelSink(Kernel(default_venue="us"), "alphavantage")
+    source = _source(provider)
+    await source.subscribe(["us:SPY", "us:IBM"])
+    await run_until(source, sink, provider.clock, DAY_START_S + 1.5 * 86_400)
+
+    assert [e.kind for e in sink.events if e.symbol is None] == ["RATE_LIMITED", "RECOVERED"]
+    limited = next(e for e in sink.events if e.kind == "RATE_LIMITED")
+    assert "Alpha Vantage" in limited.detail
+    first, second = provider.requests[0].time_s, provider.requests[1].time_s
+    assert second - first >= min_wait_s
+    assert source.health().rate_limited == 1
+    assert source.frontier_ms > int((DAY_START_S + 86_400) * 1000)
+    assert len(sink.ticks_seen) == 4 * _all_bars(("SPY", "IBM"), source.frontier_ms)
+    assert sink.late == 0
+
+
+@pytest.mark.asyncio
+async def test_unknown_symbol_is_reported_once_and_the_rest_goes_on(
+        provider: FakeStockProvider) -> None:
+    sink = KernelSink(Kernel(default_venue="us"), "alphavantage")
+    source = _source(provider)
+    await source.subscribe(["us:NOPE", "us:SPY"])
+    await run_until(source, sink, provider.clock, DAY_START_S + 86_400)
+
+    nope = [e for e in sink.events if e.symbol == "us:NOPE"]
+    assert [e.kind for e in nope] == ["STALE"] and "unknown symbol" in nope[0].detail
+    functions = [r.params["function"] for r in provider.requests if r.ticker == "NOPE"]
+    assert functions == ["TIME_SERIES_INTRADAY", "GLOBAL_QUOTE"]
+    assert source.health().extra["unknown_symbols"] == 1
+    assert len(sink.ticks_seen) == 4 * _all_bars(("SPY",), source.frontier_ms) > 0
+
+
+@pytest.mark.asyncio
+async def test_bad_answers_become_health_and_the_loop_survives(
+        provider: FakeStockProvider) -> None:
+    provider.script.extend(["malformed", "av_premium", "http_500", "slow", "av_error"])
+    sink = KernelSink(Kernel(default_venue="us"), "alphavantage")
+    source = _source(provider, settings=PollSettings(timeout_s=0.2))
+    await source.subscribe(["us:SPY"])
+    await run_until(source, sink, provider.clock, DAY_START_S + 86_400)
+
+    # five failed polls an hour apart: the symbol went stale, then recovered
+    assert sink.kinds("us:SPY") == ["BAD_MESSAGE", "STALE", "RECOVERED"]
+    assert sink.kinds() == sink.kinds("us:SPY")
+    health = source.health()
+    assert health.bad_messages == 1
+    assert health.extra["errors"] == 4      # premium, HTTP 500, timeout, error message
+    assert health.detail == ""              # the last poll was good
+    assert not health.up                    # stopped
+    # the Error Message was checked with GLOBAL_QUOTE, which knows SPY: not "unknown"
+    assert [r.params["function"] for r in provider.requests[4:6]] == [
+        "TIME_SERIES_INTRADAY", "GLOBAL_QUOTE"]
+    assert health.extra["unknown_symbols"] == 0
+    assert source.frontier_ms > int((DAY_START_S + 12 * 3600) * 1000)
+    assert len(sink.ticks_seen) == 4 * _all_bars(("SPY",), source.frontier_ms)
+    assert sink.late == 0
+
+
+@pytest.mark.asyncio
+async def test_history_reads_the_month_and_returns_closed_bars(
+        provider: FakeStockProvider) -> None:
+    provider.clock.now = datetime(2013, 10, 12, tzinfo=UTC).timestamp()
+    source = _source(provider)
+    await source.start(KernelSink(Kernel(default_venue="us"), "alphavantage"))
+    try:
+        start = int(datetime(2013, 10, 7, 13, 30, tzinfo=UTC).timestamp() * 1000)
+        end = int(datetime(2013, 10, 8, 20, 0, tzinfo=UTC).timestamp() * 1000)
+        bars = await source.history("us:IBM", "1m", start, end)
+        with pytest.raises(Exception, match="no '4h' bars"):
+            await source.history("us:IBM", "4h", start, end)
+    finally:
+        await source.stop()
+    got = pd.DataFrame([(b.open_ms, b.open, b.high, b.low, b.close, b.volume) for b in bars],
+                       columns=["open_time_ms", "open", "high", "low", "close", "volume"])
+    pd.testing.assert_frame_equal(got, provider_bars("IBM", start, end))
+    seen = [r.params for r in provider.requests if r.params.get("function")]
+    assert [(p["month"], p["outputsize"]) for p in seen] == [("2013-10", "full")]
