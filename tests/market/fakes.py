@@ -107,7 +107,8 @@ class FakeStockProvider:
     delay_s: float = 0.0                      # real seconds before each answer
     always: dict[str, str] = field(default_factory=dict)   # ticker -> failure on every call
     script: deque[str] = field(default_factory=deque)      # failures for the next calls
-    revised: dict[tuple[str, int], float] = field(default_factory=dict)  # new close
+    # (from clock time, ticker, bar open ms, new close): the provider restates a bar
+    revisions: list[tuple[float, str, int, float]] = field(default_factory=list)
     requests: list[Seen] = field(default_factory=list)
     failed: int = 0
     _runner: web.AppRunner | None = None
@@ -135,12 +136,13 @@ class FakeStockProvider:
         now_ms = int(self.clock.time() * 1000)
         limit = now_ms if self.forming else now_ms - MINUTE_MS
         frame = frame[frame["open_time_ms"] <= limit].copy()
-        for (t, open_ms), close in self.revised.items():
-            if t == ticker:
+        for after_s, t, open_ms, close in self.revisions:
+            if t == ticker and self.clock.time() >= after_s:
                 frame.loc[frame["open_time_ms"] == open_ms, "close"] = close
         forming = frame["open_time_ms"] > now_ms - MINUTE_MS
         if forming.any():     # the live minute so far: its first price only
-            frame.loc[forming, ["high", "low", "close"]] = frame.loc[forming, "open"].to_numpy()
+            for column in ("high", "low", "close"):
+                frame.loc[forming, column] = frame.loc[forming, "open"]
             frame.loc[forming, "volume"] = frame.loc[forming, "volume"] // 2
         if start_ms is not None:
             frame = frame[frame["open_time_ms"] >= start_ms]
