@@ -434,10 +434,10 @@ class PollingSource(MarketSource):
         ticks.sort(key=lambda t: t.time_ms)
         if ticks:
             await sink.ticks(self.name, ticks)
-        await sink.watermark(self.name, target)
-        for f, bar in due:
+        for f, bar in due:       # applied: never again, even if the watermark fails
             del f.pending[bar.open_ms]
             f.sent[bar.open_ms] = _values(bar)
+        await sink.watermark(self.name, target)
         self._frontier_ms = target
         self._health.lag_ms = self.clock.time() * 1000 - target
         forget = target - _KEEP_SENT_MS

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pandas as pd
-import pytest
 import pytest_asyncio
 
 from alerts.engine.kernel import Kernel
 from alerts.market.polling import PollingSource
-from tests.market.fakes import FakeClock, FakeStockProvider, KernelSink
+from tests.market.fakes import FakeClock, FakeStockProvider, RecordingSink
 from tests.support.market_data import require_shared_data, us_stocks_1m
 
 #: 2013-10-08 08:00 UTC = 04:00 New York, when extended hours open.
@@ -28,16 +28,14 @@ def bars_of(ticker: str) -> pd.DataFrame:
 async def provider() -> AsyncIterator[FakeStockProvider]:
     clock = FakeClock(DAY_START_S)
     fake = FakeStockProvider({t: bars_of(t) for t in ("SPY", "IBM", "AIG", "BAC")}, clock)
-    fake.base_url = await fake.start()      # type: ignore[attr-defined]
+    await fake.start()
     yield fake
     await fake.stop()
 
 
-async def run_until(source: PollingSource, sink: KernelSink, clock: FakeClock,
+async def run_until(source: PollingSource, sink: RecordingSink, clock: FakeClock,
                     stop_at_s: float) -> None:
     """Run ``source`` in virtual time until its clock passes ``stop_at_s``, then stop it."""
-    import asyncio
-
     clock.stop_at = stop_at_s
     await source.start(sink)
     try:
@@ -61,5 +59,3 @@ def provider_bars(ticker: str, start_ms: int, end_ms: int) -> pd.DataFrame:
     frame = frame[(frame["open_time_ms"] >= start_ms) & (frame["open_time_ms"] < end_ms)]
     return frame[["open_time_ms", "open", "high", "low", "close", "volume"]].reset_index(drop=True)
 
-
-SourceFactory = Callable[..., PollingSource]

@@ -111,6 +111,7 @@ class FakeStockProvider:
     revisions: list[tuple[float, str, int, float]] = field(default_factory=list)
     requests: list[Seen] = field(default_factory=list)
     failed: int = 0
+    base_url: str = ""
     _runner: web.AppRunner | None = None
 
     async def start(self) -> str:
@@ -122,7 +123,8 @@ class FakeStockProvider:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         port = self._runner.addresses[0][1]
-        return f"http://127.0.0.1:{port}"
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self.base_url
 
     async def stop(self) -> None:
         if self._runner is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -24,7 +25,7 @@ from tests.market.conftest import DAY_START_S, KEEP, engine_bars, provider_bars,
 from tests.market.fakes import AV_MESSAGES, FakeStockProvider, KernelSink
 
 NOW_S = datetime(2026, 1, 3, 12, 0, tzinfo=UTC).timestamp()
-DOC_INTRADAY = {
+DOC_INTRADAY: dict[str, Any] = {
     "Meta Data": {"1. Information": "Intraday (5min) open, high, low, close prices and volume",
                   "2. Symbol": "IBM", "3. Last Refreshed": "2026-01-02 19:55:00",
                   "4. Interval": "5min", "5. Output Size": "Compact",
@@ -101,7 +102,7 @@ def test_bad_payloads(payload: object) -> None:
 
 
 def _source(provider: FakeStockProvider, **kwargs: object) -> AlphaVantageSource:
-    return AlphaVantageSource(api_key="demo", base_url=provider.base_url,   # type: ignore[attr-defined]
+    return AlphaVantageSource(api_key="demo", base_url=provider.base_url,
                               clock=provider.clock, start_ms=int(DAY_START_S * 1000),
                               **kwargs)   # type: ignore[arg-type]
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from alerts.market.budget import BudgetLimits, RequestBudget
@@ -26,7 +28,7 @@ async def test_per_minute_and_interval_are_hard_limits() -> None:
     budget = RequestBudget(BudgetLimits(per_minute=5, min_interval_s=0.5), clock)
     times = await _times(budget, clock, 23, paced=False)
     assert _max_in_window(times, 60.0) == 5
-    assert min(b - a for a, b in zip(times, times[1:])) >= 0.5
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 0.5
     assert times[5] - times[0] == pytest.approx(60.0)     # the 6th waits for the window
 
 
@@ -37,7 +39,7 @@ async def test_per_day_limit_is_paced_evenly() -> None:
     budget = RequestBudget(limits, clock)
     times = await _times(budget, clock, 60, paced=True)
     assert _max_in_window(times, 86_400.0) <= 25
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) == pytest.approx(86_400 / 25)
     assert limits.spacing_s == pytest.approx(3_456.0)
 

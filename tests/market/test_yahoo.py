@@ -41,7 +41,7 @@ DOC_CHART = {"chart": {"result": [{
 START_S = datetime(2013, 10, 8, 13, 0, tzinfo=UTC).timestamp()
 
 
-def _chart(stamps: list[int], **cols: list[object]) -> dict[str, object]:
+def _chart(stamps: list[object], **cols: list[object]) -> dict[str, object]:
     return {"chart": {"result": [{"meta": {"symbol": "SPY"}, "timestamp": stamps,
                                   "indicators": {"quote": [cols]}}], "error": None}}
 
@@ -94,7 +94,7 @@ def test_symbols_map_to_tickers() -> None:
 
 
 def _source(provider: FakeStockProvider, **kwargs: object) -> YahooSource:
-    return YahooSource(base_url=provider.base_url, clock=provider.clock,  # type: ignore[attr-defined]
+    return YahooSource(base_url=provider.base_url, clock=provider.clock,
                        start_ms=int(START_S * 1000), **kwargs)  # type: ignore[arg-type]
 
 
