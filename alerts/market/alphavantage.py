@@ -3,7 +3,8 @@
 Wire format: ``GET {base}/query?function=...&apikey=...`` (protocols/stocks.md).
 Numbers are strings in objects keyed ``"N. name"``; intraday timestamps are the
 bar's open in US/Eastern (the zone named by ``Meta Data``), converted to UTC
-with ``zoneinfo``. Every error and limit is HTTP 200 with one key:
+with ``zoneinfo`` (the repeated hour when daylight saving ends, 01:00-02:00,
+is outside extended hours). Every error and limit is HTTP 200 with one key:
 ``Error Message`` (a bad call - for an intraday call usually an unknown symbol,
 which one GLOBAL_QUOTE answering ``{"Global Quote":{}}`` confirms),
 ``Information`` (a premium endpoint: a provider error; the 1-per-second burst

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -10,6 +12,7 @@ import pytest
 
 from alerts.engine.kernel import Kernel
 from alerts.errors import InvalidArgumentError
+from alerts.market.base import Tick
 from alerts.market.budget import BudgetLimits
 from alerts.market.polling import BadPayloadError, PollSettings, ProviderError
 from alerts.market.tickers import TickerMap
@@ -250,6 +253,7 @@ async def test_odd_tickers_are_mapped(provider: FakeStockProvider) -> None:
         await source.subscribe(["binance:BTCUSDT"])
     await run_until(source, sink, provider.clock, START_S + 600)
 
+    await source.stop()                       # a second stop is harmless
     assert {r.path for r in provider.requests} == {"/v8/finance/chart/BRK-B"}
     assert sink.ticks_seen and {t.symbol for t in sink.ticks_seen} == {"us:BRK.B"}
 
@@ -275,3 +279,31 @@ async def test_history_in_windows_returns_closed_bars(provider: FakeStockProvide
     windows = [(int(r.params["period1"]), int(r.params["period2"])) for r in provider.requests]
     assert len(windows) == 2 and windows[0][1] == windows[1][0]
     assert all(b - a <= 7 * 86_400 for a, b in windows)
+
+
+@dataclass
+class _FailingOnceSink(RecordingSink):
+    failures: int = 1
+
+    async def ticks(self, source: str, ticks: Sequence[Tick]) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("store unavailable")
+        await super().ticks(source, ticks)
+
+
+@pytest.mark.asyncio
+async def test_a_failing_sink_does_not_stop_the_loop_or_lose_bars(
+        provider: FakeStockProvider) -> None:
+    provider.clock.now = START_S
+    sink = _FailingOnceSink()
+    source = _source(provider)
+    await source.subscribe(["us:SPY", "us:IBM"])
+    await run_until(source, sink, provider.clock, START_S + 1200)
+
+    assert source.health().extra["errors"] == 1
+    frontier = source.frontier_ms
+    want = sum(len(provider_bars(t, int(START_S * 1000), frontier)) for t in ("SPY", "IBM"))
+    per_bar = pd.Series([(t.symbol, t.time_ms // 60_000) for t in sink.ticks_seen]).value_counts()
+    assert len(sink.ticks_seen) == 4 * want and set(per_bar) == {4}
+    assert frontier > int((START_S + 900) * 1000)
