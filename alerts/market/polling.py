@@ -116,6 +116,7 @@ class _Followed:
     stale: bool = False
     pending: dict[int, Bar] = field(default_factory=dict)
     sent: dict[int, tuple[float, ...]] = field(default_factory=dict)
+    dropped: set[int] = field(default_factory=set)   # late bars already logged
 
 
 def floor_minute(time_ms: int) -> int:
@@ -381,6 +382,9 @@ class PollingSource(MarketSource):
                 continue                        # from before we followed it
             sent = f.sent.get(bar.open_ms)
             if sent is None:
+                if bar.open_ms in f.dropped:
+                    continue
+                f.dropped.add(bar.open_ms)
                 self._counts["late_bars"] += 1
                 log.warning("late_bar", source=self.name, symbol=f.symbol, open_ms=bar.open_ms,
                             frontier_ms=self._frontier_ms)
@@ -444,6 +448,7 @@ class PollingSource(MarketSource):
         for f in self._followed.values():
             for open_ms in [k for k in f.sent if k < forget]:
                 del f.sent[open_ms]
+            f.dropped = {k for k in f.dropped if k >= forget}
 
     def _holds(self, f: _Followed) -> bool:
         """Whether ``f`` holds the frontier: known, and not stale while failing alone."""

@@ -105,7 +105,8 @@ class FakeStockProvider:
     forming: bool = False                     # also serve the current minute, partial
     null_gaps: bool = False                   # Yahoo: null rows for minutes without trades
     delay_s: float = 0.0                      # real seconds before each answer
-    always: dict[str, str] = field(default_factory=dict)   # ticker -> failure on every call
+    # (ticker or None for all, failure, from, to clock time): every call in [from, to) fails
+    outages: list[tuple[str | None, str, float, float]] = field(default_factory=list)
     script: deque[str] = field(default_factory=deque)      # failures for the next calls
     # (from clock time, ticker, bar open ms, new close): the provider restates a bar
     revisions: list[tuple[float, str, int, float]] = field(default_factory=list)
@@ -156,7 +157,11 @@ class FakeStockProvider:
         self.requests.append(Seen(self.clock.time(), request.path, dict(request.query)))
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        kind = self.always.get(ticker) or (self.script.popleft() if self.script else None)
+        now = self.clock.time()
+        kind = next((k for t, k, start, stop in self.outages
+                     if t in (None, ticker) and start <= now < stop), None)
+        if kind is None and self.script:
+            kind = self.script.popleft()
         if kind is None:
             return None
         self.failed += 1

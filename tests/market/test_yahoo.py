@@ -41,7 +41,7 @@ DOC_CHART = {"chart": {"result": [{
                    "adjclose": [{"adjclose": [4.27, 4.26]}]}}],
     "error": None}}
 
-START_S = datetime(2013, 10, 8, 13, 0, tzinfo=UTC).timestamp()
+START_S = datetime(2013, 10, 8, 13, 30, tzinfo=UTC).timestamp()   # the 09:30 New York open
 
 
 def _chart(stamps: list[object], **cols: list[object]) -> dict[str, object]:
@@ -307,3 +307,48 @@ async def test_a_failing_sink_does_not_stop_the_loop_or_lose_bars(
     per_bar = pd.Series([(t.symbol, t.time_ms // 60_000) for t in sink.ticks_seen]).value_counts()
     assert len(sink.ticks_seen) == 4 * want and set(per_bar) == {4}
     assert frontier > int((START_S + 900) * 1000)
+
+
+@pytest.mark.asyncio
+async def test_a_source_wide_outage_holds_every_symbol_and_loses_nothing(
+        provider: FakeStockProvider) -> None:
+    provider.clock.now = START_S
+    provider.outages.append((None, "http_500", START_S + 300, START_S + 1500))
+    sink = RecordingSink()
+    source = _source(provider, settings=PollSettings(stale_after_s=300))
+    await source.subscribe(["us:SPY", "us:IBM"])
+    await run_until(source, sink, provider.clock, START_S + 2400)
+
+    # both went stale and came back; neither was released, so nothing arrived late
+    assert sorted((e.kind, e.symbol) for e in sink.events) == [
+        ("RECOVERED", "us:IBM"), ("RECOVERED", "us:SPY"), ("STALE", "us:IBM"),
+        ("STALE", "us:SPY")]
+    health = source.health()
+    assert health.extra["late_bars"] == 0 and health.extra["errors"] > 20
+    frontier = source.frontier_ms
+    want = sum(len(provider_bars(t, int(START_S * 1000), frontier)) for t in ("SPY", "IBM"))
+    assert len(sink.ticks_seen) == 4 * want and frontier > int((START_S + 2100) * 1000)
+
+
+@pytest.mark.asyncio
+async def test_a_symbol_failing_alone_is_released_and_its_late_bars_are_not_sent(
+        provider: FakeStockProvider) -> None:
+    provider.clock.now = START_S
+    provider.outages.append(("IBM", "http_500", START_S + 300, START_S + 1500))
+    sink = RecordingSink()
+    source = _source(provider, settings=PollSettings(stale_after_s=300))
+    await source.subscribe(["us:SPY", "us:IBM"])
+    await run_until(source, sink, provider.clock, START_S + 2400)
+
+    assert [(e.kind, e.symbol) for e in sink.events] == [
+        ("STALE", "us:IBM"), ("RECOVERED", "us:IBM")]
+    # SPY went on while IBM failed: every SPY bar was delivered
+    frontier = source.frontier_ms
+    spy = provider_bars("SPY", int(START_S * 1000), frontier)
+    assert sum(t.symbol == "us:SPY" for t in sink.ticks_seen) == 4 * len(spy)
+    # IBM's bars from while it held nobody back came later than the frontier: logged, not sent
+    ibm_sent = {t.time_ms // 60_000 * 60_000 for t in sink.ticks_seen if t.symbol == "us:IBM"}
+    ibm_all = set(provider_bars("IBM", int(START_S * 1000), frontier)["open_time_ms"])
+    missing = ibm_all - ibm_sent
+    assert missing and source.health().extra["late_bars"] == len(missing)
+    assert max(missing) < int((START_S + 1500) * 1000) <= max(ibm_sent)
