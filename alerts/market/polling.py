@@ -168,6 +168,7 @@ class PollingSource(MarketSource):
         self._counts = {"corrected_bars": 0.0, "late_bars": 0.0, "errors": 0.0}
         self._events: list[SourceEvent] = []
         self._sent_ms = 0               # send time of the last paced request
+        self._watermark_ms = self._frontier_ms   # the last watermark the sink accepted
 
     # ------------------------------------------------------------ lifecycle --
     async def start(self, sink: MarketSink) -> None:
@@ -416,18 +417,22 @@ class PollingSource(MarketSource):
         return max(300.0, 3 * cycle)
 
     async def _deliver(self) -> None:
-        """Send every pending bar up to the common frontier, then the watermark."""
+        """Send the queued events, every pending bar up to the common frontier, the watermark."""
         sink = self._sink
         assert sink is not None
         while self._events:
             await sink.event(self._events[0])
             del self._events[0]
         holding = [f.known_through_ms for f in self._followed.values() if self._holds(f)]
-        if not holding:
-            return
-        target = min(holding)
-        if target <= self._frontier_ms:
-            return
+        target = min(holding, default=self._frontier_ms)
+        if target > self._frontier_ms:
+            await self._send_bars(sink, target)
+        if self._watermark_ms < self._frontier_ms:     # also retries one that failed
+            await sink.watermark(self.name, self._frontier_ms)
+            self._watermark_ms = self._frontier_ms
+            self._health.lag_ms = self.clock.time() * 1000 - self._frontier_ms
+
+    async def _send_bars(self, sink: MarketSink, target: int) -> None:
         due: list[tuple[_Followed, Bar]] = []
         for f in self._followed.values():
             for open_ms in sorted(k for k in f.pending if k + MINUTE_MS <= target):
@@ -438,17 +443,15 @@ class PollingSource(MarketSource):
         ticks.sort(key=lambda t: t.time_ms)
         if ticks:
             await sink.ticks(self.name, ticks)
-        for f, bar in due:       # applied: never again, even if the watermark fails
+        forget = target - _KEEP_SENT_MS
+        for f, bar in due:       # applied: never sent again
             del f.pending[bar.open_ms]
             f.sent[bar.open_ms] = _values(bar)
-        await sink.watermark(self.name, target)
-        self._frontier_ms = target
-        self._health.lag_ms = self.clock.time() * 1000 - target
-        forget = target - _KEEP_SENT_MS
         for f in self._followed.values():
             for open_ms in [k for k in f.sent if k < forget]:
                 del f.sent[open_ms]
             f.dropped = {k for k in f.dropped if k >= forget}
+        self._frontier_ms = target
 
     def _holds(self, f: _Followed) -> bool:
         """Whether ``f`` holds the frontier: known, and not stale while failing alone."""

@@ -283,13 +283,20 @@ async def test_history_in_windows_returns_closed_bars(provider: FakeStockProvide
 
 @dataclass
 class _FailingOnceSink(RecordingSink):
-    failures: int = 1
+    tick_failures: int = 1
+    watermark_failures: int = 1
 
     async def ticks(self, source: str, ticks: Sequence[Tick]) -> None:
-        if self.failures:
-            self.failures -= 1
+        if self.tick_failures:
+            self.tick_failures -= 1
             raise RuntimeError("store unavailable")
         await super().ticks(source, ticks)
+
+    async def watermark(self, source: str, time_ms: int) -> None:
+        if self.watermark_failures and not self.tick_failures:
+            self.watermark_failures -= 1
+            raise RuntimeError("store unavailable")
+        await super().watermark(source, time_ms)
 
 
 @pytest.mark.asyncio
@@ -301,8 +308,9 @@ async def test_a_failing_sink_does_not_stop_the_loop_or_lose_bars(
     await source.subscribe(["us:SPY", "us:IBM"])
     await run_until(source, sink, provider.clock, START_S + 1200)
 
-    assert source.health().extra["errors"] == 1
+    assert source.health().extra["errors"] == 2
     frontier = source.frontier_ms
+    assert sink.watermarks[-1] == frontier
     want = sum(len(provider_bars(t, int(START_S * 1000), frontier)) for t in ("SPY", "IBM"))
     per_bar = pd.Series([(t.symbol, t.time_ms // 60_000) for t in sink.ticks_seen]).value_counts()
     assert len(sink.ticks_seen) == 4 * want and set(per_bar) == {4}
@@ -352,3 +360,39 @@ async def test_a_symbol_failing_alone_is_released_and_its_late_bars_are_not_sent
     missing = ibm_all - ibm_sent
     assert missing and source.health().extra["late_bars"] == len(missing)
     assert max(missing) < int((START_S + 1500) * 1000) <= max(ibm_sent)
+
+
+@dataclass
+class _SubscribingSink(RecordingSink):
+    """Subscribes ``symbol`` once the watermark reaches ``at_ms`` (mid-run, from the loop)."""
+
+    source: YahooSource | None = None
+    symbol: str = ""
+    at_ms: int = 0
+    subscribed_at_ms: int | None = None
+
+    async def watermark(self, source: str, time_ms: int) -> None:
+        await super().watermark(source, time_ms)
+        if self.subscribed_at_ms is None and time_ms >= self.at_ms and self.source is not None:
+            await self.source.subscribe([self.symbol])
+            self.subscribed_at_ms = time_ms
+
+
+@pytest.mark.asyncio
+async def test_a_symbol_subscribed_later_starts_at_the_frontier(
+        provider: FakeStockProvider) -> None:
+    provider.clock.now = START_S
+    source = _source(provider)
+    sink = _SubscribingSink(source=source, symbol="us:IBM", at_ms=int((START_S + 600) * 1000))
+    await source.subscribe(["us:SPY"])
+    await run_until(source, sink, provider.clock, START_S + 1800)
+
+    joined = sink.subscribed_at_ms
+    assert joined is not None
+    frontier = source.frontier_ms
+    ibm = [t for t in sink.ticks_seen if t.symbol == "us:IBM"]
+    assert len(ibm) == 4 * len(provider_bars("IBM", joined, frontier)) > 0
+    assert min(t.time_ms for t in ibm) >= joined
+    spy = provider_bars("SPY", int(START_S * 1000), frontier)
+    assert sum(t.symbol == "us:SPY" for t in sink.ticks_seen) == 4 * len(spy)
+    assert source.health().extra["late_bars"] == 0
