@@ -99,6 +99,14 @@ class PollSettings:
     stale_after_s: float | None = None  # None: 3 rounds of the rotation, at least 5 min
     timeout_s: float = 10.0
 
+    def __post_init__(self) -> None:
+        if self.poll_interval_s <= 0 or self.timeout_s <= 0:
+            raise ValueError("poll_interval_s and timeout_s must be > 0")
+        if self.settle_s < 0:
+            raise ValueError("settle_s must be >= 0")
+        if self.stale_after_s is not None and self.stale_after_s <= 0:
+            raise ValueError("stale_after_s must be > 0 or None")
+
 
 @dataclass
 class _Followed:
@@ -224,7 +232,7 @@ class PollingSource(MarketSource):
 
     @property
     def frontier_ms(self) -> int:
-        """Every bar ending at or before this has been delivered (the last watermark)."""
+        """Every bar ending at or before this has been delivered (the watermark follows)."""
         return self._frontier_ms
 
     # -------------------------------------------------------------- history --

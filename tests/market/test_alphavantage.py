@@ -228,3 +228,21 @@ async def test_history_reads_the_month_and_returns_closed_bars(
     pd.testing.assert_frame_equal(got, provider_bars("IBM", start, end))
     seen = [r.params for r in provider.requests if r.params.get("function")]
     assert [(p["month"], p["outputsize"]) for p in seen] == [("2013-10", "full")]
+
+
+@pytest.mark.asyncio
+async def test_history_refused_by_the_daily_cap_raises_and_pauses(
+        provider: FakeStockProvider) -> None:
+    provider.script.append("av_daily")
+    source = _source(provider)
+    await source.start(KernelSink(Kernel(default_venue="us"), "alphavantage"))
+    try:
+        with pytest.raises(SourceRateLimitedError) as caught:
+            await source.history("us:IBM", "1m", int(DAY_START_S * 1000),
+                                 int((DAY_START_S + 3600) * 1000))
+    finally:
+        await source.stop()
+    assert caught.value.code == "RESOURCE_EXHAUSTED"
+    midnight = datetime(2013, 10, 9, tzinfo=UTC).timestamp()
+    assert source.budget.paused_until == pytest.approx(midnight)
+    assert source.health().rate_limited == 1

@@ -70,3 +70,4 @@ def test_bad_limits_are_refused() -> None:
         BudgetLimits(per_day=0)
     with pytest.raises(ValueError, match="min_interval_s"):
         BudgetLimits(min_interval_s=-1)
+
