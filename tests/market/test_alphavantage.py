@@ -21,8 +21,8 @@ from alerts.market.polling import (
     ProviderError,
     SourceRateLimitedError,
 )
-from tests.market.conftest import DAY_START_S, KEEP, engine_bars, provider_bars, run_until
 from tests.market.fakes import AV_MESSAGES, FakeStockProvider, KernelSink
+from tests.market.support import DAY_START_S, KEEP, engine_bars, provider_bars, run_until
 
 NOW_S = datetime(2026, 1, 3, 12, 0, tzinfo=UTC).timestamp()
 DOC_INTRADAY: dict[str, Any] = {
@@ -108,6 +108,7 @@ def _source(provider: FakeStockProvider, **kwargs: object) -> AlphaVantageSource
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_engine_gets_the_providers_bars_within_the_daily_budget(
         provider: FakeStockProvider) -> None:
     kernel = Kernel(default_venue="us")
@@ -142,6 +143,7 @@ def _all_bars(tickers: tuple[str, ...], frontier: int) -> int:
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 @pytest.mark.parametrize(("kind", "min_wait_s"), [
     # the first request is at 08:00 UTC; the daily cap lifts at 00:00 UTC
     ("av_daily", 16 * 3600.0),
@@ -168,6 +170,7 @@ async def test_limit_messages_pause_the_source_and_lose_nothing(
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_unknown_symbol_is_reported_once_and_the_rest_goes_on(
         provider: FakeStockProvider) -> None:
     sink = KernelSink(Kernel(default_venue="us"), "alphavantage")
@@ -184,6 +187,7 @@ async def test_unknown_symbol_is_reported_once_and_the_rest_goes_on(
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_bad_answers_become_health_and_the_loop_survives(
         provider: FakeStockProvider) -> None:
     provider.script.extend(["malformed", "av_premium", "http_500", "slow", "av_error"])
@@ -210,6 +214,7 @@ async def test_bad_answers_become_health_and_the_loop_survives(
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_history_reads_the_month_and_returns_closed_bars(
         provider: FakeStockProvider) -> None:
     provider.clock.now = datetime(2013, 10, 12, tzinfo=UTC).timestamp()
@@ -231,6 +236,7 @@ async def test_history_reads_the_month_and_returns_closed_bars(
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_history_refused_by_the_daily_cap_raises_and_pauses(
         provider: FakeStockProvider) -> None:
     provider.script.append("av_daily")

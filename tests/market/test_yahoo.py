@@ -17,8 +17,8 @@ from alerts.market.budget import BudgetLimits
 from alerts.market.polling import BadPayloadError, PollSettings, ProviderError
 from alerts.market.tickers import TickerMap
 from alerts.market.yahoo import YahooSource, parse_chart
-from tests.market.conftest import KEEP, bars_of, engine_bars, provider_bars, run_until
 from tests.market.fakes import FakeStockProvider, KernelSink, RecordingSink
+from tests.market.support import KEEP, bars_of, engine_bars, provider_bars, run_until
 
 DOC_CHART = {"chart": {"result": [{
     "meta": {"currency": "USD", "symbol": "^TNX", "exchangeName": "CGI",
@@ -116,6 +116,7 @@ def _near_ties(bars: pd.DataFrame) -> set[int]:
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_engine_bars_and_an_sma_rule_match_the_provider(
         provider: FakeStockProvider) -> None:
     provider.clock.now = START_S
@@ -147,6 +148,7 @@ async def test_engine_bars_and_an_sma_rule_match_the_provider(
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_a_restated_bar_is_logged_not_resent(provider: FakeStockProvider) -> None:
     provider.clock.now = START_S
     bar = bars_of("SPY").set_index("open_time_ms").loc[int(START_S * 1000) + 600_000]
@@ -166,6 +168,7 @@ async def test_a_restated_bar_is_logged_not_resent(provider: FakeStockProvider) 
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_the_per_minute_budget_is_shared_fairly(provider: FakeStockProvider) -> None:
     provider.clock.now = START_S
     sink = RecordingSink()
@@ -187,6 +190,7 @@ async def test_the_per_minute_budget_is_shared_fairly(provider: FakeStockProvide
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 @pytest.mark.parametrize(("kind", "wait_s"), [("yahoo_429", 60.0), ("yahoo_429_edge", 120.0)])
 async def test_429_pauses_and_recovers(provider: FakeStockProvider, kind: str,
                                        wait_s: float) -> None:
@@ -207,6 +211,7 @@ async def test_429_pauses_and_recovers(provider: FakeStockProvider, kind: str,
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_errors_and_slow_answers_become_health(provider: FakeStockProvider) -> None:
     provider.clock.now = START_S
     provider.script.extend(["yahoo_422", "malformed", "slow", "http_500"])
@@ -224,6 +229,7 @@ async def test_errors_and_slow_answers_become_health(provider: FakeStockProvider
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_unknown_symbol_is_reported_once(provider: FakeStockProvider) -> None:
     provider.clock.now = START_S
     sink = RecordingSink()
@@ -243,6 +249,7 @@ async def test_unknown_symbol_is_reported_once(provider: FakeStockProvider) -> N
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_odd_tickers_are_mapped(provider: FakeStockProvider) -> None:
     provider.clock.now = START_S
     provider.bars = {**provider.bars, "BRK-B": bars_of("BAC")}
@@ -259,6 +266,7 @@ async def test_odd_tickers_are_mapped(provider: FakeStockProvider) -> None:
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_history_in_windows_returns_closed_bars(provider: FakeStockProvider) -> None:
     provider.clock.now = datetime(2013, 10, 10, 14, 0, tzinfo=UTC).timestamp()
     provider.forming = True
@@ -300,6 +308,7 @@ class _FailingOnceSink(RecordingSink):
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_a_failing_sink_does_not_stop_the_loop_or_lose_bars(
         provider: FakeStockProvider) -> None:
     provider.clock.now = START_S
@@ -318,6 +327,7 @@ async def test_a_failing_sink_does_not_stop_the_loop_or_lose_bars(
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_a_source_wide_outage_holds_every_symbol_and_loses_nothing(
         provider: FakeStockProvider) -> None:
     provider.clock.now = START_S
@@ -339,6 +349,7 @@ async def test_a_source_wide_outage_holds_every_symbol_and_loses_nothing(
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_a_symbol_failing_alone_is_released_and_its_late_bars_are_not_sent(
         provider: FakeStockProvider) -> None:
     provider.clock.now = START_S
@@ -379,6 +390,7 @@ class _SubscribingSink(RecordingSink):
 
 
 @pytest.mark.asyncio
+@pytest.mark.data
 async def test_a_symbol_subscribed_later_starts_at_the_frontier(
         provider: FakeStockProvider) -> None:
     provider.clock.now = START_S
