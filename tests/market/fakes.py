@@ -60,8 +60,6 @@ AV_MESSAGES: dict[str, dict[str, str]] = {
 }
 YAHOO_404 = {"chart": {"result": None, "error": {
     "code": "Not Found", "description": "No data found, symbol may be delisted"}}}
-FAILURES = (*AV_MESSAGES, "yahoo_429", "yahoo_429_edge", "yahoo_422", "malformed", "slow",
-            "http_500")
 
 
 class FakeClock:
@@ -104,14 +102,14 @@ class FakeStockProvider:
     clock: FakeClock
     forming: bool = False                     # also serve the current minute, partial
     null_gaps: bool = False                   # Yahoo: null rows for minutes without trades
-    delay_s: float = 0.0                      # real seconds before each answer
     # (ticker or None for all, failure, from, to clock time): every call in [from, to) fails
     outages: list[tuple[str | None, str, float, float]] = field(default_factory=list)
-    script: deque[str] = field(default_factory=deque)      # failures for the next calls
+    # failures for the next calls, in order: a key of AV_MESSAGES, "yahoo_429",
+    # "yahoo_429_edge" (with Retry-After), "yahoo_422", "malformed", "slow" (1 s), "http_500"
+    script: deque[str] = field(default_factory=deque)
     # (from clock time, ticker, bar open ms, new close): the provider restates a bar
     revisions: list[tuple[float, str, int, float]] = field(default_factory=list)
     requests: list[Seen] = field(default_factory=list)
-    failed: int = 0
     base_url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -155,8 +153,6 @@ class FakeStockProvider:
 
     async def _failure(self, request: web.Request, ticker: str) -> web.Response | None:
         self.requests.append(Seen(self.clock.time(), request.path, dict(request.query)))
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
         now = self.clock.time()
         kind = next((k for t, k, start, stop in self.outages
                      if t in (None, ticker) and start <= now < stop), None)
@@ -164,7 +160,6 @@ class FakeStockProvider:
             kind = self.script.popleft()
         if kind is None:
             return None
-        self.failed += 1
         if kind in AV_MESSAGES:
             return web.json_response(AV_MESSAGES[kind])
         if kind == "yahoo_429":
