@@ -40,6 +40,7 @@ from alerts.market.polling import (
     ProviderError,
     SourceRateLimitedError,
     UnknownSymbolError,
+    checked_bar,
 )
 
 EASTERN = ZoneInfo("US/Eastern")
@@ -129,7 +130,7 @@ def parse_intraday(payload: Any, symbol: str, timeframe: str, now_s: float) -> l
         if open_ms % tf_ms:
             raise BadPayloadError(f"bar {stamp!r} is not on a {timeframe} boundary")
         o, h, low, c, v = (_number(row.get(k), f"{stamp} {k!r}") for k in _BAR_FIELDS)
-        bars.append(Bar(symbol, timeframe, open_ms, o, h, low, c, v))
+        bars.append(checked_bar(Bar(symbol, timeframe, open_ms, o, h, low, c, v)))
     bars.sort(key=lambda b: b.open_ms)
     return bars
 

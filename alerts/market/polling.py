@@ -127,6 +127,13 @@ class _Followed:
     dropped: set[int] = field(default_factory=set)   # late bars already logged
 
 
+def checked_bar(bar: Bar) -> Bar:
+    """``bar`` if its prices are positive and its volume not negative, else BadPayloadError."""
+    if min(bar.open, bar.high, bar.low, bar.close) <= 0 or bar.volume < 0:
+        raise BadPayloadError(f"impossible bar at {bar.open_ms}: {_values(bar)}")
+    return bar
+
+
 def floor_minute(time_ms: int) -> int:
     return time_ms - time_ms % MINUTE_MS
 

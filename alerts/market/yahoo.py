@@ -36,6 +36,7 @@ from alerts.market.polling import (
     ProviderError,
     SourceRateLimitedError,
     UnknownSymbolError,
+    checked_bar,
 )
 
 RATE_LIMIT_WAIT_S = 60.0
@@ -97,7 +98,7 @@ def parse_chart(payload: Any, symbol: str, timeframe: str) -> list[Bar]:
         open_ms = stamp * 1000
         if o is None or h is None or low is None or c is None or open_ms % tf_ms:
             continue
-        bars[open_ms] = Bar(symbol, timeframe, open_ms, o, h, low, c, v or 0.0)
+        bars[open_ms] = checked_bar(Bar(symbol, timeframe, open_ms, o, h, low, c, v or 0.0))
     return [bars[k] for k in sorted(bars)]
 
 

@@ -93,6 +93,9 @@ def test_every_message_body_is_classified(kind: str, error: type[Exception],
     {"Meta Data": {"6. Time Zone": "US/Eastern"}},
     {**DOC_INTRADAY, "Time Series (5min)": {"2026-01-02 19:55:00": {"1. open": "abc"}}},
     {**DOC_INTRADAY, "Time Series (5min)": {"yesterday": {}}},
+    {**DOC_INTRADAY, "Time Series (5min)": {"2026-01-02 19:55:00": {
+        "1. open": "-1.0", "2. high": "1.0", "3. low": "1.0", "4. close": "1.0",
+        "5. volume": "5"}}},
     {**DOC_INTRADAY, "Time Series (5min)": {"2026-01-02 19:56:00":
                                             DOC_INTRADAY["Time Series (5min)"]["2026-01-02 19:55:00"]}},
 ])

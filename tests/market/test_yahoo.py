@@ -80,6 +80,10 @@ def test_nulls_the_live_minute_and_no_data() -> None:
      BadPayloadError),
     (_chart(["x"], open=[1.0], high=[1.0], low=[1.0], close=[1.0], volume=[1]),
      BadPayloadError),
+    (_chart([1381237200], open=[1.0], high=[1.0], low=[0.0], close=[1.0], volume=[1]),
+     BadPayloadError),
+    (_chart([1381237200], open=[1.0], high=[1.0], low=[1.0], close=[1.0], volume=[-5]),
+     BadPayloadError),
 ])
 def test_bad_charts(payload: object, error: type[Exception]) -> None:
     with pytest.raises(error):
