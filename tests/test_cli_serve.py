@@ -11,7 +11,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-SERVE = [sys.executable, "-m", "alerts.cli", "serve", "--metrics-listen", ""]
+SERVE = [sys.executable, "-m", "alerts.cli", "serve", "--metrics-listen", "",
+         "--ws-listen", "127.0.0.1:0"]
 
 
 def test_serve_prints_where_it_listens_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -23,6 +24,7 @@ def test_serve_prints_where_it_listens_and_stops_on_sigterm(tmp_path: Path) -> N
         line = proc.stdout.readline()
         assert line.startswith("alerts: gRPC on 127.0.0.1:"), line
         port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        assert ", WebSocket on ws://127.0.0.1:" in line, line
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
                                                               timeout=10)

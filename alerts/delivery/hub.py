@@ -51,8 +51,11 @@ class AlertHub:
         self.last_id = 0
         self._subscribers: set[Subscriber] = set()
 
-    def subscribe(self, owner: str, accepts: AlertFilter) -> Subscriber:
-        sub = Subscriber(owner, accepts, asyncio.Queue(self.queue_size + 1))
+    def subscribe(self, owner: str, accepts: AlertFilter,
+                  queue_size: int | None = None) -> Subscriber:
+        """Register a subscriber whose queue holds ``queue_size`` alerts (default: the hub's)."""
+        size = self.queue_size if queue_size is None else queue_size
+        sub = Subscriber(owner, accepts, asyncio.Queue(size + 1))  # + 1: room for the end mark
         self._subscribers.add(sub)
         return sub
 
@@ -73,7 +76,7 @@ class AlertHub:
             for sub in self._subscribers:
                 if sub.slow or sub.owner != rec.owner or not sub.accepts(rec):
                     continue
-                if sub.queue.qsize() >= self.queue_size:
+                if sub.queue.qsize() >= sub.queue.maxsize - 1:
                     sub.slow = True
                     sub.queue.put_nowait(None)   # wakes the stream, which ends itself
                 else:
@@ -82,4 +85,5 @@ class AlertHub:
     def close(self) -> None:
         """End every stream (shutdown): each sees None and stops."""
         for sub in self._subscribers:
-            sub.queue.put_nowait(None)
+            if not sub.slow:              # a dropped one already holds its end mark
+                sub.queue.put_nowait(None)
