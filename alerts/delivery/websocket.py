@@ -255,7 +255,7 @@ class _Session:
         if name == "subscribe":
             sub = await self._parse_subscribe(op)
             await self.end_stream()
-            self._stream = asyncio.create_task(self._run_stream(sub))
+            self._stream = asyncio.create_task(self._stream_or_close(sub))
         elif name == "unsubscribe":
             await self.end_stream()
             await self._send({"type": "unsubscribed"})
@@ -306,6 +306,16 @@ class _Session:
                                   reason="ALERTS_PRUNED")
         return after
 
+    async def _stream_or_close(self, sub: _Subscription) -> None:
+        """Run one subscription; an unexpected failure closes the connection with 1011."""
+        try:
+            await self._run_stream(sub)
+        except ConnectionClosed:
+            pass
+        except Exception:
+            log.exception("WebSocket stream failed", owner=self.owner)
+            await self.connection.close(CloseCode.INTERNAL_ERROR, "internal error")
+
     async def _run_stream(self, sub: _Subscription) -> None:
         """Stored alerts after ``resume_after``, ``caught_up``, then live: no gap, no duplicate.
 
@@ -320,15 +330,16 @@ class _Session:
                 last = sub.resume_after
                 while batch := await self.server.store.list_alerts(
                         self.owner, after_id=last, limit=CATCH_UP_PAGE):
-                    for rec in batch:
-                        last = rec.alert_id
-                        if sub.accepts(rec):   # waits for the client: the backlog is its own
-                            await self.connection.send(self.server.alert_frame(rec), text=True)
+                    for stored in batch:
+                        last = stored.alert_id
+                        if sub.accepts(stored):   # waits for the client: the backlog is its own
+                            await self.connection.send(self.server.alert_frame(stored), text=True)
             await self._send({"type": "caught_up", "last_id": last})
             while True:
                 try:
                     rec = await live.next(sub.heartbeat_s)
                 except SlowConsumer:
+                    self.hub.unsubscribe(live)
                     if not self.server.stopping:
                         await self._drop(f"fell {settings.queue_size} alerts behind", last)
                     return
@@ -340,6 +351,7 @@ class _Session:
                 else:
                     continue
                 if not self._fits(frame):
+                    self.hub.unsubscribe(live)
                     await self._drop(f"more than {settings.write_limit} bytes unread", last)
                     return
                 await self.connection.send(frame, text=True)  # never waits: it fits

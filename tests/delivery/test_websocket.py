@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -23,7 +22,7 @@ from google.protobuf import duration_pb2
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.frames import Close, Opcode
+from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
 from alerts.auth.tokens import issue_token
@@ -45,9 +44,13 @@ def ws_service(tmp_path: Path, **overrides: Any) -> Iterator[tuple[ServerThread,
         yield server, stub
 
 
-def rule(stub: Stub, symbol: str, rule_id: str) -> None:
+BULKY = "x" * 4000
+"""A message template that makes every alert frame about 4.5 KB, so few fill a socket."""
+
+
+def rule(stub: Stub, symbol: str, rule_id: str, template: str = "") -> None:
     stub.CreateRule(service_pb2.CreateRuleRequest(rule_id=rule_id, rule=rules_pb2.Rule(
-        symbol=symbol, condition_text="price > 0",
+        symbol=symbol, condition_text="price > 0", message_template=template,
         trigger_mode=rules_pb2.TRIGGER_MODE_EVERY_TIME, cooldown=duration_pb2.Duration())))
 
 
@@ -120,7 +123,7 @@ def _expired() -> str:
     ({}, "?token=EXPIRED", "the token has expired"),
     ({}, "?token=" + jwt.encode({"sub": "local"}, SECRET, algorithm="HS256"),
      "no 'exp' claim"),
-    ({}, "?token=" + jwt.encode({"sub": "local", "exp": int(time.time()) + 60}, None,
+    ({}, "?token=" + jwt.encode({"sub": "local", "exp": int(time.time()) + 60}, "",
                                 algorithm="none"), "not signed with HS256"),
 ])
 def test_a_bad_missing_or_expired_token_is_refused_with_401_and_a_reason(
@@ -168,7 +171,7 @@ def test_subscribe_by_symbol_by_rule_and_only_the_owners_alerts(tmp_path: Path) 
                     assert await until_caught_up(ws) == ([], 0)
                 await in_thread(publish, stub, 3, 0, "test:A")     # alerts 1..3
                 await in_thread(publish, stub, 2, 10, "test:B")    # alerts 4..5
-                frames = []
+                frames: list[dict[str, Any]] = []
                 while len(frames) < 5:
                     frame = await recv(everything)
                     if frame["type"] == "alert":
@@ -189,24 +192,29 @@ def test_subscribe_by_symbol_by_rule_and_only_the_owners_alerts(tmp_path: Path) 
 
 def test_resume_after_an_id_while_alerts_are_committed_has_no_gap_or_duplicate(
         tmp_path: Path) -> None:
-    with ws_service(tmp_path) as (server, stub):
-        rule(stub, "test:A", "every")
-        publish(stub, 3000)                           # alerts 1..3000 stored
+    """Alerts committed during the catch-up reach both the store pages and the live queue.
 
-        def more() -> None:                           # 3001..4000 while the client catches up
-            for i in range(20):
-                publish(stub, 50, 3000 + 50 * i)
+    The client stops reading, so the catch-up (7 MB, more than the small socket
+    and the 16 KiB write limit hold) stalls in the middle; 500 alerts are
+    committed meanwhile; then the client reads everything.
+    """
+    with ws_service(tmp_path, ws_write_limit=16_384) as (server, stub):
+        rule(stub, "test:A", "every", BULKY)
+        publish(stub, 2000)                           # alerts 1..2000 stored
+        assert server.app is not None
 
         async def run() -> None:
-            async with client(server) as ws:
-                publisher = threading.Thread(target=more)
-                publisher.start()
-                await subscribe(ws, resume_after=1000)
+            sock = _small_window_socket(server.app.websocket_address)
+            async with client(server, sock=sock) as ws:
+                ws.transport.pause_reading()
+                await subscribe(ws, resume_after=500)
+                await in_thread(publish, stub, 500, 2000)   # 2001..2500 mid catch-up
+                ws.transport.resume_reading()
                 stored, caught_up = await until_caught_up(ws)
-                assert stored == list(range(1001, caught_up + 1))
-                live = await alert_ids(ws, 4000) if caught_up < 4000 else []
-                await in_thread(publisher.join)
-                assert stored + live == list(range(1001, 4001))
+                assert stored == list(range(501, caught_up + 1))
+                assert caught_up > 2000       # the store pages included the newer alerts
+                live = await alert_ids(ws, 2500) if caught_up < 2500 else []
+                assert stored + live == list(range(501, 2501))
         asyncio.run(run())
 
 
@@ -286,27 +294,40 @@ def _small_window_socket(address: str) -> socket.socket:
 
 def test_a_slow_client_is_dropped_while_a_fast_one_gets_everything_in_order(
         tmp_path: Path) -> None:
-    with ws_service(tmp_path, ws_write_limit=16_384) as (server, stub):
-        rule(stub, "test:A", "every")
+    """One client stops reading; the other reads all along (heartbeats wake it when idle)."""
+    with ws_service(tmp_path) as (server, stub):       # the default 1 MiB write limit
+        rule(stub, "test:A", "every", BULKY)
         assert server.app is not None and server.app.websocket is not None
         wss = server.app.websocket
+
+        async def follow(ws: ClientConnection, total: asyncio.Future[int]) -> list[int]:
+            ids: list[int] = []
+            while not (total.done() and ids and ids[-1] >= total.result()):
+                frame = await recv(ws)
+                if frame["type"] == "alert":
+                    ids.append(frame["alert"]["alert_id"])
+            return ids
 
         async def run() -> None:
             sock = _small_window_socket(wss.address)
             async with client(server) as fast, client(server, sock=sock) as slow:
-                await subscribe(fast)
+                await subscribe(fast, heartbeat_s=0.05)
                 await subscribe(slow)
                 await until_caught_up(fast)
                 await until_caught_up(slow)
+                total: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+                fast_ids = asyncio.create_task(follow(fast, total))
                 slow.transport.pause_reading()       # the slow client stops reading
                 sent = 0
-                while wss.dropped_slow == 0:
-                    await in_thread(publish, stub, 200, sent)
-                    sent += 200
-                    assert sent <= 100_000, "the unread client was never dropped"
-                await in_thread(publish, stub, 200, sent)   # the fast one goes on
-                sent += 200
-                assert await alert_ids(fast, sent) == list(range(1, sent + 1))
+                while wss.dropped_slow == 0:                # bursts of 450 KB
+                    await in_thread(publish, stub, 100, sent)
+                    sent += 100
+                    assert sent <= 10_000, "the unread client was never dropped"
+                await in_thread(publish, stub, 100, sent)   # the fast one goes on
+                sent += 100
+                total.set_result(sent)
+                assert await fast_ids == list(range(1, sent + 1))
+                assert wss.dropped_slow == 1
 
                 slow.transport.resume_reading()
                 got: list[int] = []
@@ -315,7 +336,7 @@ def test_a_slow_client_is_dropped_while_a_fast_one_gets_everything_in_order(
                         got.append((await recv(slow))["alert"]["alert_id"])
                 assert slow.close_code == 1013
                 assert got == list(range(1, len(got) + 1)) and len(got) < sent
-                assert slow.close_reason.endswith(f"resume after {got[-1]}")
+                assert (slow.close_reason or "").endswith(f"resume after {got[-1]}")
             async with client(server) as again:     # resuming loses nothing
                 await subscribe(again, resume_after=got[-1])
                 rest, _ = await until_caught_up(again)
@@ -362,9 +383,9 @@ def test_a_peer_that_never_answers_pings_is_closed(tmp_path: Path) -> None:
             while data := sock.recv(65536):
                 protocol.receive_data(data)
                 for event in protocol.events_received():
-                    if getattr(event, "opcode", None) is Opcode.PING:
+                    if isinstance(event, Frame) and event.opcode is Opcode.PING:
                         pings += 1
-                    elif getattr(event, "opcode", None) is Opcode.CLOSE:
+                    elif isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
                         close = Close.parse(event.data)
             # never sent: protocol.data_to_send() holds the unanswered pongs
         assert pings >= 1
@@ -374,14 +395,15 @@ def test_a_peer_that_never_answers_pings_is_closed(tmp_path: Path) -> None:
 
 def test_shutdown_closes_clients_with_1001(tmp_path: Path) -> None:
     with ws_service(tmp_path) as (server, _stub):
-        assert server.app is not None
+        app = server.app
+        assert app is not None
 
         async def run() -> None:
             async with client(server) as ws:
                 await subscribe(ws)
                 await until_caught_up(ws)
                 stop = asyncio.wrap_future(asyncio.run_coroutine_threadsafe(
-                    server.app.stop(grace=1.0), server.loop))
+                    app.stop(grace=1.0), server.loop))
                 with pytest.raises(ConnectionClosed) as closed:
                     await recv(ws)
                 assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
