@@ -2,7 +2,8 @@
 
 ``issue_token`` makes one (``alerts token create`` prints it); ``verify_token``
 checks the signature, the algorithm (HS256 only: ``alg: none`` and any other
-algorithm are refused), the ``exp`` and ``sub`` claims, and returns the owner.
+algorithm are refused), the ``exp`` and ``sub`` claims, and returns the
+``Identity`` they give (owner and expiry).
 Every refusal is an ``UnauthenticatedError`` whose message says what was
 wrong, for the WebSocket handshake's 401 answer.
 """
@@ -10,6 +11,7 @@ wrong, for the WebSocket handshake's 401 answer.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import jwt
 
@@ -18,6 +20,14 @@ from alerts.errors import InvalidArgumentError, UnauthenticatedError
 ALGORITHM = "HS256"
 MIN_SECRET_BYTES = 32
 """RFC 7518 section 3.2: an HS256 key is at least as long as the hash (256 bits)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a verified token names, and until when (epoch seconds) it is valid."""
+
+    owner: str
+    expires_s: float
 
 
 def check_secret(secret: str, field: str = "ws_jwt_secret") -> None:
@@ -40,8 +50,8 @@ def issue_token(secret: str, owner: str, ttl_s: float, *, now: float | None = No
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(secret: str, token: str) -> str:
-    """The owner a valid token names; raises ``UnauthenticatedError`` saying why not."""
+def verify_token(secret: str, token: str) -> Identity:
+    """The identity a valid token names; raises ``UnauthenticatedError`` saying why not."""
     if not secret:
         raise UnauthenticatedError("the server has no ws_jwt_secret configured: "
                                    "no token can be accepted")
@@ -65,4 +75,4 @@ def verify_token(secret: str, token: str) -> str:
     owner = claims["sub"]
     if not isinstance(owner, str) or not owner:
         raise UnauthenticatedError("the token's 'sub' claim must name an owner")
-    return owner
+    return Identity(owner, float(claims["exp"]))

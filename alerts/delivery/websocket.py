@@ -5,7 +5,9 @@
 ``Authorization: Bearer <token>`` or the query ``?token=<token>``. A missing,
 malformed, badly signed or expired token is refused at the handshake with
 HTTP 401, a ``WWW-Authenticate: Bearer`` header and a one-line reason as the
-body. The token is checked when connecting only. On success the server sends
+body. When the token's ``exp`` passes, the connection is closed with 1008
+(policy violation) and the reason ``the token expired``: reconnect with a new
+one (and ``resume_after``). On success the server sends
 ``{"type":"ready","owner":"...","last_id":N}`` (N: the last committed alert id).
 
 **Client -> server** (JSON text frames, one object each):
@@ -59,7 +61,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 from websockets.http11 import Request, Response
 
-from alerts.auth.tokens import check_secret, verify_token
+from alerts.auth.tokens import Identity, check_secret, verify_token
 from alerts.delivery.alert_json import alert_to_dict, dumps, rfc3339_ms
 from alerts.delivery.hub import AlertHub, SlowConsumer
 from alerts.errors import AlertsError, InvalidArgumentError, OutOfRangeError, UnavailableError
@@ -102,9 +104,9 @@ class _Subscription:
 
 
 class _Connection(ServerConnection):
-    """A server connection that remembers the owner its token named."""
+    """A server connection that remembers who its token named."""
 
-    owner: str = ""
+    identity: Identity | None = None
 
 
 def _error_frame(code: str, message: str) -> bytes:
@@ -187,11 +189,11 @@ class WebSocketServer:
         else:
             token = parse_qs(urlsplit(request.path).query).get("token", [""])[0]
         try:
-            owner = verify_token(self.settings.jwt_secret, token.strip())
+            identity = verify_token(self.settings.jwt_secret, token.strip())
         except AlertsError as exc:
             return self._refuse(connection, exc.message)
         assert isinstance(connection, _Connection)
-        connection.owner = owner
+        connection.identity = identity
         return None
 
     @staticmethod
@@ -229,10 +231,25 @@ class _Session:
         self.server = server
         self.hub = server.hub
         self.connection = connection
-        self.owner = connection.owner
+        assert connection.identity is not None, "authenticated at the handshake"
+        self.owner = connection.identity.owner
+        self.expires_s = connection.identity.expires_s
         self._stream: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
+        """Answer the client's ops until it leaves or its token expires (then 1008)."""
+        loop = asyncio.get_running_loop()
+        expiry = asyncio.timeout_at(loop.time() + self.expires_s - time.time())
+        try:
+            async with expiry:
+                await self._serve_ops()
+        except TimeoutError:
+            if not expiry.expired():
+                raise
+            await self.end_stream()
+            await self.connection.close(CloseCode.POLICY_VIOLATION, "the token expired")
+
+    async def _serve_ops(self) -> None:
         await self._send({"type": "ready", "owner": self.owner, "last_id": self.hub.last_id})
         async for message in self.connection:
             if isinstance(message, bytes):

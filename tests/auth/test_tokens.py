@@ -7,7 +7,7 @@ import time
 import jwt
 import pytest
 
-from alerts.auth.tokens import issue_token, verify_token
+from alerts.auth.tokens import Identity, issue_token, verify_token
 from alerts.cli import main
 from alerts.errors import InvalidArgumentError, UnauthenticatedError
 
@@ -19,7 +19,7 @@ def test_an_issued_token_names_its_owner_and_expires_after_its_ttl() -> None:
     token = issue_token(SECRET, "alice", 120, now=now)
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert claims["sub"] == "alice" and claims["exp"] == int(now) + 120
-    assert verify_token(SECRET, token) == "alice"
+    assert verify_token(SECRET, token) == Identity("alice", int(now) + 120)
 
 
 @pytest.mark.parametrize(("token", "reason", "why"), [
@@ -60,7 +60,7 @@ def test_cli_token_create_prints_a_token_signed_with_the_configured_secret(
     monkeypatch.setenv("ALERTS_WS_JWT_SECRET", SECRET)
     assert main(["token", "create", "--owner", "bot-7", "--ttl", "60"]) == 0
     token = capsys.readouterr().out.strip()
-    assert verify_token(SECRET, token) == "bot-7"
+    assert verify_token(SECRET, token).owner == "bot-7"
     assert jwt.decode(token, SECRET, algorithms=["HS256"])["exp"] <= time.time() + 61
 
 

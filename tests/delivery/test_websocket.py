@@ -202,9 +202,10 @@ def test_resume_after_an_id_while_alerts_are_committed_has_no_gap_or_duplicate(
         rule(stub, "test:A", "every", BULKY)
         publish(stub, 2000)                           # alerts 1..2000 stored
         assert server.app is not None
+        address = server.app.websocket_address
 
         async def run() -> None:
-            sock = _small_window_socket(server.app.websocket_address)
+            sock = _small_window_socket(address)
             async with client(server, sock=sock) as ws:
                 ws.transport.pause_reading()
                 await subscribe(ws, resume_after=500)
@@ -410,3 +411,21 @@ def test_shutdown_closes_clients_with_1001(tmp_path: Path) -> None:
                 await stop
         asyncio.run(run())
         server.app = None       # already stopped
+
+
+def test_a_connection_is_closed_with_1008_when_its_token_expires(tmp_path: Path) -> None:
+    with ws_service(tmp_path) as (server, _stub):
+        async def run() -> None:
+            expiring = issue_token(SECRET, "local", 1)        # exp: within the next second
+            async with connect(url(server, f"?token={expiring}")) as ws:
+                assert (await recv(ws))["type"] == "ready"
+                await subscribe(ws)
+                await until_caught_up(ws)
+                with pytest.raises(ConnectionClosed) as closed:
+                    await recv(ws)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+                assert closed.value.rcvd.reason == "the token expired"
+                claims = jwt.decode(expiring, SECRET, algorithms=["HS256"],
+                                    options={"verify_exp": False})
+                assert time.time() >= claims["exp"]
+        asyncio.run(run())
