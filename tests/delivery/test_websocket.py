@@ -28,6 +28,7 @@ from websockets.uri import parse_uri
 from alerts.auth.tokens import issue_token
 from alerts.v1 import rules_pb2, service_pb2, service_pb2_grpc
 from tests.api.test_streams import publish
+from tests.support.postgres import fresh_databases
 from tests.support.server import ServerThread, running_server, server_config
 
 SECRET = "test-secret-of-at-least-32-bytes!!"
@@ -190,15 +191,24 @@ def test_subscribe_by_symbol_by_rule_and_only_the_owners_alerts(tmp_path: Path) 
         asyncio.run(run())
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'alerts.db'}"
+    else:
+        with fresh_databases(1) as (url,):
+            yield url
+
+
 def test_resume_after_an_id_while_alerts_are_committed_has_no_gap_or_duplicate(
-        tmp_path: Path) -> None:
+        tmp_path: Path, store_url: str) -> None:
     """Alerts committed during the catch-up reach both the store pages and the live queue.
 
     The client stops reading, so the catch-up (7 MB, more than the small socket
     and the 16 KiB write limit hold) stalls in the middle; 500 alerts are
     committed meanwhile; then the client reads everything.
     """
-    with ws_service(tmp_path, ws_write_limit=16_384) as (server, stub):
+    with ws_service(tmp_path, ws_write_limit=16_384, store_url=store_url) as (server, stub):
         rule(stub, "test:A", "every", BULKY)
         publish(stub, 2000)                           # alerts 1..2000 stored
         assert server.app is not None
