@@ -114,7 +114,9 @@ def _error_frame(code: str, message: str) -> bytes:
 
 
 def _string_list(op: dict[str, Any], key: str) -> list[str]:
-    value = op.get(key) or []
+    value = op.get(key)
+    if value is None:
+        return []
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise InvalidArgumentError(f"{key}: expected a list of non-empty strings")
     if len(value) > MAX_FILTER_ITEMS:

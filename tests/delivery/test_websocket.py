@@ -275,19 +275,25 @@ def test_bad_frames_are_answered_with_errors_and_the_connection_stays(tmp_path: 
                     ("[1, 2]", "INVALID_ARGUMENT", '"op"'),
                     ('{"op": "subscribe", "kinds": ["NOPE"]}', "INVALID_ARGUMENT", "NOPE"),
                     ('{"op": "subscribe", "symbols": "test:A"}', "INVALID_ARGUMENT", "symbols"),
+                    ('{"op": "subscribe", "rules": ""}', "INVALID_ARGUMENT", "rules"),
+                    ('{"op": "subscribe", "symbols": [":"]}', "INVALID_ARGUMENT", "bad symbol"),
                     ('{"op": "subscribe", "resume_after": 99}', "INVALID_ARGUMENT",
                      "never issued"),
                     ('{"op": "subscribe", "resume_after": -1}', "INVALID_ARGUMENT",
                      "resume_after"),
                     ('{"op": "subscribe", "heartbeat_s": 0}', "INVALID_ARGUMENT", "heartbeat_s"),
                 ]
+                await subscribe(ws)
+                assert await until_caught_up(ws) == ([], 2)
                 for sent, code, text in cases:
                     await ws.send(sent)
                     error = await recv(ws)
                     assert error["type"] == "error" and error["code"] == code, (sent, error)
                     assert text in error["message"], (sent, error)
+                await in_thread(publish, stub, 1, 2)     # the first subscription still runs
+                assert await alert_ids(ws, 3) == [3]
                 await subscribe(ws, resume_after=0)
-                assert await until_caught_up(ws) == ([1, 2], 2)
+                assert await until_caught_up(ws) == ([1, 2, 3], 3)
         asyncio.run(run())
 
 
