@@ -33,6 +33,7 @@ from tests.support.server import ServerThread, running_server, server_config
 
 SECRET = "test-secret-of-at-least-32-bytes!!"
 WAIT_S = 20.0
+DAY = 86_400   # tokens made when the tests are collected stay valid however long the run
 
 Stub = service_pb2_grpc.AlertServiceStub
 
@@ -119,12 +120,12 @@ def _expired() -> str:
     ({}, "", "a token is required"),
     ({"Authorization": "Bearer not.a.jwt"}, "", "the token is not valid"),
     ({"Authorization": "Basic bG9jYWw6eA=="}, "", "must be 'Bearer <token>'"),
-    ({}, "?token=" + issue_token("another-secret-of-32-bytes-or-more", "local", 60),
+    ({}, "?token=" + issue_token("another-secret-of-32-bytes-or-more", "local", DAY),
      "signature does not verify"),
     ({}, "?token=EXPIRED", "the token has expired"),
     ({}, "?token=" + jwt.encode({"sub": "local"}, SECRET, algorithm="HS256"),
      "no 'exp' claim"),
-    ({}, "?token=" + jwt.encode({"sub": "local", "exp": int(time.time()) + 60}, "",
+    ({}, "?token=" + jwt.encode({"sub": "local", "exp": int(time.time()) + DAY}, "",
                                 algorithm="none"), "not signed with HS256"),
 ])
 def test_a_bad_missing_or_expired_token_is_refused_with_401_and_a_reason(
