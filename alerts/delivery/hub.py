@@ -34,10 +34,13 @@ class Subscriber:
         """The next alert, or None after `timeout` seconds; raises SlowConsumer when dropped."""
         if self.slow:
             raise SlowConsumer()
-        try:
-            item = await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            return None
+        if not self.queue.empty():            # no timer and no task when one is waiting
+            item = self.queue.get_nowait()
+        else:
+            try:
+                item = await asyncio.wait_for(self.queue.get(), timeout)
+            except TimeoutError:
+                return None
         if item is None:
             raise SlowConsumer()
         return item

@@ -77,6 +77,7 @@ MAX_FILTER_ITEMS = 1000
 CATCH_UP_PAGE = 500
 _FRAME_OVERHEAD = 14          # the largest header of an unmasked server frame
 _ENCODED_CACHE = 4096         # alerts whose frame is kept for the other clients
+_FAIR_BURST = 64              # frames one client sends before letting the others run
 
 
 @dataclass(frozen=True)
@@ -354,7 +355,11 @@ class _Session:
                         if sub.accepts(stored):   # waits for the client: the backlog is its own
                             await self.connection.send(self.server.alert_frame(stored), text=True)
             await self._send({"type": "caught_up", "last_id": last})
+            sent = 0
             while True:
+                sent += 1
+                if sent % _FAIR_BURST == 0:
+                    await asyncio.sleep(0)    # a long queue does not hold the loop
                 try:
                     rec = await live.next(sub.heartbeat_s)
                 except SlowConsumer:
