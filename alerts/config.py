@@ -31,7 +31,7 @@ class Config:
     ws_listen: str = "127.0.0.1:8765"           # WebSocket alerts; empty: none
     ws_jwt_secret: str = ""                     # HS256 key of client tokens (>= 32 bytes)
     ws_queue: int = 10_000                      # live alerts a client may fall behind
-    ws_write_limit: int = 1 << 20               # bytes unread by a client before it is dropped
+    ws_write_limit: int = 1 << 20               # bytes held for a client (past the OS buffers)
     ws_ping_interval_s: float = 20.0
     ws_ping_timeout_s: float = 20.0
     ws_close_timeout_s: float = 5.0

@@ -35,8 +35,8 @@ connection stays open and the current subscription is unchanged.
 ``ping_interval_s`` and closes a peer that does not answer within
 ``ping_timeout_s`` (code 1011). Alerts reach each subscription through its own
 bounded hub queue; sending never waits on the client: when the queue
-overflows, or an alert would take the socket's write buffer above
-``write_limit`` bytes, the client is closed with code 1013 (try again later)
+overflows, or an alert would take the connection's write buffer (the bytes
+the OS socket buffers could not take yet) above ``write_limit``, the client is closed with code 1013 (try again later)
 and a reason naming the id to resume after. Nothing is lost: every alert is
 in the store before any client sees it. Only the catch-up from the store
 waits for the client (its backlog is its own). At shutdown every client is
@@ -89,7 +89,7 @@ class WebSocketSettings:
     queue_size: int = 10_000            # live alerts a client may fall behind
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
-    write_limit: int = 1 << 20          # bytes buffered for one client before it is dropped
+    write_limit: int = 1 << 20          # bytes held for a client past the OS buffers: then dropped
     close_timeout_s: float = 5.0        # how long a closing handshake may take
     max_message: int = 1 << 16          # the largest frame a client may send
     default_venue: str = "binance"
@@ -376,7 +376,7 @@ class _Session:
                     continue
                 if not self._fits(frame):
                     self.hub.unsubscribe(live)
-                    await self._drop(f"more than {settings.write_limit} bytes unread", last)
+                    await self._drop(f"more than {settings.write_limit} bytes waiting", last)
                     return
                 await self.connection.send(frame, text=True)  # never waits: it fits
                 if rec is not None:
