@@ -2,8 +2,10 @@
 
 ``alerts serve``: run the service (configuration: TOML file < ``ALERTS_*``
 environment < flags; see ``alerts.config``). ``alerts rules
-create|list|get|delete|validate`` and ``alerts tail``: thin gRPC clients for
-people at a terminal (``--server``, default 127.0.0.1:50051).
+create|list|get|delete|validate``, ``alerts channels
+create|list|get|update|delete|test`` (``alerts.cli_channels``) and ``alerts tail``:
+thin gRPC clients for people at a terminal (``--server``, default
+127.0.0.1:50051).
 ``alerts token create --owner X [--ttl S]``: print a WebSocket client token
 signed with ``ws_jwt_secret``.
 ``alerts validate CONDITION``: parse and compile a rule, print its canonical
@@ -29,6 +31,7 @@ from typing import TextIO
 
 import numpy as np
 
+from alerts.cli_channels import add_parser as add_channels_parser
 from alerts.errors import AlertsError
 from alerts.rules.compiler import MODES, qualify
 from alerts.rules.format import format_condition
@@ -200,13 +203,15 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     if args.action == "create":
         rule = rules_pb2.Rule(symbol=args.symbol, condition_text=args.condition,
                               trigger_mode=MODE_ENUM[args.mode], display_name=args.name or "",
-                              timeframe=timeframe_to_proto(args.timeframe))
+                              timeframe=timeframe_to_proto(args.timeframe),
+                              channels=args.channel or [])
         out = stub.CreateRule(service_pb2.CreateRuleRequest(rule=rule, rule_id=args.id or ""))
         print(out.name)
     elif args.action == "list":
         token = ""
         while True:
-            page = stub.ListRules(service_pb2.ListRulesRequest(page_size=200, page_token=token))
+            page = stub.ListRules(service_pb2.ListRulesRequest(
+                page_size=200, page_token=token, filter=args.filter, order_by=args.order_by))
             for r in page.rules:
                 print(f"{r.name}\t{r.symbol}\t{rules_pb2.Rule.State.Name(r.state)}\t"
                       f"{r.condition_text}")
@@ -284,13 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--timeframe")
     create.add_argument("--id")
     create.add_argument("--name")
-    rsub.add_parser("list")
+    create.add_argument("--channel", action="append",
+                        help="a channel the rule's alerts go to (repeatable)")
+    listing = rsub.add_parser("list")
+    listing.add_argument("--filter", default="",
+                         help='AIP-160 filter, e.g. \'symbol = BTCUSDT AND state = ACTIVE\'')
+    listing.add_argument("--order-by", default="", help="e.g. 'display_name, create_time desc'")
     for action in ("get", "delete"):
         rsub.add_parser(action).add_argument("id")
     check = rsub.add_parser("validate")
     check.add_argument("--symbol", default="binance:BTCUSDT")
     check.add_argument("--condition", required=True)
     rules.set_defaults(func=_cmd_rules)
+
+    add_channels_parser(sub)
 
     token = sub.add_parser("token", help="make a WebSocket client token")
     tsub = token.add_subparsers(dest="action", required=True)
@@ -330,4 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the importable module, not this __main__ copy: sub-command modules raise
+    # alerts.cli.CliError, which must be the class main() catches
+    from alerts.cli import main as _main
+
+    sys.exit(_main())

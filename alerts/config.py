@@ -35,6 +35,12 @@ class Config:
     ws_ping_interval_s: float = 20.0
     ws_ping_timeout_s: float = 20.0
     ws_close_timeout_s: float = 5.0
+    webhook_allow: str = ""                 # comma-separated networks, addresses, host names
+    webhook_secret_overlap_s: float = 86_400.0  # a rotated-out signing secret stays valid
+
+    def webhook_allow_list(self) -> tuple[str, ...]:
+        """``webhook_allow`` as its entries."""
+        return tuple(e.strip() for e in self.webhook_allow.split(",") if e.strip())
 
     @classmethod
     def load(cls, path: str | None = None, env: dict[str, str] | None = None,

@@ -22,6 +22,8 @@ from alerts.config import Config
 from alerts.delivery.hub import AlertHub
 from alerts.delivery.websocket import WebSocketServer, WebSocketSettings
 from alerts.engine.processor import AlertProcessor
+from alerts.delivery.channels.config import DeliverySettings
+from alerts.delivery.channels.url_guard import AllowList
 from alerts.errors import UnavailableError
 from alerts.observability.metrics import start_metrics_server
 from alerts.storage import open_store
@@ -81,7 +83,12 @@ async def build_server(config: Config) -> App:
         processor = AlertProcessor(store, hub, default_venue=config.default_venue,
                                    grace_ms=config.grace_ms, enable_1s=config.enable_1s,
                                    checkpoint_interval_ms=config.checkpoint_interval_ms)
-        service = AlertService(store, processor, hub, owner=config.default_owner)
+        allow = AllowList.parse(config.webhook_allow_list())   # a bad entry: one-line error
+        service = AlertService(store, processor, hub, owner=config.default_owner,
+                               webhook_allow=allow,
+                               secret_overlap_ms=int(config.webhook_secret_overlap_s * 1000),
+                               delivery_settings=DeliverySettings(
+                                   webhook_allow=config.webhook_allow_list()))
         server = grpc.aio.server(interceptors=[ErrorInterceptor()])
         service_pb2_grpc.add_AlertServiceServicer_to_server(service, server)
         health_servicer = health.aio.HealthServicer()

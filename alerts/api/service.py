@@ -2,8 +2,9 @@
 
 Every resource has an owner; another owner's resource answers exactly as a
 missing one. Errors are raised as ``AlertsError`` and mapped by
-``alerts.api.errors.ErrorInterceptor``. RPCs of later issues (Subscribe,
-channels, positions, snapshots) answer UNIMPLEMENTED from the generated base.
+``alerts.api.errors.ErrorInterceptor``. Channel RPCs live in
+``alerts.api.channel_service``; RPCs of later issues (positions) answer
+UNIMPLEMENTED from the generated base.
 """
 
 from __future__ import annotations
@@ -12,56 +13,56 @@ import asyncio
 import re
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import grpc
 import numpy as np
 from google.protobuf import empty_pb2
 
 from alerts.api import convert
-from alerts.api.rule_filter import parse_rule_filter
+from alerts.api.channel_service import ChannelMethods
+from alerts.api.requests import check_deadline as _check_deadline
+from alerts.api.requests import MAX_PAGE_SIZE
+from alerts.api.requests import page_size as _page_size
+from alerts.api.rule_filter import parse_rule_query
 from alerts.api.conditions import condition_to_proto, series_to_proto, timeframe_to_proto
+from alerts.delivery.channel_stats import ChannelStatsProvider, NoDeliveries
 from alerts.delivery.hub import AlertHub, SlowConsumer, Subscriber
+from alerts.delivery.channels.config import DeliverySettings
+from alerts.delivery.channels.url_guard import AllowList
 from alerts.engine.processor import AlertProcessor, TickBatch, now_ms
 from alerts.errors import (
     AbortedError,
-    DeadlineExceededError,
-    FailedPreconditionError,
     NotFoundError,
     OutOfRangeError,
     ResourceExhaustedError,
     UnavailableError,
 )
 from alerts.rules.compiler import rule_timeframe
+from alerts.storage import decode_page_token, encode_page_token
 from alerts.storage.base import Store
 from alerts.storage.records import AlertRecord, RuleRecord, SubscriptionRecord
-from alerts.v1 import service_pb2, service_pb2_grpc
+from alerts.v1 import rules_pb2, service_pb2, service_pb2_grpc
 
 SUBSCRIPTION_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 1000
 DEFAULT_HEARTBEAT_S = 15.0
 MIN_HEARTBEAT_S = 0.05
 
 
-def _page_size(value: int) -> int:
-    if value < 0:
-        raise convert.invalid("page_size", "must be >= 0")
-    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def _check_deadline(context: grpc.aio.ServicerContext) -> None:
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        raise DeadlineExceededError("the deadline passed before the change was stored")
-
-
-class AlertService(service_pb2_grpc.AlertServiceServicer):
+class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
     def __init__(self, store: Store, processor: AlertProcessor, hub: AlertHub, *,
-                 owner: str = "local") -> None:
+                 owner: str = "local", webhook_allow: AllowList = AllowList(),
+                 secret_overlap_ms: int = 86_400_000,
+                 channel_stats: ChannelStatsProvider = NoDeliveries(),
+                 delivery_settings: DeliverySettings = DeliverySettings()) -> None:
         self.store = store
         self.processor = processor
         self.hub = hub
         self.owner = owner
+        self.webhook_allow = webhook_allow
+        self.secret_overlap_ms = secret_overlap_ms
+        self.channel_stats = channel_stats
+        self.delivery_settings = delivery_settings
         self.stopping = asyncio.Event()
         self._open_subscriptions: dict[tuple[str, str], tuple[asyncio.Event, Subscriber]] = {}
 
@@ -73,13 +74,13 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
                                      server_time=convert.ts(now_ms()))
 
     # rules ------------------------------------------------------------------
+    async def _fields(self, msg: rules_pb2.Rule, owner: str) -> convert.RuleFields:
+        """The rule's fields, checked, with its channels as names of the owner's channels."""
+        fields = convert.rule_fields_from_proto(msg)
+        return replace(fields, channels=await self.rule_channels(owner, fields.channels))
+
     def _record(self, fields: convert.RuleFields, *, rule_id: str, owner: str, now: int,
                 base: RuleRecord | None = None) -> RuleRecord:
-        if fields.channels:
-            raise FailedPreconditionError(
-                "channels are not available yet: create the rule without channels and "
-                "receive its alerts with StreamAlerts",
-                reason="CHANNELS_UNAVAILABLE")
         return RuleRecord(
             rule_id=rule_id, owner=owner, display_name=fields.display_name,
             symbol=self.processor.qualify(fields.symbol), condition_text=fields.condition_text,
@@ -92,7 +93,7 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
             etag=base.etag if base else "", revision=base.revision if base else 0,
         )
 
-    def _to_proto(self, rec: RuleRecord) -> object:
+    def _to_proto(self, rec: RuleRecord) -> rules_pb2.Rule:
         tree_tf = rule_timeframe(convert.parse_condition(rec.condition_text), rec.timeframe)
         return convert.rule_to_proto(rec, self.processor.rule_state(rec.rule_id), tree_tf)
 
@@ -101,7 +102,7 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
         owner = self._owner(context)
         rule_id = (convert.check_rule_id(request.rule_id) if request.rule_id
                    else "r" + secrets.token_hex(8))
-        fields = convert.rule_fields_from_proto(request.rule)
+        fields = await self._fields(request.rule, owner)
         rec = self._record(fields, rule_id=rule_id, owner=owner, now=now_ms())
         self.processor.compile(rec)            # every check the engine makes, before storing
         if request.validate_only:
@@ -123,21 +124,33 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
 
     async def ListRules(self, request: service_pb2.ListRulesRequest,
                         context: grpc.aio.ServicerContext) -> service_pb2.ListRulesResponse:
-        if request.order_by.strip():
-            raise convert.invalid("order_by", "not supported yet: rules are listed by creation")
-        flt = parse_rule_filter(request.filter, self.processor.qualify)
+        """Filter, order and page in memory over the owner's rules (the store narrows by
+        symbol and paused where the filter allows), so ``total_size`` is exact and any
+        order pages by key: rules created or deleted meanwhile never shift a page."""
+        query = parse_rule_query(request.filter, request.order_by, self.processor.qualify)
         size = _page_size(request.page_size)
         owner = self._owner(context)
-        token = request.page_token or None
-        out: list[object] = []
-        while True:   # the store pages by what it can narrow; the rest is checked here
+        scope = [owner, request.filter, request.order_by]
+        after = None if not request.page_token else decode_page_token(
+            request.page_token, scope, query.valid_key)
+        matching: list[rules_pb2.Rule] = []
+        token: str | None = None
+        while True:
             recs, token = await self.store.list_rules(
-                owner, page_size=size - len(out), page_token=token, symbol=flt.symbol,
-                paused=flt.paused)
-            out += [p for p in map(self._to_proto, recs) if flt.accepts(p)]  # type: ignore[arg-type]
-            if token is None or len(out) >= size:
+                owner, page_size=MAX_PAGE_SIZE, page_token=token, symbol=query.symbol,
+                paused=query.paused)
+            matching += [p for p in map(self._to_proto, recs) if query.accepts(p)]
+            if token is None:
                 break
-        return service_pb2.ListRulesResponse(rules=out, next_page_token=token or "")
+        ordered = query.sort(matching)
+        start = 0 if after is None else next(
+            (i for i, r in enumerate(ordered) if query.compare(query.key(r), after) > 0),
+            len(ordered))
+        page = ordered[start:start + size]
+        more = start + size < len(ordered)
+        return service_pb2.ListRulesResponse(
+            rules=page, total_size=len(ordered),
+            next_page_token=encode_page_token(scope, *query.key(page[-1])) if more else "")
 
     async def UpdateRule(self, request: service_pb2.UpdateRuleRequest,
                          context: grpc.aio.ServicerContext) -> object:
@@ -158,7 +171,7 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
                 merged.ClearField("condition_text")
             request.update_mask.MergeMessage(request.rule, merged, replace_message_field=True,
                                              replace_repeated_field=True)
-        fields = convert.rule_fields_from_proto(merged)
+        fields = await self._fields(merged, owner)
         rec = self._record(fields, rule_id=rule_id, owner=owner, now=now_ms(), base=current)
         self.processor.compile(rec)
         if request.validate_only:
@@ -196,8 +209,9 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
 
     async def ValidateRule(self, request: service_pb2.ValidateRuleRequest,
                            context: grpc.aio.ServicerContext) -> service_pb2.ValidateRuleResponse:
-        fields = convert.rule_fields_from_proto(request.rule)
-        rec = self._record(fields, rule_id="validate", owner=self._owner(context), now=now_ms())
+        owner = self._owner(context)
+        fields = await self._fields(request.rule, owner)
+        rec = self._record(fields, rule_id="validate", owner=owner, now=now_ms())
         compiled = self.processor.compile(rec)
         return service_pb2.ValidateRuleResponse(
             condition=condition_to_proto(fields.condition),
@@ -218,36 +232,47 @@ class AlertService(service_pb2_grpc.AlertServiceServicer):
     async def ListAlerts(self, request: service_pb2.ListAlertsRequest,
                          context: grpc.aio.ServicerContext) -> service_pb2.ListAlertsResponse:
         size = _page_size(request.page_size)
-        if request.order_by.strip() not in ("", "id", "id asc"):
-            raise convert.invalid("order_by", "alerts are listed by increasing id only "
-                                              "(\"id\"); page with page_token")
-        after = 0
+        order = " ".join(request.order_by.split())
+        if order not in ("", "id", "id asc", "id desc"):
+            raise convert.invalid("order_by", "alerts are listed by \"id\" (oldest first) or "
+                                              "\"id desc\" (newest first)")
+        descending = order == "id desc"
+        prefix = "before-" if descending else "after-"
+        cursor: int | None = None
         if request.page_token:
             try:
-                after = int(request.page_token.removeprefix("after-"))
+                if not request.page_token.startswith(prefix):
+                    raise ValueError(request.page_token)
+                cursor = int(request.page_token.removeprefix(prefix))
             except ValueError:
-                raise convert.invalid("page_token", "not a token this server issued") from None
+                raise convert.invalid("page_token", "not a token this server issued for "
+                                                    "this order") from None
         accepts = self._alert_filter(request.filter)
         since = convert.ms_of(request.start_time) if request.HasField("start_time") else None
         until = convert.ms_of(request.end_time) if request.HasField("end_time") else None
+        owner = self._owner(context)
+
+        async def read(limit: int) -> list[AlertRecord]:
+            if descending:
+                return await self.store.list_alerts(owner, before_id=cursor, descending=True,
+                                                    limit=limit, since_ms=since, until_ms=until)
+            return await self.store.list_alerts(owner, after_id=cursor or 0, limit=limit,
+                                                since_ms=since, until_ms=until)
         out: list[AlertRecord] = []
         while len(out) < size:
-            batch = await self.store.list_alerts(self._owner(context), after_id=after,
-                                                 limit=size, since_ms=since, until_ms=until)
+            batch = await read(size)
             if not batch:
                 break
             for rec in batch:
-                after = rec.alert_id
+                cursor = rec.alert_id
                 if accepts(rec):  # type: ignore[operator]
                     out.append(rec)
                     if len(out) == size:
                         break
-        more = len(out) == size and bool(
-            await self.store.list_alerts(self._owner(context), after_id=after, limit=1,
-                                         since_ms=since, until_ms=until))
+        more = len(out) == size and bool(await read(1))
         return service_pb2.ListAlertsResponse(
             alerts=[convert.alert_to_proto(r) for r in out],
-            next_page_token=f"after-{after}" if more else "")
+            next_page_token=f"{prefix}{cursor}" if more else "")
 
     async def StreamAlerts(self, request: service_pb2.StreamAlertsRequest,
                            context: grpc.aio.ServicerContext

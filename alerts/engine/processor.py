@@ -230,6 +230,18 @@ class AlertProcessor:
                 self._compiled.pop(rule_id, None)
                 self.kernel.remove_rule(rule_id)
 
+    async def amend_rules(self, store_change: Callable[[], Awaitable[list[RuleRecord]]]
+                          ) -> list[RuleRecord]:
+        """Store a change to rules' delivery fields (their channels) and keep the engine's
+        records in step, between two tick batches; nothing is recompiled or reset."""
+        async with self._lock:
+            self._check_open()
+            changed = await store_change()
+            for rec in changed:
+                if rec.rule_id in self._rules:
+                    self._rules[rec.rule_id] = rec
+            return changed
+
     async def snapshot(self, symbol: str, closed_bars: int) -> Snapshot | None:
         """Read between batches (the worker thread owns the engine)."""
         async with self._lock:

@@ -10,7 +10,7 @@ migrates the schema:
   asyncpg accepts; extra query parameters are server settings, e.g.
   ``?search_path=alerts``).
 
-The records (``RuleRecord``, ``NewAlert``, ...) and the interface are re-exported
+The records (``RuleRecord``, ``ChannelRecord``, ``NewAlert``, ...) and the interface are re-exported
 here; the back ends live in ``alerts.storage.sqlite`` and ``alerts.storage.postgres``.
 """
 
@@ -19,10 +19,20 @@ from __future__ import annotations
 import urllib.parse
 
 from alerts.errors import InvalidArgumentError
+from alerts.storage._paging import decode_token as decode_page_token
+from alerts.storage._paging import encode_token as encode_page_token
 from alerts.storage._sql import Clock
 from alerts.storage.base import Store
 from alerts.storage.records import (
     AlertRecord,
+    ChannelRecord,
+    ChannelSettings,
+    DiscordSettings,
+    EmailSettings,
+    SmsSettings,
+    TelegramSettings,
+    WebhookSettings,
+    WebSocketSettings,
     Checkpoint,
     NewAlert,
     RuleRecord,
@@ -32,12 +42,22 @@ from alerts.storage.records import (
 
 __all__ = [
     "AlertRecord",
+    "ChannelRecord",
+    "ChannelSettings",
+    "DiscordSettings",
+    "EmailSettings",
+    "SmsSettings",
+    "TelegramSettings",
+    "WebSocketSettings",
+    "WebhookSettings",
     "Checkpoint",
     "NewAlert",
     "RuleRecord",
     "Store",
     "SubscriptionRecord",
     "TriggerState",
+    "decode_page_token",
+    "encode_page_token",
     "open_store",
     "store_from_url",
 ]

@@ -9,6 +9,7 @@ Operand values are JSON too, with non-finite floats written as the strings
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -16,7 +17,10 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from alerts.storage.records import (
+    SETTINGS_KINDS,
     AlertRecord,
+    ChannelRecord,
+    ChannelSettings,
     Checkpoint,
     NewAlert,
     RuleRecord,
@@ -42,6 +46,11 @@ ALERT_COLUMNS = (
     " details, commit_time_ms"
 )
 STATE_COLUMNS = "owner, rule_id, fires, last_fire_ms, armed, completed, expired"
+CHANNEL_COLUMNS = (
+    "owner, channel_id, display_name, kind, settings, secret, previous_secret,"
+    " previous_secret_expire_ms, message_template, paused, labels, create_time_ms,"
+    " update_time_ms, etag, revision"
+)
 SUBSCRIPTION_COLUMNS = (
     "owner, subscription_id, acked_id, filters, max_unacked, update_time_ms"
 )
@@ -238,4 +247,64 @@ def checkpoint_from_row(row: Row) -> Checkpoint:
         blob=bytes(row["blob"]),
         watermarks={str(k): int(v) for k, v in json.loads(row["watermarks"]).items()},
         create_time_ms=row["create_time_ms"],
+    )
+
+
+_SETTINGS_CLASSES = {kind: cls for cls, kind in SETTINGS_KINDS.items()}
+
+
+def encode_settings(settings: ChannelSettings) -> str:
+    """A channel's settings as a JSON object (tuples become arrays)."""
+    return _dumps(dataclasses.asdict(settings))
+
+
+def decode_settings(kind: str, text: str) -> ChannelSettings:
+    cls = _SETTINGS_CLASSES[kind]
+    values: dict[str, Any] = json.loads(text)
+    for name, value in values.items():
+        if isinstance(value, list):  # arrays were tuples: of strings, or of pairs
+            values[name] = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    settings: ChannelSettings = cls(**values)
+    return settings
+
+
+def channel_etag(rec: ChannelRecord) -> str:
+    """A checksum of the channel's client-visible fields and revision (AIP-154).
+
+    Secrets do not enter it in the clear: a rotation changes the revision anyway.
+    """
+    content = [
+        rec.owner, rec.channel_id, rec.display_name, rec.kind, encode_settings(rec.settings),
+        rec.message_template, rec.paused, dict(rec.labels), rec.revision, rec.update_time_ms,
+    ]
+    return hashlib.sha256(_dumps(content).encode()).hexdigest()[:20]
+
+
+def channel_params(rec: ChannelRecord) -> tuple[object, ...]:
+    """Parameters in ``CHANNEL_COLUMNS`` order."""
+    return (
+        rec.owner, rec.channel_id, rec.display_name, rec.kind, encode_settings(rec.settings),
+        rec.secret, rec.previous_secret, rec.previous_secret_expire_ms, rec.message_template,
+        bool(rec.paused), _dumps(dict(rec.labels)), rec.create_time_ms, rec.update_time_ms,
+        rec.etag, rec.revision,
+    )
+
+
+def channel_from_row(row: Row) -> ChannelRecord:
+    labels: dict[str, str] = json.loads(row["labels"])
+    return ChannelRecord(
+        owner=row["owner"],
+        channel_id=row["channel_id"],
+        display_name=row["display_name"],
+        settings=decode_settings(row["kind"], row["settings"]),
+        secret=row["secret"],
+        previous_secret=row["previous_secret"],
+        previous_secret_expire_ms=row["previous_secret_expire_ms"],
+        message_template=row["message_template"],
+        paused=bool(row["paused"]),
+        labels=tuple(sorted(labels.items())),
+        create_time_ms=row["create_time_ms"],
+        update_time_ms=row["update_time_ms"],
+        etag=row["etag"],
+        revision=row["revision"],
     )

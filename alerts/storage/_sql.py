@@ -41,6 +41,7 @@ from alerts.storage.base import (
 )
 from alerts.storage.records import (
     AlertRecord,
+    ChannelRecord,
     Checkpoint,
     NewAlert,
     RuleRecord,
@@ -77,6 +78,23 @@ _INSERT_RULE = (
     " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
     " ON CONFLICT (owner, rule_id) DO NOTHING RETURNING rule_id"
 )
+_INSERT_CHANNEL = (
+    f"INSERT INTO channels ({_codec.CHANNEL_COLUMNS}) VALUES"
+    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    " ON CONFLICT (owner, channel_id) DO NOTHING RETURNING channel_id"
+)
+_UPDATE_CHANNEL = (
+    "UPDATE channels SET display_name = $3, kind = $4, settings = $5, secret = $6,"
+    " previous_secret = $7, previous_secret_expire_ms = $8, message_template = $9,"
+    " paused = $10, labels = $11, create_time_ms = $12, update_time_ms = $13, etag = $14,"
+    " revision = $15 WHERE owner = $1 AND channel_id = $2"
+)
+# A no-op update: locks the row (PostgreSQL) until the transaction ends, and reads it.
+_LOCK_CHANNEL = (
+    "UPDATE channels SET revision = revision WHERE owner = $1 AND channel_id = $2"
+    f" RETURNING {_codec.CHANNEL_COLUMNS}"
+)
+_CHANNEL_PREFIX = "channels/"
 _UPDATE_RULE = (
     "UPDATE rules SET display_name = $3, symbol = $4, condition_text = $5, trigger_mode = $6,"
     " timeframe = $7, cooldown_ms = $8, expire_time_ms = $9, max_fires = $10, hysteresis = $11,"
@@ -127,6 +145,34 @@ def _etag_mismatch(rule_id: str) -> AbortedError:
         violations=(FieldViolation("etag", "does not match the rule's current etag"),),
         metadata={"rule_id": rule_id},
     )
+
+
+def _channel_not_found(channel_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"channel {channel_id!r} not found", metadata={"channel_id": channel_id}
+    )
+
+
+def _channel_etag_mismatch(channel_id: str) -> AbortedError:
+    return AbortedError(
+        f"channel {channel_id!r} was changed since the etag given was read",
+        reason="ETAG_MISMATCH",
+        violations=(FieldViolation("etag", "does not match the channel's current etag"),),
+        metadata={"channel_id": channel_id},
+    )
+
+
+def _key_token_valid(key: list[object]) -> bool:
+    return len(key) == 2 and type(key[0]) is int and isinstance(key[1], str)
+
+
+def _size(page_size: int) -> int:
+    if page_size < 0:
+        raise InvalidArgumentError(
+            "page_size must not be negative",
+            violations=(FieldViolation("page_size", "must not be negative"),),
+        )
+    return min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 class SqlStore(Store):
@@ -221,6 +267,7 @@ class SqlStore(Store):
                 earlier = await self._rule_of_request(tx, rec.owner, request_id)
                 if earlier is not None:
                     return earlier
+            await self._check_channels(tx, rec)
             if await tx.fetchrow(_INSERT_RULE, *_codec.rule_params(stored)) is None:
                 if request_id:
                     # A concurrent twin of this request may have committed meanwhile.
@@ -285,17 +332,12 @@ class SqlStore(Store):
         symbol: str | None = None,
         paused: bool | None = None,
     ) -> tuple[list[RuleRecord], str | None]:
-        if page_size < 0:
-            raise InvalidArgumentError(
-                "page_size must not be negative",
-                violations=(FieldViolation("page_size", "must not be negative"),),
-            )
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        size = _size(page_size)
         scope = [owner, symbol, paused]
         args: list[object] = [owner]
         where = ["owner = $1"]
         if page_token:
-            after_time, after_id = _paging.decode_token(page_token, scope)
+            after_time, after_id = _paging.decode_token(page_token, scope, _key_token_valid)
             args += [after_time, after_id]
             where.append(
                 f"(create_time_ms > ${len(args) - 1}"
@@ -322,6 +364,8 @@ class SqlStore(Store):
 
     async def update_rule(self, rec: RuleRecord, *, expected_etag: str | None) -> RuleRecord:
         async with self._write() as tx:
+            # Channels first, as delete_channel locks them: one lock order, no deadlock.
+            await self._check_channels(tx, rec)
             # A no-op update locks the row (PostgreSQL) and reads its latest committed state.
             row = await tx.fetchrow(
                 "UPDATE rules SET revision = revision WHERE owner = $1 AND rule_id = $2"
@@ -344,6 +388,23 @@ class SqlStore(Store):
             stored = replace(stored, etag=_codec.rule_etag(stored))
             await tx.execute(_UPDATE_RULE, *_codec.rule_params(stored))
         return stored
+
+    async def _check_channels(self, tx: Connection, rec: RuleRecord) -> None:
+        """Every channel the rule names exists; their rows stay locked until commit, so a
+        concurrent ``delete_channel`` either sees this rule or ran before the check. Locks
+        are taken in channel id order (two rule changes never wait on each other in a ring)."""
+        for i, name in sorted(enumerate(rec.channels), key=lambda pair: pair[1]):
+            channel_id = name.removeprefix(_CHANNEL_PREFIX)
+            if not name.startswith(_CHANNEL_PREFIX) or await tx.fetchrow(
+                _LOCK_CHANNEL, rec.owner, channel_id
+            ) is None:
+                why = f"no channel {name!r}"
+                raise InvalidArgumentError(
+                    f"rule.channels[{i}]: {why}",
+                    reason="UNKNOWN_CHANNEL",
+                    violations=(FieldViolation(f"rule.channels[{i}]", why),),
+                    metadata={"channel": name},
+                )
 
     async def delete_rule(
         self, owner: str, rule_id: str, *, expected_etag: str | None = None
@@ -369,6 +430,197 @@ class SqlStore(Store):
                 f"SELECT {_codec.RULE_COLUMNS} FROM rules ORDER BY owner, create_time_ms, rule_id"
             )
         return [_codec.rule_from_row(row) for row in rows]
+
+    # -- channels --------------------------------------------------------------------------
+
+    async def create_channel(
+        self, rec: ChannelRecord, request_id: str | None = None
+    ) -> ChannelRecord:
+        async with self._write() as tx:
+            now = self._clock()
+            stored = replace(
+                rec,
+                labels=_codec.sorted_labels(rec.labels),
+                create_time_ms=now,
+                update_time_ms=now,
+                revision=1,
+            )
+            stored = replace(stored, etag=_codec.channel_etag(stored))
+            if request_id:
+                await tx.execute(
+                    "DELETE FROM channel_requests WHERE create_time_ms < $1",
+                    now - REQUEST_ID_RETENTION_MS,
+                )
+                earlier = await self._channel_of_request(tx, rec.owner, request_id)
+                if earlier is not None:
+                    return earlier
+            if await tx.fetchrow(_INSERT_CHANNEL, *_codec.channel_params(stored)) is None:
+                if request_id:
+                    earlier = await self._channel_of_request(tx, rec.owner, request_id)
+                    if earlier is not None:
+                        return earlier
+                raise AlreadyExistsError(
+                    f"channel {rec.channel_id!r} already exists",
+                    metadata={"channel_id": rec.channel_id},
+                )
+            if request_id:
+                await tx.execute(
+                    "INSERT INTO channel_requests (owner, request_id, channel_id, create_time_ms)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT (owner, request_id) DO NOTHING",
+                    rec.owner,
+                    request_id,
+                    rec.channel_id,
+                    now,
+                )
+        return stored
+
+    async def _channel_of_request(
+        self, tx: Connection, owner: str, request_id: str
+    ) -> ChannelRecord | None:
+        channel_id = await tx.fetchval(
+            "SELECT channel_id FROM channel_requests WHERE owner = $1 AND request_id = $2"
+            " AND create_time_ms >= $3",
+            owner,
+            request_id,
+            self._clock() - REQUEST_ID_RETENTION_MS,
+        )
+        if channel_id is None:
+            return None
+        row = await tx.fetchrow(
+            f"SELECT {_codec.CHANNEL_COLUMNS} FROM channels WHERE owner = $1 AND channel_id = $2",
+            owner,
+            channel_id,
+        )
+        if row is None:
+            raise NotFoundError(
+                f"channel {channel_id!r}, created by request {request_id!r}, has since been"
+                " deleted",
+                metadata={"channel_id": channel_id},
+            )
+        return _codec.channel_from_row(row)
+
+    async def get_channel(self, owner: str, channel_id: str) -> ChannelRecord:
+        async with self._read() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {_codec.CHANNEL_COLUMNS} FROM channels"
+                " WHERE owner = $1 AND channel_id = $2",
+                owner,
+                channel_id,
+            )
+        if row is None:
+            raise _channel_not_found(channel_id)
+        return _codec.channel_from_row(row)
+
+    async def list_channels(
+        self,
+        owner: str,
+        *,
+        page_size: int,
+        page_token: str | None,
+        paused: bool | None = None,
+    ) -> tuple[list[ChannelRecord], str | None]:
+        size = _size(page_size)
+        scope = ["channels", owner, paused]
+        args: list[object] = [owner]
+        where = ["owner = $1"]
+        if page_token:
+            after_time, after_id = _paging.decode_token(page_token, scope, _key_token_valid)
+            args += [after_time, after_id]
+            where.append(
+                f"(create_time_ms > ${len(args) - 1}"
+                f" OR (create_time_ms = ${len(args) - 1} AND channel_id > ${len(args)}))"
+            )
+        if paused is not None:
+            args.append(paused)
+            where.append(f"paused = ${len(args)}")
+        args.append(size + 1)
+        sql = (
+            f"SELECT {_codec.CHANNEL_COLUMNS} FROM channels WHERE {' AND '.join(where)}"
+            f" ORDER BY create_time_ms, channel_id LIMIT ${len(args)}"
+        )
+        async with self._read() as conn:
+            rows = await conn.fetch(sql, *args)
+        channels = [_codec.channel_from_row(row) for row in rows[:size]]
+        if len(rows) <= size:
+            return channels, None
+        last = channels[-1]
+        return channels, _paging.encode_token(scope, last.create_time_ms, last.channel_id)
+
+    async def update_channel(
+        self, rec: ChannelRecord, *, expected_etag: str | None
+    ) -> ChannelRecord:
+        async with self._write() as tx:
+            row = await tx.fetchrow(_LOCK_CHANNEL, rec.owner, rec.channel_id)
+            if row is None:
+                raise _channel_not_found(rec.channel_id)
+            current = _codec.channel_from_row(row)
+            if expected_etag is not None and expected_etag != current.etag:
+                raise _channel_etag_mismatch(rec.channel_id)
+            if rec.kind != current.kind:
+                why = f"a {current.kind} channel cannot become a {rec.kind} channel"
+                raise InvalidArgumentError(
+                    f"channel: {why}",
+                    reason="CHANNEL_KIND_CHANGED",
+                    violations=(FieldViolation("channel", why),),
+                )
+            stored = replace(
+                rec,
+                labels=_codec.sorted_labels(rec.labels),
+                create_time_ms=current.create_time_ms,
+                update_time_ms=max(self._clock(), current.update_time_ms),
+                revision=current.revision + 1,
+            )
+            stored = replace(stored, etag=_codec.channel_etag(stored))
+            await tx.execute(_UPDATE_CHANNEL, *_codec.channel_params(stored))
+        return stored
+
+    async def delete_channel(
+        self,
+        owner: str,
+        channel_id: str,
+        *,
+        expected_etag: str | None = None,
+        force: bool = False,
+    ) -> list[RuleRecord]:
+        name = _CHANNEL_PREFIX + channel_id
+        async with self._write() as tx:
+            row = await tx.fetchrow(_LOCK_CHANNEL, owner, channel_id)
+            if row is None:
+                raise _channel_not_found(channel_id)
+            if expected_etag is not None and expected_etag != row["etag"]:
+                raise _channel_etag_mismatch(channel_id)
+            # channel ids have no LIKE wildcards; the JSON is then checked exactly
+            rows = await tx.fetch(
+                f"SELECT {_codec.RULE_COLUMNS} FROM rules WHERE owner = $1 AND channels LIKE $2"
+                " ORDER BY create_time_ms, rule_id",
+                owner,
+                f'%"{name}"%',
+            )
+            users = [r for r in map(_codec.rule_from_row, rows) if name in r.channels]
+            if users and not force:
+                ids = [r.rule_id for r in users]
+                raise FailedPreconditionError(
+                    f"channel {channel_id!r} is named by {len(ids)} rule(s): "
+                    f"{', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}; remove it from "
+                    "them first or delete with force",
+                    reason="CHANNEL_IN_USE",
+                    metadata={"channel_id": channel_id, "rules": ",".join(ids)},
+                )
+            changed: list[RuleRecord] = []
+            for rule in users:
+                stored = replace(
+                    rule,
+                    channels=tuple(c for c in rule.channels if c != name),
+                    update_time_ms=max(self._clock(), rule.update_time_ms),
+                    revision=rule.revision + 1,
+                )
+                stored = replace(stored, etag=_codec.rule_etag(stored))
+                await tx.execute(_UPDATE_RULE, *_codec.rule_params(stored))
+                changed.append(stored)
+            await tx.execute(
+                "DELETE FROM channels WHERE owner = $1 AND channel_id = $2", owner, channel_id
+            )
+        return changed
 
     # -- alerts ----------------------------------------------------------------------------
 
@@ -407,6 +659,8 @@ class SqlStore(Store):
         owner: str | None,
         *,
         after_id: int = 0,
+        before_id: int | None = None,
+        descending: bool = False,
         limit: int,
         rule_id: str | None = None,
         symbol: str | None = None,
@@ -423,6 +677,7 @@ class SqlStore(Store):
         where = ["alert_id > $1"]
         for clause, value in (
             ("owner = ", owner),
+            ("alert_id < ", before_id),
             ("rule_id = ", rule_id),
             ("symbol = ", symbol),
             ("kind = ", kind),
@@ -435,7 +690,7 @@ class SqlStore(Store):
         args.append(limit)
         sql = (
             f"SELECT {_codec.ALERT_COLUMNS} FROM alerts WHERE {' AND '.join(where)}"
-            f" ORDER BY alert_id LIMIT ${len(args)}"
+            f" ORDER BY alert_id{' DESC' if descending else ''} LIMIT ${len(args)}"
         )
         async with self._read() as conn:
             rows = await conn.fetch(sql, *args)

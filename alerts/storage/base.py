@@ -19,6 +19,7 @@ from typing import Self
 
 from alerts.storage.records import (
     AlertRecord,
+    ChannelRecord,
     Checkpoint,
     NewAlert,
     RuleRecord,
@@ -27,7 +28,7 @@ from alerts.storage.records import (
 )
 
 REQUEST_ID_RETENTION_MS = 24 * 3600 * 1000
-"""How long a ``create_rule`` request id is remembered (AIP-155)."""
+"""How long a ``create_rule`` or ``create_channel`` request id is remembered (AIP-155)."""
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
@@ -77,6 +78,11 @@ class Store(ABC):
         owner within ``REQUEST_ID_RETENTION_MS`` returns the rule that request created,
         in its current state, and stores nothing (AIP-155); if that rule has since been
         deleted, ``NotFoundError``.
+
+        Every entry of ``channels`` (``channels/{id}``) must name one of the owner's
+        channels, else ``InvalidArgumentError`` (reason ``UNKNOWN_CHANNEL``, a field
+        violation on ``rule.channels[i]``); the check holds against a concurrent
+        ``delete_channel`` (the channel rows are locked until the rule is stored).
         """
 
     @abstractmethod
@@ -111,8 +117,9 @@ class Store(ABC):
         ``update_time_ms`` renewed; the fields ``rec`` gives for those are ignored.
         ``expected_etag`` not ``None`` and not the current etag raises
         ``AbortedError`` (reason ``ETAG_MISMATCH``, AIP-154); a missing rule
-        ``NotFoundError``. Trigger state is not touched: the engine decides whether the
-        change resets it and commits the new state with its next batch.
+        ``NotFoundError``; channels are checked as by ``create_rule``. Trigger state is
+        not touched: the engine decides whether the change resets it and commits the new
+        state with its next batch.
         """
 
     @abstractmethod
@@ -128,6 +135,64 @@ class Store(ABC):
     @abstractmethod
     async def all_rules(self) -> list[RuleRecord]:
         """Every owner's rules, ordered by (owner, create time, rule id): the engine loads them."""
+
+    # -- channels --------------------------------------------------------------------------
+
+    @abstractmethod
+    async def create_channel(
+        self, rec: ChannelRecord, request_id: str | None = None
+    ) -> ChannelRecord:
+        """Store a new channel and return it as stored.
+
+        As ``create_rule``: the store sets the times, ``revision`` (1) and ``etag`` and
+        sorts ``labels``; a taken (owner, channel_id) is ``AlreadyExistsError``; a
+        ``request_id`` seen before for the owner within ``REQUEST_ID_RETENTION_MS``
+        returns that request's channel in its current state (``NotFoundError`` if it has
+        since been deleted) and stores nothing.
+        """
+
+    @abstractmethod
+    async def get_channel(self, owner: str, channel_id: str) -> ChannelRecord:
+        """The channel; a missing one and another owner's raise the same ``NotFoundError``."""
+
+    @abstractmethod
+    async def list_channels(
+        self,
+        owner: str,
+        *,
+        page_size: int,
+        page_token: str | None,
+        paused: bool | None = None,
+    ) -> tuple[list[ChannelRecord], str | None]:
+        """One page of the owner's channels, ordered by (create time, channel id), and the
+        next token, with the page size and token rules of ``list_rules``."""
+
+    @abstractmethod
+    async def update_channel(
+        self, rec: ChannelRecord, *, expected_etag: str | None
+    ) -> ChannelRecord:
+        """Replace the channel (owner, channel_id) with ``rec``'s fields, as ``update_rule``
+        does for rules (``create_time_ms`` kept; revision, etag and update time renewed;
+        ``ETAG_MISMATCH``; ``NotFoundError``). The kind cannot change:
+        ``InvalidArgumentError`` on ``channel`` (reason ``CHANNEL_KIND_CHANGED``)."""
+
+    @abstractmethod
+    async def delete_channel(
+        self,
+        owner: str,
+        channel_id: str,
+        *,
+        expected_etag: str | None = None,
+        force: bool = False,
+    ) -> list[RuleRecord]:
+        """Delete the channel; returns the rules changed by ``force``.
+
+        A channel that rules of the owner still name is ``FailedPreconditionError``
+        (reason ``CHANNEL_IN_USE``, metadata ``rules``: their ids, comma-separated)
+        unless ``force``; then it is removed from those rules (each gets a new revision
+        and etag) in the same transaction, and they are returned as stored. A missing
+        channel raises ``NotFoundError``; a stale ``expected_etag`` ``AbortedError``.
+        """
 
     # -- alerts ----------------------------------------------------------------------------
 
@@ -161,6 +226,8 @@ class Store(ABC):
         owner: str | None,
         *,
         after_id: int = 0,
+        before_id: int | None = None,
+        descending: bool = False,
         limit: int,
         rule_id: str | None = None,
         symbol: str | None = None,
@@ -168,7 +235,8 @@ class Store(ABC):
         since_ms: int | None = None,
         until_ms: int | None = None,
     ) -> list[AlertRecord]:
-        """Up to ``limit`` (>= 1) of the owner's alerts with id > ``after_id``, ascending by id.
+        """Up to ``limit`` (>= 1) of the owner's alerts with ``after_id`` < id < ``before_id``
+        (``None``: no upper bound), ascending by id (``descending``: newest first).
 
         ``owner`` ``None`` reads every owner's alerts (for delivery, never for a client).
         Optional filters match exactly; ``since_ms`` (inclusive) and ``until_ms``

@@ -8,7 +8,7 @@ transaction, and refuses a database whose version is above ``latest_version()``.
 Released steps are never edited: a change to the schema is a new step.
 
 JSON-encoded columns (``channels``, ``labels``, ``operand_values``, ``details``,
-``filters``, ``watermarks``) are plain ``TEXT`` on both back ends.
+``filters``, ``watermarks``, ``settings``) are plain ``TEXT`` on both back ends.
 """
 
 from __future__ import annotations
@@ -149,7 +149,39 @@ _V1 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+_V2 = Migration(
+    version=2,
+    description="channels, channel request ids",
+    statements=(
+        """CREATE TABLE channels (
+            owner TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            display_name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            secret TEXT NOT NULL,
+            previous_secret TEXT NOT NULL,
+            previous_secret_expire_ms {BIGINT},
+            message_template TEXT NOT NULL,
+            paused {BOOL} NOT NULL,
+            labels TEXT NOT NULL,
+            create_time_ms {BIGINT} NOT NULL,
+            update_time_ms {BIGINT} NOT NULL,
+            etag TEXT NOT NULL,
+            revision {BIGINT} NOT NULL,
+            PRIMARY KEY (owner, channel_id))""",
+        "CREATE INDEX channels_by_create_time ON channels (owner, create_time_ms, channel_id)",
+        """CREATE TABLE channel_requests (
+            owner TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            channel_id TEXT NOT NULL,
+            create_time_ms {BIGINT} NOT NULL,
+            PRIMARY KEY (owner, request_id))""",
+        "CREATE INDEX channel_requests_by_time ON channel_requests (create_time_ms)",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 """Every step, in version order (1, 2, ...)."""
 
 

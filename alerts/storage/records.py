@@ -15,6 +15,9 @@ RULE_MODES = ("ON_TRUE", "ONCE", "EVERY_TIME", "ONCE_PER_BAR", "ONCE_PER_BAR_CLO
 ALERT_KINDS = ("RULE", "DATA_QUALITY", "SYSTEM")
 """Accepted values of ``NewAlert.kind``."""
 
+CHANNEL_KINDS = ("webhook", "websocket", "email", "sms", "discord", "telegram")
+"""Accepted values of ``ChannelRecord.kind`` (the settings class decides it)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class RuleRecord:
@@ -108,3 +111,103 @@ class Checkpoint:
     blob: bytes
     watermarks: dict[str, int] = field(default_factory=dict)  # source name -> watermark ms
     create_time_ms: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookSettings:
+    """A webhook channel: signed POSTs to ``url`` (the signing secrets are on the record)."""
+
+    url: str
+    headers: tuple[tuple[str, str], ...] = ()  # extra HTTP headers, sorted by name
+    timeout_ms: int | None = None              # None: the sender's default
+    max_attempts: int = 0                      # 0: the outbox's default
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebSocketSettings:
+    """A WebSocket channel: clients of the service's WebSocket server that subscribe to it."""
+
+    replay_limit: int = 0                      # 0: the server's default
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmailSettings:
+    """An email channel."""
+
+    to_addresses: tuple[str, ...]
+    subject_template: str = ""                 # empty: the sender's default
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmsSettings:
+    """An SMS channel; numbers in E.164 form."""
+
+    phone_numbers: tuple[str, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscordSettings:
+    """A Discord channel (the webhook URL, which embeds a token, is the record's ``secret``)."""
+
+    username: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TelegramSettings:
+    """A Telegram channel (the bot token is the record's ``secret``)."""
+
+    chat_id: str                               # a number or ``@channelusername``
+
+
+ChannelSettings = (
+    WebhookSettings | WebSocketSettings | EmailSettings | SmsSettings | DiscordSettings
+    | TelegramSettings
+)
+"""The kind-specific part of a channel; never holds a secret."""
+
+SETTINGS_KINDS: dict[type, str] = {
+    WebhookSettings: "webhook", WebSocketSettings: "websocket", EmailSettings: "email",
+    SmsSettings: "sms", DiscordSettings: "discord", TelegramSettings: "telegram",
+}
+"""The ``CHANNEL_KINDS`` name of each settings class."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelRecord:
+    """A stored delivery channel. The store sets the last four fields on create and update.
+
+    ``secret`` is the kind's credential: the webhook signing secret (``whsec_`` and
+    base64), the Discord webhook URL or the Telegram bot token; empty for the other
+    kinds. A webhook secret rotation keeps the replaced secret in ``previous_secret``
+    until ``previous_secret_expire_ms``; ``signing_secrets`` says which ones are valid.
+    Secrets are stored, never returned by the API.
+    """
+
+    channel_id: str
+    owner: str
+    display_name: str = ""
+    settings: ChannelSettings
+    secret: str = ""
+    previous_secret: str = ""
+    previous_secret_expire_ms: int | None = None
+    message_template: str = ""
+    paused: bool = False
+    labels: tuple[tuple[str, str], ...] = ()  # sorted by key
+    create_time_ms: int = 0
+    update_time_ms: int = 0
+    etag: str = ""
+    revision: int = 0                # 1 on create, bumped by every update
+
+    @property
+    def kind(self) -> str:
+        """One of ``CHANNEL_KINDS``."""
+        return SETTINGS_KINDS[type(self.settings)]
+
+    def signing_secrets(self, now_ms: int) -> tuple[str, ...]:
+        """The webhook secrets to sign with at ``now_ms``: the current one first, then the
+        previous one while its rotation overlap lasts (Standard Webhooks receivers accept
+        a request when any listed signature matches)."""
+        out: tuple[str, ...] = (self.secret,) if self.secret else ()
+        if self.previous_secret and (self.previous_secret_expire_ms or 0) > now_ms:
+            out += (self.previous_secret,)
+        return out

@@ -178,14 +178,6 @@ def test_bad_rule_is_invalid_argument_with_position(served) -> None:  # type: ig
     assert stub.ListRules(service_pb2.ListRulesRequest()).rules == []
 
 
-def test_rule_with_channels_is_refused_until_channels_exist(served) -> None:  # type: ignore[no-untyped-def]
-    _, stub = served
-    with pytest.raises(grpc.RpcError) as err:
-        stub.CreateRule(service_pb2.CreateRuleRequest(rule=rules_pb2.Rule(
-            symbol="X", condition_text="price > 1", channels=["channels/hook"])))
-    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-
-
 def test_validate_only_and_validate_rule_store_nothing(served) -> None:  # type: ignore[no-untyped-def]
     _, stub = served
     rule = rules_pb2.Rule(symbol="X", condition_text="close(1h) crosses_above sma(50, 1h)")
@@ -347,9 +339,102 @@ def test_list_rules_filters(served) -> None:  # type: ignore[no-untyped-def]
     assert names('labels.bot = "grid"') == ["a"]
     assert names("labels.bot != grid", page_size=1) == ["b", "c"]
     assert names("display_name = C") == ["c"]
-    for bad in ("colour = red", "state = SLEEPY", "symbol", "paused = maybe"):
+    assert names("symbol = ETHUSDT OR labels.bot = dca") == ["b", "c"]
+    assert names("NOT paused = true AND (labels.bot = grid OR timeframe = 5m)") == ["a", "c"]
+    assert names("-symbol = BTCUSDT") == ["b"]
+    assert names('symbol = BTCUSDT labels.bot = "dca"', page_size=1) == ["c"]   # implicit AND
+    # AIP-160: OR binds tighter than AND
+    assert names("paused = false AND symbol = ETHUSDT OR labels.bot = grid") == ["a"]
+    for bad in ("colour = red", "state = SLEEPY", "symbol", "paused = maybe",
+                "(symbol = BTCUSDT", "symbol = BTCUSDT OR", "AND paused = true"):
         with pytest.raises(grpc.RpcError) as err:
             stub.ListRules(service_pb2.ListRulesRequest(filter=bad))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         violation = details(err.value)["BadRequest"].field_violations[0]  # type: ignore[attr-defined]
         assert violation.field == "filter"
+
+
+def test_list_rules_order_total_size_and_paging(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    specs = [("r1", "ETHUSDT", "beta"), ("r2", "BTCUSDT", "alpha"), ("r3", "BTCUSDT", "gamma"),
+             ("r4", "XRPUSDT", "alpha"), ("r5", "ETHUSDT", "delta")]
+    for rid, sym, name in specs:
+        stub.CreateRule(service_pb2.CreateRuleRequest(rule_id=rid, rule=rules_pb2.Rule(
+            symbol=sym, condition_text="price > 1", display_name=name)))
+    stub.UpdateRule(service_pb2.UpdateRuleRequest(
+        rule=rules_pb2.Rule(name="rules/r1", display_name="beta2"),
+        update_mask=field_mask_pb2.FieldMask(paths=["display_name"])))
+
+    def pages(order_by: str, flt: str = "", size: int = 2) -> tuple[list[str], set[int]]:
+        out, totals, token = [], set(), ""
+        while True:
+            page = stub.ListRules(service_pb2.ListRulesRequest(
+                order_by=order_by, filter=flt, page_size=size, page_token=token))
+            out += [r.name.removeprefix("rules/") for r in page.rules]
+            totals.add(page.total_size)
+            token = page.next_page_token
+            if not token:
+                return out, totals
+
+    by = {rid: (sym, name) for rid, sym, name in specs}
+    assert pages("") == (["r1", "r2", "r3", "r4", "r5"], {5})
+    assert pages("create_time desc")[0] == ["r5", "r4", "r3", "r2", "r1"]
+    assert pages("update_time desc")[0][0] == "r1"
+    by["r1"] = ("ETHUSDT", "beta2")
+    # display_name ties (alpha) are broken by name
+    assert pages("display_name")[0] == sorted(by, key=lambda r: (by[r][1], r))
+    assert pages("symbol desc, display_name")[0] == ["r4", "r1", "r5", "r2", "r3"]
+    assert pages("name desc", size=1)[0] == ["r5", "r4", "r3", "r2", "r1"]
+    assert pages("display_name", flt="symbol != ETHUSDT") == (["r2", "r4", "r3"], {3})
+    assert stub.ListRules(service_pb2.ListRulesRequest(filter="symbol = NOPE")).total_size == 0
+    # a rule created between pages lands in its place; no rule is shown twice
+    first = stub.ListRules(service_pb2.ListRulesRequest(order_by="display_name", page_size=2))
+    stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="r0", rule=rules_pb2.Rule(
+        symbol="BTCUSDT", condition_text="price > 1", display_name="aaa")))
+    rest = stub.ListRules(service_pb2.ListRulesRequest(
+        order_by="display_name", page_size=10, page_token=first.next_page_token))
+    assert [r.name for r in first.rules] == ["rules/r2", "rules/r4"]
+    assert [r.name for r in rest.rules] == ["rules/r1", "rules/r5", "rules/r3"]
+    assert rest.total_size == 6
+    for field, request in (
+            ("order_by", service_pb2.ListRulesRequest(order_by="colour")),
+            ("order_by", service_pb2.ListRulesRequest(order_by="symbol sideways")),
+            ("order_by", service_pb2.ListRulesRequest(order_by="symbol, symbol desc")),
+            ("page_token", service_pb2.ListRulesRequest(
+                order_by="symbol", page_token=first.next_page_token)),
+            ("page_token", service_pb2.ListRulesRequest(page_token="garbage"))):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ListRules(request)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert details(err.value)["BadRequest"].field_violations[0].field == field  # type: ignore[attr-defined]
+
+
+def test_list_alerts_newest_first(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="every", rule=rules_pb2.Rule(
+        symbol="test:N", condition_text="price > 0",
+        trigger_mode=rules_pb2.TRIGGER_MODE_EVERY_TIME,
+        cooldown=duration_pb2.Duration(seconds=0, nanos=1_000_000))))
+    ticks = [market_pb2.Tick(symbol="test:N", event_time=ts(1000 * i), price=1.0 + i,
+                             quantity=1.0, trade_id=i + 1) for i in range(7)]
+    stub.PublishTicks(iter([service_pb2.PublishTicksRequest(source="s", ticks=ticks)]))
+
+    def ids(order_by: str) -> list[int]:
+        out, token = [], ""
+        while True:
+            page = stub.ListAlerts(service_pb2.ListAlertsRequest(
+                order_by=order_by, page_size=3, page_token=token))
+            out += [int(a.id) for a in page.alerts]
+            token = page.next_page_token
+            if not token:
+                return out
+
+    oldest_first = ids("id")
+    assert len(oldest_first) == 7 and oldest_first == sorted(oldest_first)
+    assert ids("id desc") == oldest_first[::-1]
+    forward = stub.ListAlerts(service_pb2.ListAlertsRequest(page_size=3)).next_page_token
+    for request in (service_pb2.ListAlertsRequest(order_by="time"),
+                    service_pb2.ListAlertsRequest(order_by="id desc", page_token=forward)):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.ListAlerts(request)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

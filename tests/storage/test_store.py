@@ -58,7 +58,6 @@ def rule(rule_id: str = "r1", owner: str = "alice", **fields: object) -> RuleRec
         hysteresis=0.5,
         hold_for_ms=2000,
         message_template="{symbol} above {price}",
-        channels=("channels/hook",),
         labels=(("team", "grid"), ("bot", "b1")),
     )
     return replace(base, **fields)  # type: ignore[arg-type]

@@ -16,9 +16,10 @@ default timeout and limits.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from alerts.delivery.channels.url_guard import AllowList
 from alerts.errors import FieldViolation, InvalidArgumentError
 
 KINDS = ("webhook", "discord", "telegram", "sms", "email")
@@ -46,6 +47,7 @@ class DeliverySettings:
     webhook_max_concurrency: int = 4         # requests in flight per endpoint
     webhook_rate_per_s: float = 20.0         # token bucket per endpoint
     webhook_burst: int = 20
+    webhook_ca_file: str = ""                # extra CAs for https endpoints; empty: the system's
     # Discord, Telegram, Twilio: API bases (no trailing slash)
     discord_api_base: str = "https://discord.com/api"
     telegram_api_base: str = "https://api.telegram.org"
@@ -65,6 +67,48 @@ class DeliverySettings:
     smtp_implicit_tls: bool = False          # TLS from the first byte (port 465)
     smtp_ca_file: str = ""                   # empty: the system's CAs
     smtp_verify_tls: bool = True
+
+    def __post_init__(self) -> None:
+        positive = ("default_timeout_s", "webhook_rate_per_s", "telegram_chat_rate_per_s")
+        at_least_one = ("webhook_max_concurrency", "webhook_burst")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise InvalidArgumentError(f"delivery setting {name} must be > 0")
+        for name in at_least_one:
+            if getattr(self, name) < 1:
+                raise InvalidArgumentError(f"delivery setting {name} must be >= 1")
+        if self.pacing_max_wait_s < 0:
+            raise InvalidArgumentError("delivery setting pacing_max_wait_s must be >= 0")
+        if not 0 < self.smtp_port < 65536:
+            raise InvalidArgumentError("delivery setting smtp_port must be 1..65535")
+        AllowList.parse(self.webhook_allow)  # a malformed network is refused here
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], where: str = "delivery") -> DeliverySettings:
+        """Settings from a TOML table or strings (environment): numbers and booleans are
+        converted, ``webhook_allow`` takes a list or a comma-separated string; an unknown key
+        or a bad value is an ``InvalidArgumentError`` naming ``where``."""
+        known: dict[str, Any] = {f.name: f.default for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, raw in data.items():
+            key = key.replace("-", "_")
+            if key not in known:
+                raise InvalidArgumentError(f"{where}: unknown setting {key!r}")
+            default = known[key]
+            try:
+                if isinstance(default, tuple):
+                    items = raw.split(",") if isinstance(raw, str) else list(raw)
+                    value: Any = tuple(str(i).strip() for i in items if str(i).strip())
+                elif isinstance(default, bool):
+                    value = raw if isinstance(raw, bool) else str(raw).lower() in (
+                        "1", "true", "yes", "on")
+                else:
+                    value = type(default)(raw)
+            except (TypeError, ValueError):
+                raise InvalidArgumentError(f"{where}: {key} = {raw!r} is not a "
+                                           f"{type(default).__name__}") from None
+            values[key] = value
+        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Standard Webhooks signatures: ``whsec_`` secrets, the ``v1`` HMAC-SHA256 scheme.
 
-A secret is ``whsec_`` followed by the base64 of 24 to 64 random bytes. The
+A secret is ``whsec_`` followed by the base64 of 24 to 64 random bytes (padding
+optional). The
 signature of a message is ``v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>``;
 with several secrets (during rotation) the ``webhook-signature`` header lists one
 ``v1`` entry per secret, separated by spaces, and a receiver accepts any match.
@@ -39,7 +40,8 @@ def secret_key(secret: str, field: str = "channel.webhook.signing_secret") -> by
     if not secret.startswith(SECRET_PREFIX):
         raise bad(f"must start with {SECRET_PREFIX!r}")
     try:
-        key = base64.b64decode(secret[len(SECRET_PREFIX):], validate=True)
+        encoded = secret[len(SECRET_PREFIX):]
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):
         raise bad(f"the part after {SECRET_PREFIX!r} is not base64") from None
     if not MIN_SECRET_BYTES <= len(key) <= MAX_SECRET_BYTES:

@@ -1,16 +1,19 @@
-"""SSRF guard for webhook URLs: only http(s), and only public addresses unless allowed.
+"""SSRF guard for webhook URLs: https to public addresses; anything else only when allowed.
 
-``validate_webhook_url(url, allow)`` resolves the host (asynchronously) and refuses
-the URL (``UrlNotAllowedError``) when any address it resolves to is loopback, private, link-local,
-multicast, reserved, unspecified or otherwise not globally routable (IPv4 and
-IPv6; an IPv4-mapped IPv6 address is judged as its IPv4 address), unless the
-address lies in an allowed network or the host name itself is allowed. It returns
-the checked addresses, so the webhook sender connects to exactly the address it
-checked (a DNS answer that changes between check and connection, "DNS
-rebinding", cannot reach a refused address). Both errors are
+``validate_webhook_url(url, allow)`` resolves the host (asynchronously) and
+refuses the URL (``UrlNotAllowedError``) when any address it resolves to is
+loopback, private, link-local, multicast, reserved, unspecified or otherwise not
+globally routable (IPv4 and IPv6; an IPv4-mapped IPv6 address is judged as its
+IPv4 address), unless the address lies in an allowed network or the host name
+itself is allowed. It returns the checked addresses, so the webhook sender
+connects only to an address it checked (a DNS answer that changes between check
+and connection, "DNS rebinding", cannot reach a refused address). Both errors are
 ``InvalidArgumentError``s on ``channel.webhook.url``: ``UrlNotAllowedError``
 (reason ``URL_NOT_ALLOWED``, permanent) and ``HostNotFoundError`` (reason
 ``HOST_NOT_FOUND``: the host does not resolve now).
+
+Plain ``http`` is accepted only for allow-listed receivers (the proto's "http only
+for loopback addresses", with the allow-list deciding what is local).
 
 ``allow`` entries: networks (``10.0.0.0/8``, ``::1/128``), single addresses
 (``127.0.0.1``) or host names (``receiver.internal``, matched exactly, case-insensitive).
@@ -21,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import httpx
@@ -82,7 +85,10 @@ class AllowList:
         return cls(tuple(networks), frozenset(hosts))
 
     def allows_address(self, address: IPAddress) -> bool:
-        return any(address in net for net in self.networks)
+        """True when an allowed network holds the address (or the IPv4 address it maps)."""
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        return any(address in net or (mapped is not None and mapped in net)
+                   for net in self.networks)
 
 
 def refusal(address: IPAddress) -> str | None:
@@ -119,42 +125,60 @@ def parse_webhook_url(url: str) -> httpx.URL:
     return parsed
 
 
-async def resolve_checked(url: httpx.URL, allow: AllowList) -> list[IPAddress]:
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+"""Host name and port -> the addresses (text) a connection may use."""
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The system's resolver (``getaddrinfo`` off the event loop); ``OSError`` if it fails."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(sockaddr[0]) for _family, _type, _proto, _name, sockaddr in infos]
+
+
+async def resolve_checked(url: httpx.URL, allow: AllowList,
+                          resolver: Resolver = system_resolver) -> list[IPAddress]:
     """The host's addresses, each checked; refusals raise ``UrlNotAllowedError``."""
     host = url.host
     try:
-        return [_literal(host, allow)]
+        return [_literal(url, allow)]
     except ValueError:
         pass
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(
-            host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+        names = await resolver(host, port)
+    except (OSError, UnicodeError) as exc:
         raise HostNotFoundError(f"host {host!r} does not resolve: {exc}") from None
     addresses: list[IPAddress] = []
-    for _family, _type, _proto, _name, sockaddr in infos:
-        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
+    for name in names:
+        address = ipaddress.ip_address(name.split("%", 1)[0])
         if address not in addresses:
             addresses.append(address)
+    if not addresses:
+        raise HostNotFoundError(f"host {host!r} resolves to no address")
     if host.lower().rstrip(".") not in allow.hosts:
         for address in addresses:
             _check(address, allow)
-    if not addresses:
-        raise HostNotFoundError(f"host {host!r} resolves to no address")
+        _check_scheme(url, addresses, allow)
     return addresses
 
 
-def _literal(host: str, allow: AllowList) -> IPAddress:
-    address = ipaddress.ip_address(host)  # ValueError: not a literal
-    if host.lower() not in allow.hosts:
+def _literal(url: httpx.URL, allow: AllowList) -> IPAddress:
+    address = ipaddress.ip_address(url.host)  # ValueError: not a literal
+    if url.host.lower() not in allow.hosts:
         _check(address, allow)
+        _check_scheme(url, [address], allow)
     return address
 
 
-async def validate_webhook_url(url: str, allow: Iterable[str] | AllowList = ()) -> list[IPAddress]:
+def _check_scheme(url: httpx.URL, addresses: list[IPAddress], allow: AllowList) -> None:
+    if url.scheme == "http" and not all(allow.allows_address(a) for a in addresses):
+        raise UrlNotAllowedError("plain http is only for allow-listed receivers; use https")
+
+
+async def validate_webhook_url(url: str, allow: Iterable[str] | AllowList = (),
+                               resolver: Resolver = system_resolver) -> list[IPAddress]:
     """Check ``url`` (scheme, host, every resolved address); return the addresses.
 
     Raises ``UrlNotAllowedError`` or ``HostNotFoundError`` (``InvalidArgumentError``s).
     """
-    return await resolve_checked(parse_webhook_url(url), AllowList.parse(allow))
+    return await resolve_checked(parse_webhook_url(url), AllowList.parse(allow), resolver)

@@ -1,18 +1,20 @@
 """Webhook sender: signed JSON POSTs per Standard Webhooks, guarded against SSRF.
 
 One attempt = one POST of ``{"type":"alert.fired","timestamp":<commit time>,
-"data":<alert JSON>}`` (``alerts.delivery.alert_json``; the body is the same on
-every attempt) with the headers ``webhook-id`` (``msg_<alert id>_<channel
+"data":<alert JSON>}`` (``alerts.delivery.alert_json``, plus ``"text"``: the
+channel's rendered template; the body is the same on every attempt) with the headers ``webhook-id`` (``msg_<alert id>_<channel
 hash>``: the same on every attempt, the receiver's idempotency key),
 ``webhook-timestamp`` (now, unix seconds) and ``webhook-signature`` (one ``v1``
 entry per valid secret: two during rotation), plus the channel's extra headers.
 
 Before each attempt the host is resolved and checked by the SSRF guard and the
 request goes to a checked address (with the original ``Host`` header and TLS
-server name; the next one when a connection is refused). Redirects are not followed. Classification: 2xx ok; 410 permanent
-(endpoint gone); 408, 429, 3xx, 5xx, timeouts and connection failures
-retryable, with ``Retry-After`` (seconds or HTTP date) as the delay when given;
-other 4xx and a refused URL permanent. Per endpoint (= per sender) at most
+server name; the next one when a connection is refused). Redirects are not
+followed. Classification: 2xx ok; 410 permanent (endpoint gone); 408, 429, 3xx,
+5xx, timeouts, connection failures and an unresolvable host retryable, with
+``Retry-After`` (seconds or HTTP date) as the delay when given (the timeout
+bounds the whole attempt: resolution, connection and answer); other 4xx and a
+refused URL permanent. Per endpoint (= per sender) at most
 ``max_concurrency`` requests are in flight and a token bucket paces sends; a 429
 or 503 with ``Retry-After`` also pauses the bucket for that long.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ipaddress
+import ssl
 import time
 
 import httpx
@@ -31,7 +34,10 @@ from alerts.delivery.channels._common import (
     http_client,
     paced_out,
     parse_retry_after,
+    read_some,
     short,
+    timed_out,
+    total_timeout,
     transport_failure,
 )
 from alerts.delivery.channels.base import ChannelSender, Delivery, Outcome
@@ -41,18 +47,19 @@ from alerts.delivery.channels.signing import secret_key, sign
 from alerts.delivery.channels.url_guard import (
     AllowList,
     HostNotFoundError,
+    Resolver,
     UrlNotAllowedError,
     parse_webhook_url,
     resolve_checked,
+    system_resolver,
 )
-from alerts.storage.records import AlertRecord
+from alerts.errors import FailedPreconditionError
 
 EVENT_TYPE = "alert.fired"
 _RESERVED_HEADERS = frozenset({
     "webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length",
     "host", "transfer-encoding", "connection",
 })
-_MAX_RESPONSE_BYTES = 64 * 1024
 
 
 def webhook_message_id(alert_id: int, channel_id: str) -> str:
@@ -61,17 +68,18 @@ def webhook_message_id(alert_id: int, channel_id: str) -> str:
     return f"msg_{alert_id}_{digest}"
 
 
-def webhook_body(alert: AlertRecord) -> bytes:
-    """The request body (identical on every attempt)."""
+def webhook_body(delivery: Delivery) -> bytes:
+    """The request body: the alert's JSON form plus ``text``, the channel's rendered text."""
+    alert = delivery.alert
     return dumps({"type": EVENT_TYPE, "timestamp": rfc3339_ms(alert.commit_time_ms),
-                  "data": alert_to_dict(alert)})
+                  "data": {**alert_to_dict(alert), "text": delivery.text}})
 
 
 class WebhookSender(ChannelSender):
     """Delivers to one webhook endpoint."""
 
     def __init__(self, config: WebhookConfig, settings: DeliverySettings,
-                 *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 *, resolver: Resolver = system_resolver) -> None:
         self._url = parse_webhook_url(config.url)
         self._keys = [secret_key(config.signing_secret)]
         if config.previous_signing_secret:
@@ -88,26 +96,32 @@ class WebhookSender(ChannelSender):
         self._pacer = Pacer(config.rate_per_s or settings.webhook_rate_per_s,
                             config.burst or settings.webhook_burst)
         timeout = config.timeout_s or settings.default_timeout_s
-        self._client = http_client(timeout, settings.user_agent, transport=transport)
+        self._resolver = resolver
+        self._client = http_client(timeout, settings.user_agent,
+                                   verify=_tls_context(settings.webhook_ca_file))
 
     async def send(self, delivery: Delivery) -> Outcome:
         wait = await self._pacer.wait_turn(self._max_wait_s)
         if wait is not None:
             return paced_out(wait)
         async with self._limit:
-            return await self._attempt(delivery)
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(total_timeout(self._client)):
+                    return await self._attempt(delivery, started)
+            except TimeoutError:
+                return timed_out(started)
 
-    async def _attempt(self, delivery: Delivery) -> Outcome:
-        started = time.perf_counter()
+    async def _attempt(self, delivery: Delivery, started: float) -> Outcome:
         try:
-            addresses = await resolve_checked(self._url, self._allow)
+            addresses = await resolve_checked(self._url, self._allow, self._resolver)
         except UrlNotAllowedError as exc:
             return Outcome(ok=False, latency_s=time.perf_counter() - started, retryable=False,
                            error=exc.message)
         except HostNotFoundError as exc:
             return Outcome(ok=False, latency_s=time.perf_counter() - started, retryable=True,
                            error=exc.message)
-        body = webhook_body(delivery.alert)
+        body = webhook_body(delivery)
         msg_id = webhook_message_id(delivery.alert.alert_id, delivery.channel_id)
         timestamp = int(time.time())
         headers = {
@@ -129,7 +143,7 @@ class WebhookSender(ChannelSender):
                 response = await self._client.send(request, stream=True)
                 try:
                     latency = time.perf_counter() - started
-                    text = await _read_some(response)
+                    text = await read_some(response)
                 finally:
                     await response.aclose()
             except httpx.ConnectError as exc:
@@ -164,6 +178,16 @@ class WebhookSender(ChannelSender):
         await self._client.aclose()
 
 
+def _tls_context(ca_file: str) -> ssl.SSLContext | bool:
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise FailedPreconditionError(f"webhook_ca_file {ca_file!r} cannot be used: {exc}",
+                                      reason="WEBHOOK_NOT_CONFIGURED") from None
+
+
 def _is_literal(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -171,14 +195,3 @@ def _is_literal(host: str) -> bool:
         return False
     return True
 
-
-async def _read_some(response: httpx.Response) -> str:
-    """Up to 64 KiB of the response body, as text (an endpoint cannot make us read more)."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= _MAX_RESPONSE_BYTES:
-            break
-    return b"".join(chunks)[:_MAX_RESPONSE_BYTES].decode("utf-8", errors="replace")

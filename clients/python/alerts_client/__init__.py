@@ -12,6 +12,7 @@ with ``python setup.py protos``).
 from __future__ import annotations
 
 from alerts.v1.alerts_pb2 import Alert
+from alerts.v1.channels_pb2 import Channel
 from alerts.v1.rules_pb2 import Rule
 from alerts.v1.service_pb2 import PublishTicksResponse, ValidateRuleResponse
 from alerts_client.backoff import Backoff
@@ -24,6 +25,7 @@ __all__ = [
     "AlertsClient",
     "AlertsError",
     "Backoff",
+    "Channel",
     "FieldViolation",
     "PublishTicksResponse",
     "Rule",

@@ -23,7 +23,7 @@ from typing import Any, Self, TypeVar
 import grpc
 from google.protobuf import field_mask_pb2
 
-from alerts.v1 import alerts_pb2, rules_pb2, service_pb2, service_pb2_grpc
+from alerts.v1 import alerts_pb2, channels_pb2, rules_pb2, service_pb2, service_pb2_grpc
 from alerts_client import convert
 from alerts_client.backoff import Backoff
 from alerts_client.errors import AlertsError
@@ -89,14 +89,17 @@ class AlertsClient:
                     request_id: str | None = None, cooldown: float | None = None,
                     max_fires: int = 0, display_name: str = "",
                     labels: dict[str, str] | None = None, message_template: str = "",
-                    expire_time: int | datetime | None = None) -> rules_pb2.Rule:
-        """Create a rule; ``cooldown`` in seconds (None: the server's default for the mode)."""
+                    expire_time: int | datetime | None = None,
+                    channels: Sequence[str] = ()) -> rules_pb2.Rule:
+        """Create a rule; ``cooldown`` in seconds (None: the server's default for the mode);
+        ``channels`` by id or name (``hook``, ``channels/hook``)."""
         rule = rules_pb2.Rule()
         fields: dict[str, Any] = {"symbol": symbol, "condition": condition, "mode": mode,
                                   "max_fires": max_fires, "display_name": display_name,
                                   "message_template": message_template}
         for key, value in (("timeframe", timeframe), ("cooldown", cooldown),
-                           ("labels", labels), ("expire_time", expire_time)):
+                           ("labels", labels), ("expire_time", expire_time),
+                           ("channels", list(channels) or None)):
             if value is not None:
                 fields[key] = value
         convert.fill_rule(rule, fields)
@@ -154,6 +157,57 @@ class AlertsClient:
         convert.fill_rule(rule, fields)
         request = service_pb2.ValidateRuleRequest(rule=rule)
         return self._unary(self.stub.ValidateRule, request)  # type: ignore[no-any-return]
+
+    # channels ----------------------------------------------------------------
+    def create_channel(self, channel: channels_pb2.Channel, *, channel_id: str | None = None,
+                       request_id: str | None = None) -> channels_pb2.Channel:
+        """Create a channel (build it with ``alerts.v1.channels_pb2``). A webhook created
+        without a signing secret comes back with the generated one, the only time it is
+        shown; a retry (same ``request_id``) returns the same response."""
+        request = service_pb2.CreateChannelRequest(
+            channel=channel, channel_id=channel_id or "",
+            request_id=request_id or str(uuid.uuid4()))
+        return self._unary(self.stub.CreateChannel, request)  # type: ignore[no-any-return]
+
+    def get_channel(self, channel_id: str) -> channels_pb2.Channel:
+        """One channel, by id (``hook``) or name (``channels/hook``); secrets are never sent."""
+        request = service_pb2.GetChannelRequest(name=convert.channel_name(channel_id))
+        return self._unary(self.stub.GetChannel, request)  # type: ignore[no-any-return]
+
+    def list_channels(self, *, filter: str = "",
+                      page_size: int = 0) -> Iterator[channels_pb2.Channel]:
+        """Every channel matching ``filter`` (``state = FAILING`` ...), page after page."""
+        token = ""
+        while True:
+            page = self._unary(self.stub.ListChannels, service_pb2.ListChannelsRequest(
+                page_size=page_size, page_token=token, filter=filter))
+            yield from page.channels
+            token = page.next_page_token
+            if not token:
+                return
+
+    def update_channel(self, channel: channels_pb2.Channel,
+                       paths: Sequence[str]) -> channels_pb2.Channel:
+        """Change the fields ``paths`` names (``["display_name", "webhook.signing_secret"]``)
+        of the channel ``channel.name`` names to their values in ``channel``; set
+        ``channel.etag`` to refuse the change if the channel changed meanwhile."""
+        request = service_pb2.UpdateChannelRequest(
+            channel=channel, update_mask=field_mask_pb2.FieldMask(paths=list(paths)))
+        return self._unary(self.stub.UpdateChannel, request)  # type: ignore[no-any-return]
+
+    def delete_channel(self, channel_id: str, *, etag: str = "", force: bool = False) -> None:
+        """Delete a channel (``force``: also from the rules that name it). A retry after
+        UNAVAILABLE that finds it gone accepts that the first attempt deleted it."""
+        name = convert.channel_name(channel_id)
+
+        def attempt(n: int) -> None:
+            try:
+                self.stub.DeleteChannel(service_pb2.DeleteChannelRequest(
+                    name=name, etag=etag, force=force), timeout=self.timeout)
+            except grpc.RpcError as exc:
+                if n == 0 or exc.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+        self._retrying(attempt)
 
     # ticks -------------------------------------------------------------------
     def publish_ticks(self, source: str, ticks: Iterable[convert.TickTuple], batch: int = 1000,

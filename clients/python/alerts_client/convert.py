@@ -83,6 +83,11 @@ def rule_name(rule_id: str) -> str:
     return rule_id if rule_id.startswith("rules/") else f"rules/{rule_id}"
 
 
+def channel_name(channel_id: str) -> str:
+    """``"hook"`` or ``"channels/hook"`` -> ``"channels/hook"``."""
+    return channel_id if channel_id.startswith("channels/") else f"channels/{channel_id}"
+
+
 # Keyword arguments of create_rule/update_rule -> (Rule field, converter).
 _RULE_FIELDS: Mapping[str, tuple[str, Any]] = {
     "display_name": ("display_name", str),
@@ -98,6 +103,7 @@ _RULE_FIELDS: Mapping[str, tuple[str, Any]] = {
     "message_template": ("message_template", str),
     "labels": ("labels", dict),
     "paused": ("paused", bool),
+    "channels": ("channels", list),
 }
 
 
@@ -116,6 +122,8 @@ def fill_rule(rule: rules_pb2.Rule, fields: Mapping[str, Any]) -> list[str]:
         if name == "labels":
             rule.labels.clear()
             rule.labels.update({str(k): str(v) for k, v in converted.items()})
+        elif name == "channels":
+            rule.channels[:] = [channel_name(str(c)) for c in converted]
         elif isinstance(converted, (duration_pb2.Duration, timestamp_pb2.Timestamp)):
             getattr(rule, name).CopyFrom(converted)
         else:

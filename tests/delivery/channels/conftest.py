@@ -9,14 +9,23 @@ Discord, Telegram or Twilio, each test giving the exact wire shapes of
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
+import ipaddress
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from alerts.delivery.channels.base import Delivery
 from alerts.storage.records import AlertRecord
@@ -32,6 +41,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float  # time.monotonic() on arrival
+    raw: web.Request  # for handlers that stream their answer
 
 
 Handler = Callable[[Received], Awaitable[web.StreamResponse]]
@@ -65,7 +75,7 @@ class HttpFake:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         received = Received(request.method, request.path, dict(request.query),
                             {k.lower(): v for k, v in request.headers.items()},
-                            await request.read(), time.monotonic())
+                            await request.read(), time.monotonic(), request)
         async with self.changed:
             self.requests.append(received)
             self.in_flight += 1
@@ -83,17 +93,52 @@ class HttpFake:
             await asyncio.wait_for(self.changed.wait_for(predicate), timeout)
 
 
-@pytest_asyncio.fixture
-async def http_fake() -> AsyncIterator[HttpFake]:
+def self_signed(directory: Path, names: tuple[str, ...] = ("localhost", "127.0.0.1"),
+                ) -> tuple[Path, Path]:
+    """A self-signed certificate for ``names`` (host names or IP addresses) and its key,
+    written as PEM files; the certificate doubles as the CA file that trusts it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    alt: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt.append(x509.DNSName(name))
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / f"{names[0]}.crt", directory / f"{names[0]}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@contextlib.asynccontextmanager
+async def running_fake(tls: ssl.SSLContext | None = None) -> AsyncIterator[HttpFake]:
+    """An ``HttpFake`` listening on 127.0.0.1 (port 0), with TLS when ``tls`` is given."""
     fake = HttpFake()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", fake._handle)
     fake.server = TestServer(app, host="127.0.0.1", port=0)
-    await fake.server.start_server()
+    await fake.server.start_server(ssl=tls)
     try:
         yield fake
     finally:
         await fake.server.close()
+
+
+@pytest_asyncio.fixture
+async def http_fake() -> AsyncIterator[HttpFake]:
+    async with running_fake() as fake:
+        yield fake
 
 
 def make_alert(alert_id: int = 42, **changes: object) -> AlertRecord:

@@ -63,11 +63,20 @@ async def test_public_literals_pass() -> None:
 
 
 @pytest.mark.asyncio
+async def test_plain_http_only_for_allowed_receivers() -> None:
+    with pytest.raises(UrlNotAllowedError) as err:
+        await validate_webhook_url("http://93.184.215.14/h")
+    assert "use https" in err.value.message
+    assert await validate_webhook_url("http://93.184.215.14/h", ["93.184.215.0/24"])
+
+
+@pytest.mark.asyncio
 async def test_allow_list_networks_addresses_and_hosts() -> None:
     assert await validate_webhook_url("http://127.0.0.1:9/h", ["127.0.0.1"])
     assert await validate_webhook_url("http://10.1.2.3/h", ["10.0.0.0/8"])
     assert await validate_webhook_url("http://[::1]/h", ["::1"])
     assert await validate_webhook_url("http://[::ffff:127.0.0.1]/h", ["::ffff:127.0.0.1"])
+    assert await validate_webhook_url("http://[::ffff:127.0.0.1]/h", ["127.0.0.0/8"])
     with pytest.raises(UrlNotAllowedError):  # 10/8 does not cover 192.168/16
         await validate_webhook_url("http://192.168.0.1/h", ["10.0.0.0/8"])
     with pytest.raises(UrlNotAllowedError):  # the address, not the name, was allowed

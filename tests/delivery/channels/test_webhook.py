@@ -4,31 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
 import json
 import socket
+import ssl
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
+from alerts.delivery.alert_json import alert_to_dict
 from alerts.delivery.channels.base import Delivery
 from alerts.delivery.channels.config import DeliverySettings, WebhookConfig
 from alerts.delivery.channels.factory import build_sender
 from alerts.delivery.channels.signing import generate_webhook_secret, secret_key, sign
-from alerts.delivery.channels.webhook import WebhookSender, webhook_message_id
-from alerts.errors import InvalidArgumentError
-from tests.delivery.channels.conftest import HttpFake, Received, make_alert
+from alerts.delivery.channels.url_guard import validate_webhook_url
+from alerts.delivery.channels.webhook import WebhookSender, webhook_body, webhook_message_id
+from alerts.errors import FailedPreconditionError, InvalidArgumentError
+from tests.delivery.channels.conftest import (
+    HttpFake,
+    Received,
+    make_alert,
+    running_fake,
+    self_signed,
+)
 
 LOCAL = DeliverySettings(webhook_allow=("127.0.0.1",), default_timeout_s=5.0)
 
 
 def sender(fake: HttpFake, secret: str, settings: DeliverySettings = LOCAL,
            **config: object) -> WebhookSender:
-    return WebhookSender(WebhookConfig(url=f"{fake.url}/hooks/alerts?src=test",
-                                       signing_secret=secret, **config), settings)  # type: ignore[arg-type]
+    cfg = WebhookConfig(url=f"{fake.url}/hooks/alerts?src=test", signing_secret=secret,
+                        **config)  # type: ignore[arg-type]
+    return WebhookSender(cfg, settings)
 
 
 def reply(status: int, body: str = "", headers: dict[str, str] | None = None):
@@ -66,6 +76,7 @@ async def test_delivery_verifies_with_standardwebhooks(http_fake: HttpFake,
     assert payload["type"] == "alert.fired"
     assert payload["timestamp"] == "2026-01-01T00:00:00.009Z"
     assert payload["data"]["alert_id"] == 42
+    assert payload["data"]["text"] == "BTCUSDT crossed 65000"
     assert payload["data"]["values"][1] == {"label": "rsi(14, 5m)", "value": "NaN"}
     assert abs(int(req.headers["webhook-timestamp"]) - time.time()) < 60
 
@@ -76,7 +87,8 @@ async def test_webhook_id_stable_across_attempts_and_distinct_per_channel(
     s = sender(http_fake, generate_webhook_secret())
     try:
         await s.send(delivery)
-        await s.send(Delivery(alert=delivery.alert, channel_id="ops-hook", text="x", attempt=2))
+        await s.send(Delivery(alert=delivery.alert, channel_id="ops-hook", text=delivery.text,
+                              attempt=2))
         await s.send(Delivery(alert=delivery.alert, channel_id="other", text="x"))
         await s.send(Delivery(alert=make_alert(43), channel_id="ops-hook", text="x"))
     finally:
@@ -243,14 +255,15 @@ async def test_concurrency_limit_per_endpoint(http_fake: HttpFake, delivery: Del
 @pytest.mark.asyncio
 async def test_token_bucket_paces_sends(http_fake: HttpFake, delivery: Delivery) -> None:
     s = sender(http_fake, generate_webhook_secret(), rate_per_s=10.0, burst=1)
+    start = time.monotonic()
     try:
         outcomes = await asyncio.gather(*(s.send(delivery) for _ in range(4)))
     finally:
         await s.close()
     assert all(o.ok for o in outcomes)
     times = sorted(r.at for r in http_fake.requests)
-    gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.08, gaps
+    for k, at in enumerate(times):  # the k-th send waits for its token: k / rate
+        assert at - start >= k * 0.1 - 0.005, (k, at - start)
 
 
 @pytest.mark.asyncio
@@ -312,7 +325,158 @@ async def test_refused_url_is_permanent_at_delivery(http_fake: HttpFake,
 
 
 def test_body_is_the_documented_alert_json() -> None:
-    from alerts.delivery.channels.webhook import webhook_body
-    body = json.loads(webhook_body(make_alert(7, values=(("price", float("inf")),))))
-    assert body["data"]["alert_id"] == 7
+    alert = make_alert(7, values=(("price", float("inf")),))
+    body = json.loads(webhook_body(Delivery(alert, "c", "BTC is up")))
+    assert body == {"type": "alert.fired", "timestamp": "2026-01-01T00:00:00.009Z",
+                    "data": {**alert_to_dict(alert), "text": "BTC is up"}}
     assert body["data"]["values"] == [{"label": "price", "value": "Infinity"}]
+
+
+@pytest.mark.asyncio
+async def test_timeout_bounds_a_dripping_answer(http_fake: HttpFake, delivery: Delivery) -> None:
+    stop = asyncio.Event()
+    http_fake.handler = drip(stop)
+    s = sender(http_fake, generate_webhook_secret(), timeout_s=0.5)
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        stop.set()
+        await s.close()
+    assert not outcome.ok and outcome.retryable and outcome.error.startswith("timeout")
+    assert outcome.latency_s < 2.0  # each chunk came within the read timeout; the total did not
+
+
+def drip(stop: asyncio.Event):
+    async def handler(req: Received) -> web.StreamResponse:
+        response = web.StreamResponse(status=200)
+        await response.prepare(req.raw)
+        while not stop.is_set():  # one byte per 0.1 s: never idle long enough for a read timeout
+            await response.write(b".")
+            try:
+                await asyncio.wait_for(stop.wait(), 0.1)
+            except TimeoutError:
+                pass
+        return response
+    return handler
+
+
+@pytest.mark.asyncio
+async def test_host_name_checked_at_delivery(http_fake: HttpFake, delivery: Delivery) -> None:
+    s = build_sender("webhook", {"url": f"http://localhost:{http_fake.port}/h",
+                                 "signing_secret": generate_webhook_secret()}, DeliverySettings())
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert not outcome.ok and not outcome.retryable and "loopback" in outcome.error
+    assert http_fake.requests == []
+
+
+def test_unpadded_secret_accepted() -> None:
+    padded = generate_webhook_secret(31)
+    assert padded.endswith("=")
+    assert secret_key(padded.rstrip("=")) == secret_key(padded)
+
+
+class ScriptedDns:
+    """A resolver answering from a table the test changes (what a rebinding DNS server does)."""
+
+    def __init__(self, table: dict[str, list[str]]) -> None:
+        self.table = table
+        self.asked: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        self.asked.append(host)
+        if host not in self.table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return list(self.table[host])
+
+
+def named_sender(url: str, dns: ScriptedDns, allow: tuple[str, ...]) -> WebhookSender:
+    return WebhookSender(WebhookConfig(url=url, signing_secret=generate_webhook_secret()),
+                         DeliverySettings(webhook_allow=allow), resolver=dns)
+
+
+@pytest.mark.asyncio
+async def test_request_goes_to_the_checked_address(http_fake: HttpFake,
+                                                   delivery: Delivery) -> None:
+    dns = ScriptedDns({"receiver.test": ["127.0.0.1"]})
+    s = named_sender(f"http://receiver.test:{http_fake.port}/h", dns, ("127.0.0.1",))
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert outcome.ok, outcome.error  # the system resolver does not know receiver.test
+    assert http_fake.requests[0].headers["host"] == f"receiver.test:{http_fake.port}"
+    assert dns.asked == ["receiver.test"]
+
+
+@pytest.mark.asyncio
+async def test_rebinding_to_a_private_address_is_refused_at_delivery(
+        delivery: Delivery) -> None:
+    dns = ScriptedDns({"hooks.example": ["93.184.215.14"]})
+    assert await validate_webhook_url("https://hooks.example/h", (), dns)  # fine on create
+    dns.table["hooks.example"] = ["93.184.215.14", "169.254.169.254"]
+    s = named_sender("https://hooks.example/h", dns, ())
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert not outcome.ok and not outcome.retryable
+    assert "link-local address 169.254.169.254" in outcome.error
+
+
+@pytest.mark.asyncio
+async def test_next_checked_address_when_one_refuses(http_fake: HttpFake,
+                                                     delivery: Delivery) -> None:
+    dns = ScriptedDns({"receiver.test": ["127.0.0.2", "127.0.0.1"]})  # nothing on 127.0.0.2
+    s = named_sender(f"http://receiver.test:{http_fake.port}/h", dns, ("127.0.0.0/8",))
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert outcome.ok, outcome.error
+    assert len(http_fake.requests) == 1
+
+
+@pytest.mark.asyncio
+async def test_unresolvable_host_is_retryable(delivery: Delivery) -> None:
+    s = named_sender("https://gone.example/h", ScriptedDns({}), ())
+    try:
+        outcome = await s.send(delivery)
+    finally:
+        await s.close()
+    assert not outcome.ok and outcome.retryable and "does not resolve" in outcome.error
+
+
+@pytest.mark.asyncio
+async def test_https_to_pinned_address_verifies_the_host_name(tmp_path: Path,
+                                                              delivery: Delivery) -> None:
+    cert, key = self_signed(tmp_path, ("receiver.test",))
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    dns = ScriptedDns({"receiver.test": ["127.0.0.1"], "impostor.test": ["127.0.0.1"]})
+    settings = DeliverySettings(webhook_allow=("127.0.0.1",), webhook_ca_file=str(cert))
+    async with running_fake(tls) as fake:
+        port = fake.port
+        outcomes = []
+        for host in ("receiver.test", "impostor.test"):
+            s = WebhookSender(WebhookConfig(url=f"https://{host}:{port}/h",
+                                            signing_secret=generate_webhook_secret()),
+                              settings, resolver=dns)
+            try:
+                outcomes.append(await s.send(delivery))
+            finally:
+                await s.close()
+    good, impostor = outcomes
+    assert good.ok, good.error
+    assert [r.headers["host"] for r in fake.requests] == [f"receiver.test:{port}"]
+    assert not impostor.ok and impostor.retryable
+    assert "not valid for 'impostor.test'" in impostor.error, impostor.error
+
+
+def test_unreadable_webhook_ca_file(tmp_path: Path) -> None:
+    with pytest.raises(FailedPreconditionError):
+        build_sender("webhook", {"url": "https://example.com/h",
+                                 "signing_secret": generate_webhook_secret()},
+                     DeliverySettings(webhook_ca_file=str(tmp_path / "none.pem")))
