@@ -19,11 +19,11 @@ from grpc_reflection.v1alpha import reflection
 from alerts.api.errors import ErrorInterceptor
 from alerts.api.service import AlertService
 from alerts.config import Config
+from alerts.delivery.channels.config import DeliverySettings
+from alerts.delivery.channels.url_guard import AllowList
 from alerts.delivery.hub import AlertHub
 from alerts.delivery.websocket import WebSocketServer, WebSocketSettings
 from alerts.engine.processor import AlertProcessor
-from alerts.delivery.channels.config import DeliverySettings
-from alerts.delivery.channels.url_guard import AllowList
 from alerts.errors import UnavailableError
 from alerts.observability.metrics import start_metrics_server
 from alerts.storage import open_store
@@ -106,7 +106,8 @@ async def build_server(config: Config) -> App:
                 f"cannot listen on {config.grpc_listen}: the address is in use or not valid here")
         websocket = None
         if config.ws_listen:
-            websocket = WebSocketServer(hub, store, _websocket_settings(config))
+            websocket = WebSocketServer(hub, store, _websocket_settings(config),
+                                        metrics=processor.metrics)
             await websocket.bind()
     except BaseException:
         await store.close()

@@ -65,6 +65,7 @@ from alerts.auth.tokens import Identity, check_secret, verify_token
 from alerts.delivery.alert_json import alert_to_dict, dumps, rfc3339_ms
 from alerts.delivery.hub import AlertHub, SlowConsumer
 from alerts.errors import AlertsError, InvalidArgumentError, OutOfRangeError, UnavailableError
+from alerts.observability.metrics import Metrics
 from alerts.rules.compiler import qualify
 from alerts.storage.base import Store
 from alerts.storage.records import ALERT_KINDS, AlertRecord
@@ -128,7 +129,8 @@ def _string_list(op: dict[str, Any], key: str) -> list[str]:
 class WebSocketServer:
     """Serves the owner's alerts from ``hub`` (live) and ``store`` (catch-up) over WebSocket."""
 
-    def __init__(self, hub: AlertHub, store: Store, settings: WebSocketSettings) -> None:
+    def __init__(self, hub: AlertHub, store: Store, settings: WebSocketSettings,
+                 metrics: Metrics | None = None) -> None:
         if settings.jwt_secret:
             check_secret(settings.jwt_secret)
         if settings.queue_size < 1:
@@ -142,6 +144,9 @@ class WebSocketServer:
         self.stopping = False
         self.address = ""
         self.dropped_slow = 0             # clients closed with 1013 so far
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.websocket_clients.set_function(lambda: self.connection_count)
         self._server: Server | None = None
         self._encoded: OrderedDict[int, bytes] = OrderedDict()
 
@@ -216,6 +221,10 @@ class WebSocketServer:
         finally:
             await session.end_stream()
 
+    def count_closed(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.websocket_closed.labels(reason).inc()
+
     def alert_frame(self, rec: AlertRecord) -> bytes:
         """The encoded ``alert`` frame, shared by every client the alert goes to."""
         frame = self._encoded.get(rec.alert_id)
@@ -250,6 +259,7 @@ class _Session:
             if not expiry.expired():
                 raise
             await self.end_stream()
+            self.server.count_closed("token_expired")
             await self.connection.close(CloseCode.POLICY_VIOLATION, "the token expired")
 
     async def _serve_ops(self) -> None:
@@ -392,6 +402,7 @@ class _Session:
 
     async def _drop(self, why: str, last: int) -> None:
         self.server.dropped_slow += 1
+        self.server.count_closed("slow")
         log.warning("slow WebSocket client dropped", owner=self.owner, why=why, last_id=last)
         await self.connection.close(CloseCode.TRY_AGAIN_LATER,
                                     f"slow client: {why}; resume after {last}")

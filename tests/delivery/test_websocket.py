@@ -317,6 +317,7 @@ def test_a_slow_client_is_dropped_while_a_fast_one_gets_everything_in_order(
         rule(stub, "test:A", "every", BULKY)
         assert server.app is not None and server.app.websocket is not None
         wss = server.app.websocket
+        metrics = server.app.processor.metrics
 
         async def follow(ws: ClientConnection, total: asyncio.Future[int]) -> list[int]:
             ids: list[int] = []
@@ -346,6 +347,11 @@ def test_a_slow_client_is_dropped_while_a_fast_one_gets_everything_in_order(
                 total.set_result(sent)
                 assert await fast_ids == list(range(1, sent + 1))
                 assert wss.dropped_slow == 1
+                registry = metrics.registry
+                assert registry.get_sample_value("alerts_websocket_closed_total",
+                                                 {"reason": "slow"}) == 1.0
+                # open connections: the slow one is closing (its close frame is queued)
+                assert registry.get_sample_value("alerts_websocket_clients") == 1.0
 
                 slow.transport.resume_reading()
                 got: list[int] = []
@@ -432,6 +438,9 @@ def test_shutdown_closes_clients_with_1001(tmp_path: Path) -> None:
 
 def test_a_connection_is_closed_with_1008_when_its_token_expires(tmp_path: Path) -> None:
     with ws_service(tmp_path) as (server, _stub):
+        assert server.app is not None
+        metrics = server.app.processor.metrics
+
         async def run() -> None:
             expiring = issue_token(SECRET, "local", 1)        # exp: within the next second
             async with connect(url(server, f"?token={expiring}")) as ws:
@@ -445,4 +454,6 @@ def test_a_connection_is_closed_with_1008_when_its_token_expires(tmp_path: Path)
                 claims = jwt.decode(expiring, SECRET, algorithms=["HS256"],
                                     options={"verify_exp": False})
                 assert time.time() >= claims["exp"]
+                assert metrics.registry.get_sample_value(
+                    "alerts_websocket_closed_total", {"reason": "token_expired"}) == 1.0
         asyncio.run(run())
