@@ -24,8 +24,13 @@ import numpy as np
 
 from alerts.market.exchange.book import Precision, SymbolBook, decimals_of
 from alerts.market.exchange.intervals import Interval, parse_interval
-from alerts.market.exchange.streams import (agg_trade_payload, agg_trade_stream, kline_stream,
-                                            trade_payload, trade_stream)
+from alerts.market.exchange.streams import (
+    agg_trade_payload,
+    agg_trade_stream,
+    kline_stream,
+    trade_payload,
+    trade_stream,
+)
 from alerts.market.exchange.trades import TradeChunk, TradeFeed
 
 _MAX_WAKE_S = 0.25

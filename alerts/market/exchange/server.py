@@ -22,22 +22,27 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from alerts.market.exchange.connection import (LimitedConnection, SessionLimits,
-                                               StreamSession)
+from alerts.market.exchange.connection import LimitedConnection, SessionLimits, StreamSession
 from alerts.market.exchange.control import ControlResult, Subscriptions
-from alerts.market.exchange.faults import FaultTarget, Faults
+from alerts.market.exchange.faults import Faults, FaultTarget
 from alerts.market.exchange.limits import MessageRate, WeightLimiter
 from alerts.market.exchange.replay import ReplayEngine, ReplayProgress
 from alerts.market.exchange.rest import PREFIXES, HttpAnswer, RestApi
-from alerts.market.exchange.streams import (SHUTDOWN_STREAM, Stream, combined_frame, dumps,
-                                            parse_stream, shutdown_payload)
+from alerts.market.exchange.streams import (
+    SHUTDOWN_STREAM,
+    Stream,
+    combined_frame,
+    dumps,
+    parse_stream,
+    shutdown_payload,
+)
 from alerts.market.exchange.synthetic import SyntheticFeed
 from alerts.market.exchange.trades import RecordedFeed, TradeFeed
 
@@ -156,7 +161,7 @@ class ReplayExchange:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def __aenter__(self) -> ReplayExchange:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -330,7 +335,9 @@ class ReplayExchange:
     def force_rate_limit(self, seconds: float) -> None:
         self._limiter.force(seconds)
 
-    def _process_request(self, connection: LimitedConnection, request: Request) -> Response | None:
+    def _process_request(self, connection: ServerConnection,
+                         request: Request) -> Response | None:
+        assert isinstance(connection, LimitedConnection)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             parsed = _stream_request(request.path, self.config.max_streams)
             if isinstance(parsed, HttpAnswer):
@@ -340,7 +347,8 @@ class ReplayExchange:
         client_ip = str(connection.remote_address[0]) if connection.remote_address else ""
         return _http_response(self._rest.answer(request.path, client_ip))
 
-    async def _handle(self, ws: LimitedConnection) -> None:
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert isinstance(ws, LimitedConnection)
         combined, streams = ws.initial
         ws.rate = MessageRate(self.config.max_incoming_per_s)
         subs = Subscriptions(combined, self.config.max_streams, {s.name: s for s in streams})
@@ -349,7 +357,7 @@ class ReplayExchange:
         self.apply(session, ControlResult("", added=tuple(streams)))
         try:
             await session.run()
-        except Exception:  # noqa: BLE001 - one connection's failure never stops the exchange
+        except Exception:
             log.exception("stream connection failed")
         finally:
             for stream in list(subs.streams.values()):

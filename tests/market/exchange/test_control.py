@@ -10,8 +10,6 @@ import websockets
 from alerts.market.exchange import ReplayExchange
 from alerts.market.exchange.control import METHODS, Subscriptions, handle_control
 
-
-
 _EXPECTED = ", ".join(f"`{m}`" for m in METHODS)
 
 
@@ -41,11 +39,11 @@ def test_the_documented_exchanges() -> None:
     ('{"method":"GET_PROPERTY","params":[5],"id":9}',
      '{"error":{"code":2,"msg":"Invalid request: property name must be a string"},"id":9}'),
     ('{"method":"LIST_SUBSCRIPTIONS","id":1.5}',
-     '{"error":{"code":2,"msg":"Invalid request: request ID must be an unsigned integer"},'
-     '"id":null}'),
+     ('{"error":{"code":2,"msg":"Invalid request: request ID must be an unsigned integer"},'
+      '"id":null}')),
     ('{"method":"SUBSCRIBEX","params":[],"id":10}',
-     '{"error":{"code":2,"msg":"Invalid request: unknown variant `SUBSCRIBEX`, expected one of '
-     + _EXPECTED + '"},"id":10}'),
+     ('{"error":{"code":2,"msg":"Invalid request: unknown variant `SUBSCRIBEX`, expected one '
+      'of ' + _EXPECTED + '"},"id":10}')),
     ('{"method":"GET_PROPERTY","params":["combined","x"],"id":11}',
      '{"error":{"code":2,"msg":"Invalid request: too many parameters"},"id":11}'),
     ('{"params":[],"id":12}',
