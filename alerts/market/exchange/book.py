@@ -87,6 +87,11 @@ class SymbolBook:
 
     # ------------------------------------------------------------------ growth
 
+    @property
+    def size(self) -> int:
+        """Trades held, including those after the exchange's ``now``."""
+        return self._n
+
     def extend(self, time_ms: np.ndarray, agg_id: np.ndarray, first_id: np.ndarray,
                last_id: np.ndarray, price: np.ndarray, qty: np.ndarray,
                buyer_maker: np.ndarray) -> None:

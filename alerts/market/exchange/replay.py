@@ -139,8 +139,7 @@ class ReplayEngine:
             return
         self._started = True
         for name in self._names:
-            precision = Precision() if self._venue == "spot" else None
-            self.books[name] = SymbolBook(name, precision or Precision())
+            self.books[name] = SymbolBook(name, Precision())
         self._clock = self._feed.start_ms(wall_ms) - 1
         self._ingest()
 
@@ -156,7 +155,7 @@ class ReplayEngine:
             for index in np.unique(chunk.symbol):
                 rows = np.flatnonzero(chunk.symbol == index)
                 book = self.books[self._names[int(index)]]
-                if self._venue == "usdm" and book.count(2 ** 62) == 0:
+                if self._venue == "usdm" and book.size == 0:   # the symbol's own precision
                     book.precision = Precision(decimals_of(chunk.price[rows]),
                                                decimals_of(chunk.qty[rows]), 8)
                 book.extend(chunk.time_ms[rows], chunk.trade_id[rows], chunk.first_id[rows],

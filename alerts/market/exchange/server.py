@@ -376,8 +376,5 @@ class _SessionHost:
     def apply(self, session: StreamSession, result: ControlResult) -> None:
         self._exchange.apply(session, result)
 
-    def now_ms(self) -> int:
-        return self._exchange.now_ms
-
     def backpressure_on(self) -> bool:
         return self._exchange.backpressure_on()

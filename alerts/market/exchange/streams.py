@@ -64,8 +64,11 @@ def dumps(value: Any) -> str:
 
 
 def combined_frame(stream: str, payload_json: str) -> str:
-    """The ``/stream`` wrapping ``{"stream":...,"data":...}`` of an already encoded payload."""
-    return f'{{"stream":{dumps(stream)},"data":{payload_json}}}'
+    """The ``/stream`` wrapping ``{"stream":...,"data":...}`` of an already encoded payload.
+
+    Stream names are validated (letters, digits, ``@_!``), so they need no escaping.
+    """
+    return f'{{"stream":"{stream}","data":{payload_json}}}'
 
 
 def trade_payload(symbol: str, event_ms: int, trade_id: int, price: str, qty: str,
