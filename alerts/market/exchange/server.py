@@ -143,6 +143,7 @@ class ReplayExchange:
         self._server: Server | None = None
         self._port = 0
         self._wall_clock = wall_clock
+        self._refuse_until = 0.0
         self.faults = Faults(self)
 
     @classmethod
@@ -335,10 +336,17 @@ class ReplayExchange:
     def force_rate_limit(self, seconds: float) -> None:
         self._limiter.force(seconds)
 
+    def refuse_connections(self, seconds: float) -> None:
+        self._refuse_until = asyncio.get_running_loop().time() + seconds
+
     def _process_request(self, connection: ServerConnection,
                          request: Request) -> Response | None:
         assert isinstance(connection, LimitedConnection)
         if request.headers.get("Upgrade", "").lower() == "websocket":
+            if connection.loop.time() < self._refuse_until:
+                return _http_response(HttpAnswer(503, dumps(
+                    {"code": -1008, "msg": "Server is currently overloaded with other requests. "
+                                           "Please try again in a few minutes."})))
             parsed = _stream_request(request.path, self.config.max_streams)
             if isinstance(parsed, HttpAnswer):
                 return _http_response(parsed)

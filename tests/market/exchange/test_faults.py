@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import pytest_asyncio
 import websockets
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from alerts.market.exchange import ReplayExchange
 
@@ -143,3 +143,21 @@ async def test_rate_limit_fault_then_ban_for_ignoring_it() -> None:
         banned = await client.get("/api/v3/time")
         assert banned.status_code == 418 and banned.json()["code"] == -1003
         assert int(banned.headers["Retry-After"]) == 120
+
+
+async def test_refused_connections_during_an_outage(ex: ReplayExchange) -> None:
+    ex.faults.refuse_connections(0.5)
+    with pytest.raises(InvalidStatus) as refused:
+        async with websockets.connect(ex.ws_url + "/ws/aaausdt@trade"):
+            pass
+    assert refused.value.response.status_code == 503
+    assert json.loads(refused.value.response.body)["code"] == -1008
+    async with httpx.AsyncClient(base_url=ex.rest_url) as client:   # REST still answers
+        assert (await client.get("/api/v3/ping")).status_code == 200
+    async with asyncio.timeout(5):
+        while True:                      # a client retrying with back-off gets in afterwards
+            try:
+                async with websockets.connect(ex.ws_url + "/ws/aaausdt@trade"):
+                    break
+            except InvalidStatus:
+                await asyncio.sleep(0.1)
