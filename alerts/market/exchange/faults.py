@@ -7,7 +7,8 @@ order messages leave them: ``drop(after_messages=N)`` cuts each connection
 stream messages of that time are lost to them); ``malformed_json(n)`` and
 ``wrong_fields(n)`` put a bad frame before each of their next n stream
 messages (extra frames: no data is lost); ``reorder(n)`` swaps their next n
-pairs of stream messages. ``refuse_connections(seconds)`` answers new
+pairs of stream messages (a frame with no successor within 0.5 s goes out
+alone, so nothing is lost). ``refuse_connections(seconds)`` answers new
 stream connections with HTTP 503 (an outage, for reconnect back-off).
 ``rate_limit(seconds)`` answers every REST request
 with 429 for a while (clients that ignore ``Retry-After`` get banned: 418).

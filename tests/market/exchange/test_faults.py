@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -161,3 +162,17 @@ async def test_refused_connections_during_an_outage(ex: ReplayExchange) -> None:
                     break
             except InvalidStatus:
                 await asyncio.sleep(0.1)
+
+
+async def test_a_held_frame_is_not_lost_when_the_stream_goes_quiet(tmp_path: Path) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text("symbol,trade_id,price,qty,time_ms\nAAAUSDT,1,5,1,1000\n"
+                    "AAAUSDT,2,6,1,5000\nAAAUSDT,3,7,1,6000\n")
+    async with ReplayExchange.from_files([path], speed=0, paused=True) as ex, \
+            websockets.connect(ex.ws_url + "/ws/aaausdt@trade") as client:
+        await ex.wait_subscribed("aaausdt@trade", timeout=5)
+        ex.faults.reorder(1)
+        await ex.run_until(1000)
+        assert [json.loads(m)["t"] for m in await _recv(client, 1)] == [1]   # held, then sent
+        await ex.run_until(6000)
+        assert [json.loads(m)["t"] for m in await _recv(client, 2)] == [2, 3]
