@@ -298,11 +298,13 @@ class ReplayEngine:
             maker = bool(chunk.buyer_maker[i])
             if wants_trade:
                 publisher.publish(trade_name, trade_payload(
-                    book.name, time_ms, int(chunk.trade_id[i]), price, qty, time_ms, maker))
+                    book.name, time_ms, int(chunk.trade_id[i]), price, qty, time_ms, maker,
+                    venue=self._venue))
             if wants_agg:
                 publisher.publish(agg_name, agg_trade_payload(
                     book.name, time_ms, int(chunk.trade_id[i]), price, qty,
-                    int(chunk.first_id[i]), int(chunk.last_id[i]), time_ms, maker))
+                    int(chunk.first_id[i]), int(chunk.last_id[i]), time_ms, maker,
+                    venue=self._venue))
         self._published += end - start
 
     def _report(self) -> None:

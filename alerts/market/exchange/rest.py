@@ -145,9 +145,13 @@ class RestApi:
 
     def agg_trades(self, params: dict[str, str]) -> Any:
         book = self._book(params)
-        return book.agg_trades(self.now_ms(), from_id=_int(params, "fromId"),
+        rows = book.agg_trades(self.now_ms(), from_id=_int(params, "fromId"),
                                start_ms=_int(params, "startTime"),
                                end_ms=_int(params, "endTime"), limit=_limit(params))
+        if self.venue == "usdm":          # USDⓈ-M rows have no ignored "M"
+            for row in rows:
+                del row["M"]
+        return rows
 
     def ticker_price(self, params: dict[str, str]) -> Any:
         now = self.now_ms()

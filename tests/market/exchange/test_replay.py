@@ -109,11 +109,21 @@ async def test_usdm_venue_serves_fapi(shared_data: Path) -> None:  # noqa: F811
                                                                "limit": 3})).json()
         assert [r["a"] for r in rows] == trades["trade_id"].tail(3).tolist()
         assert rows[-1]["p"] == f"{trades['price'].iloc[-1]:.2f}"   # the symbol's own precision
+        assert set(rows[0]) == {"a", "p", "q", "f", "l", "T", "m"}
         klines = (await client.get("/fapi/v1/klines", params={"symbol": "ETHUSDT",
                                                               "interval": "5m"})).json()
         assert sum(k[8] for k in klines) == len(trades)
         info = (await client.get("/fapi/v1/exchangeInfo")).json()
         assert info["symbols"][0]["contractType"] == "PERPETUAL"
+    async with ReplayExchange.from_files([shared_data / USDM_TRADES_FILE], speed=0,
+                                         paused=True, venue="usdm") as ex, \
+            websockets.connect(ex.ws_url + "/stream?streams=ethusdt@trade/ethusdt@aggTrade") as ws:
+        await ex.wait_subscribed("ethusdt@aggTrade", timeout=5)
+        await ex.run_until(int(trades["time_ms"].iloc[0]))
+        frames = {f["stream"]: f["data"] for f in
+                  [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(2)]}
+        assert frames["ethusdt@trade"]["X"] == "MARKET" and "M" not in frames["ethusdt@trade"]
+        assert "M" not in frames["ethusdt@aggTrade"]
 
 
 @pytest.mark.data
