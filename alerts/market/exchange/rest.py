@@ -86,12 +86,11 @@ class RestApi:
         """The answer to ``GET target`` (path and query) from ``client_ip``."""
         self.requests += 1
         parts = urlsplit(target)
-        if not parts.path.startswith(self.prefix + "/"):
-            return HttpAnswer(404, dumps({"code": -1000, "msg": "Not found."}))
         endpoint = parts.path[len(self.prefix) + 1:]
-        handler = _ROUTES.get(endpoint)
+        handler = _ROUTES.get(endpoint) if parts.path.startswith(self.prefix + "/") else None
         if handler is None:
-            return HttpAnswer(404, dumps({"code": -1000, "msg": "Not found."}))
+            return HttpAnswer(404, dumps({"code": -1000, "msg": "Not found."}),
+                              {"X-MBX-USED-WEIGHT-1M": str(self.limiter.used(client_ip))})
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         weight = _weight(endpoint, params)
         verdict = self.limiter.charge(client_ip, weight)
