@@ -13,6 +13,8 @@ text, timeframe and operands (or the error with ``line:col``).
 ``alerts backtest``: run rules over recorded trades or klines (CSV, gzip or
 not, in the column layout of Binance's trades/aggTrades or klines exports)
 through the same core the service uses, printing every alert.
+``alerts exchange replay|synthetic`` (``alerts.cli_exchange``): a local
+Binance-compatible exchange over recorded trades or a seeded random walk.
 
 Bad input ends with one line naming the problem and exit code 2, never a
 traceback.
@@ -32,6 +34,7 @@ from typing import TextIO
 import numpy as np
 
 from alerts.cli_channels import add_parser as add_channels_parser
+from alerts.cli_exchange import add_parser as add_exchange_parser
 from alerts.errors import AlertsError
 from alerts.rules.compiler import MODES, qualify
 from alerts.rules.format import format_condition
@@ -313,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="seconds the token is valid (default: one day)")
     tcreate.add_argument("--config", help="TOML file holding ws_jwt_secret")
     tcreate.set_defaults(func=_cmd_token)
+    add_exchange_parser(sub)
 
     tail = sub.add_parser("tail", help="print alerts as they are committed")
     tail.add_argument("--server", default="127.0.0.1:50051")
