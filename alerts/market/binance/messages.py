@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -23,9 +23,8 @@ class MalformedMessage(ValueError):
     """A frame or row that does not have the documented shape."""
 
 
-@dataclass(frozen=True, slots=True)
-class AggTrade:
-    """One aggregate trade: ``agg_id`` is contiguous per symbol."""
+class AggTrade(NamedTuple):
+    """One aggregate trade: ``agg_id`` is contiguous per symbol (a tuple: cheap to make)."""
 
     symbol: str          # as Binance spells it (upper case, no venue)
     agg_id: int
@@ -82,11 +81,35 @@ def _decimal(obj: dict[str, Any], key: str) -> float:
     return number
 
 
+_INF = math.inf
+
+
 def agg_trade(obj: Any, *, symbol: str | None = None) -> AggTrade:
     """An aggregate trade from a stream payload (``e`` = aggTrade) or a REST row.
 
     REST rows carry no symbol and no event time: pass ``symbol``; E becomes T.
     """
+    try:                                     # fast path: the documented shape
+        sym = obj["s"] if symbol is None else symbol
+        agg_id = obj["a"]
+        time_ms = obj["T"]
+        event_ms = obj.get("E", time_ms)
+        p = obj["p"]
+        q = obj["q"]
+        if (type(sym) is str and sym and type(agg_id) is int and type(time_ms) is int
+                and type(event_ms) is int and type(p) is str and type(q) is str
+                and agg_id >= 0 and time_ms > 0):
+            price = float(p)
+            qty = float(q)
+            if 0 < price < _INF and 0 <= qty < _INF:
+                return AggTrade(sym, agg_id, price, qty, time_ms, event_ms)
+    except (KeyError, TypeError, ValueError):
+        pass
+    return _checked_agg_trade(obj, symbol)
+
+
+def _checked_agg_trade(obj: Any, symbol: str | None) -> AggTrade:
+    """The slow path: the same checks one by one, to say what is wrong."""
     if not isinstance(obj, dict):
         raise MalformedMessage(f"aggregate trade must be an object, got {type(obj).__name__}")
     if symbol is None:

@@ -23,31 +23,21 @@ import re
 import time
 from collections import deque
 from collections.abc import Sequence
-from operator import attrgetter
 
 import structlog
 
 from alerts.errors import FailedPreconditionError, InvalidArgumentError
-from alerts.market.base import Bar, MarketSink, MarketSource, SourceEvent, SourceHealth, Tick
+from alerts.market.base import Bar, MarketSink, MarketSource, SourceEvent, SourceHealth
 from alerts.market.binance.connection import ConnectionSettings, LinkState, StreamConnection
 from alerts.market.binance.limits import SlidingWindowLimiter, full_jitter
-from alerts.market.binance.messages import (
-    AggTrade,
-    MalformedMessage,
-    Reply,
-    ServerShutdown,
-    StreamEvent,
-    parse_frame,
-)
+from alerts.market.binance.intake import TradeIntake
 from alerts.market.binance.rest import PAGE, BinanceRestClient
-from alerts.market.binance.sequencer import Offer, Sequencer
 from alerts.market.binance.venues import KLINE_INTERVALS, SPOT, Venue
 
 log = structlog.get_logger(__name__)
 
 MAX_STREAMS_PER_CONNECTION = 1024
 _SYMBOL = re.compile(r"^[A-Z0-9_\-]{1,32}$")
-_BY_TIME = attrgetter("time_ms")
 
 
 def _wall_ms() -> int:
@@ -104,14 +94,13 @@ class BinanceSource(MarketSource):
                                       on_recovered=self._rest_recovered)
         self._attempts = SlidingWindowLimiter(*connection_attempts)
         self._backfill_slots = asyncio.Semaphore(backfill_concurrency)
-        self._seq = Sequencer()
+        self._intake = TradeIntake(venue.name, on_bad=self._bad, on_gap=self._gap)
+        self._seq = self._intake.sequencer
         self._sink: MarketSink | None = None
         self._health = SourceHealth()
-        self._qualified: dict[str, str] = {}          # BTCUSDT -> binance:BTCUSDT
         self._where: dict[str, StreamConnection] = {}  # BTCUSDT -> its connection
         self._connections: list[StreamConnection] = []
         self._numbers = 0
-        self._ticks: list[Tick] = []
         self._events: deque[SourceEvent] = deque()
         self._backfills: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -119,12 +108,11 @@ class BinanceSource(MarketSource):
         self._room = asyncio.Event()
         self._room.set()
         self._degraded: set[str] = set()
-        self._clock_ms = 0               # latest event time seen on any connection
         self._last_tick_ms = 0           # event time of the last tick delivered
         self._last_watermark = 0
         self._subscribe_lock = asyncio.Lock()
         self._stopped = False
-        self._counts = {"duplicates": 0, "backfilled": 0, "gaps": 0, "rotations": 0,
+        self._counts = {"backfilled": 0, "gaps": 0, "rotations": 0,
                         "delivered": 0, "sink_errors": 0}
 
     # -- MarketSource ------------------------------------------------------------------
@@ -167,7 +155,7 @@ class BinanceSource(MarketSource):
                     conn = self._new_connection()
                     fresh[conn] = []
                 self._where[sym] = conn
-                self._qualified[sym] = f"{self.venue.name}:{sym}"
+                self._intake.follow(sym)
                 plan.setdefault(conn, []).append(sym)
             for conn, syms in plan.items():
                 streams = [s for sym in syms for s in self._streams(sym)]
@@ -179,6 +167,7 @@ class BinanceSource(MarketSource):
                 except Exception:
                     for sym in syms:
                         self._where.pop(sym, None)
+                        self._intake.unfollow(sym)
                     raise
             for conn in fresh:      # wait (bounded) for new sockets, so the caller knows
                 with contextlib.suppress(TimeoutError):
@@ -194,7 +183,7 @@ class BinanceSource(MarketSource):
                 task = self._backfills.pop(sym, None)
                 if task is not None:
                     task.cancel()
-                self._seq.forget(sym)
+                self._intake.unfollow(sym)
                 self._degraded.discard(f"backfill {sym}")
             for conn, syms in by_conn.items():
                 await conn.unsubscribe([s for sym in syms for s in self._streams(sym)])
@@ -220,7 +209,7 @@ class BinanceSource(MarketSource):
     # -- helpers ------------------------------------------------------------------------
     def now_ms(self) -> int:
         """The exchange's time as far as the streams tell (wall clock before any message)."""
-        return self._clock_ms or _wall_ms()
+        return self._intake.clock_ms or _wall_ms()
 
     def _bare(self, symbol: str) -> str:
         venue, sep, bare = symbol.rpartition(":")
@@ -265,67 +254,28 @@ class BinanceSource(MarketSource):
     # -- frames (FrameHandler) --------------------------------------------------------------
     def on_frame(self, state: LinkState, raw: str | bytes) -> bool:
         """Handle one frame in arrival order; True when the delivery backlog is full."""
-        health = self._health
-        health.messages += 1
-        state.last_message = time.monotonic()
-        try:
-            frame = parse_frame(raw)
-        except MalformedMessage as exc:
-            self._bad(state, str(exc), raw)
-            return False
-        if type(frame) is AggTrade:
-            if frame.event_ms > state.max_event_ms:
-                state.max_event_ms = frame.event_ms
-            self._trade(state, frame)
-        elif type(frame) is StreamEvent:
-            if frame.event_ms > state.max_event_ms:
-                state.max_event_ms = frame.event_ms
-                self._wake.set()
-        elif type(frame) is Reply:
-            if not state.resolve(frame):
-                self._bad(state, f"reply to unknown request id {frame.id!r}", raw)
-        elif type(frame) is ServerShutdown:
-            state.shutdown_notice.set()
-        return len(self._ticks) >= self.max_backlog
-
-    def _trade(self, state: LinkState, trade: AggTrade) -> None:
-        sym = trade.symbol
-        qualified = self._qualified.get(sym)
-        if qualified is None or sym not in self._where:
-            return                                  # unsubscribed; frames still in flight
-        seen = state.last_seen.get(sym)
-        if seen is not None and trade.agg_id <= seen:
-            if trade.agg_id < seen:
-                self._bad(state, f"{sym}: aggregate id {trade.agg_id} after {seen} "
-                                 "(out of order)", None, symbol=qualified)
-            else:
-                self._counts["duplicates"] += 1
-            return
-        state.last_seen[sym] = trade.agg_id
-        if trade.event_ms > self._clock_ms:
-            self._clock_ms = trade.event_ms
-        offer = self._seq.offer(trade)
-        if offer is Offer.ACCEPT:
-            self._ticks.append(Tick(qualified, trade.price, trade.qty, trade.time_ms, trade.agg_id))
+        intake = self._intake
+        intake.on_frame(state, raw)
+        if intake.woke:
+            intake.woke = False
             self._wake.set()
-        elif offer is Offer.DUPLICATE:
-            self._counts["duplicates"] += 1
-        elif offer is Offer.GAP:
-            self._start_backfill(sym, f"aggregate id {trade.agg_id} arrived after "
-                                      f"{self._seq.last_id(sym)}")
+        return len(intake.ticks) >= self.max_backlog
 
     def _bad(self, state: LinkState, why: str, raw: str | bytes | None,
-             symbol: str | None = None) -> None:
+             symbol: str | None) -> None:
         self._health.bad_messages += 1
         sample = raw[:200] if raw is not None else None
         log.warning("binance_bad_message", source=self.name, connection=state.number,
                     reason=why, frame=sample if isinstance(sample, str | None) else repr(sample))
         self._event("BAD_MESSAGE", why, symbol)
 
+    def _gap(self, sym: str, why: str) -> None:
+        self._start_backfill(sym, why, begun=True)
+
     async def wait_room(self) -> None:
         self._room.clear()
         self._wake.set()
-        while len(self._ticks) >= self.max_backlog and not self._stopped:
+        while len(self._intake.ticks) >= self.max_backlog and not self._stopped:
             await self._room.wait()
             self._room.clear()
 
@@ -363,7 +313,7 @@ class BinanceSource(MarketSource):
         self._backfills[sym] = self._spawn(self._backfill(sym, why), f"backfill-{sym}")
 
     async def _backfill(self, sym: str, why: str) -> None:
-        qualified = self._qualified[sym]
+        qualified = self._intake.qualified[sym]
         last = self._seq.last_id(sym)
         assert last is not None
         first = last + 1
@@ -372,7 +322,7 @@ class BinanceSource(MarketSource):
         async with self._backfill_slots:
             while True:
                 try:
-                    got, done = await self._backfill_step(sym, qualified)
+                    got, done = await self._backfill_step(sym)
                 except Exception as exc:  # REST down or refusing: keep holding, try again
                     failures += 1
                     log.error("binance_backfill_failed", source=self.name, symbol=sym,
@@ -393,14 +343,14 @@ class BinanceSource(MarketSource):
         self._restore(f"backfill {sym}")
         self._wake.set()
 
-    async def _backfill_step(self, sym: str, qualified: str) -> tuple[int, bool]:
+    async def _backfill_step(self, sym: str) -> tuple[int, bool]:
         """Fetch until held trades join up or REST is exhausted: (trades queued, finished)."""
         stuck = 0
         queued = 0
         while True:
             rows = await self.rest.agg_trades(sym, from_id=self._seq.last_id(sym) + 1, limit=PAGE)
             got = self._seq.absorb(sym, rows)
-            self._queue(qualified, got)
+            self._intake.queue(got)
             queued += len(got)
             held = self._seq.held_ids(sym)
             if not held and len(rows) < PAGE:
@@ -411,16 +361,13 @@ class BinanceSource(MarketSource):
             stuck += 1                              # REST is behind the stream: wait for it
             if stuck > self.backfill_retries:
                 missing, drained = self._seq.skip(sym)
-                self._queue(qualified, drained)
+                self._intake.queue(drained)
                 queued += len(drained)
                 self._event("GAP", f"aggregate ids {missing}..{held[0] - 1} are not available "
-                                   "from REST; skipped", qualified)
+                                   "from REST; skipped", self._intake.qualified.get(sym))
                 stuck = 0
                 continue
             await asyncio.sleep(min(0.05 * 2 ** stuck, 2.0))
-
-    def _queue(self, qualified: str, trades: list[AggTrade]) -> None:
-        self._ticks.extend(Tick(qualified, t.price, t.qty, t.time_ms, t.agg_id) for t in trades)
 
     async def _rest_rate_limited(self, status: int, pause_s: float) -> None:
         self._health.rate_limited += 1
@@ -442,10 +389,9 @@ class BinanceSource(MarketSource):
                 await self._call(sink.event(self._events.popleft()))
             if self._backfills:
                 continue
-            if self._ticks:
-                batch, self._ticks = self._ticks, []
+            if self._intake.ticks:
+                batch = self._intake.take()
                 self._room.set()
-                batch.sort(key=_BY_TIME)
                 for i in range(0, len(batch), self.max_batch):
                     chunk = batch[i:i + self.max_batch]
                     await self._call(sink.ticks(self.name, chunk))
@@ -485,6 +431,7 @@ class BinanceSource(MarketSource):
             h.last_message_ms = int(_wall_ms() - (time.monotonic() - stamp) * 1000)
         h.detail = ("; ".join(sorted(self._degraded)) if self._degraded
                     else f"{len(self._where)} symbols on {len(self._connections)} connections")
+        h.messages = self._intake.messages
         h.extra = {k: float(v) for k, v in self._counts.items()}
         h.extra.update(connections=float(len(self._connections)),
                        connections_up=float(len(up)),
@@ -492,4 +439,5 @@ class BinanceSource(MarketSource):
                        streams=float(sum(len(c.streams) for c in self._connections)),
                        used_weight=float(self.rest.weight.used),
                        backfills_running=float(len(self._backfills)),
-                       backlog=float(len(self._ticks)))
+                       duplicates=float(self._intake.duplicates),
+                       backlog=float(len(self._intake.ticks)))
