@@ -37,6 +37,7 @@ from alerts.market.binance.venues import KLINE_INTERVALS, SPOT, Venue
 log = structlog.get_logger(__name__)
 
 MAX_STREAMS_PER_CONNECTION = 1024
+_TROUBLE = frozenset({"STALE", "GAP", "RECONNECT", "RATE_LIMITED"})
 _SYMBOL = re.compile(r"^[A-Z0-9_\-]{1,32}$")
 
 
@@ -70,6 +71,7 @@ class BinanceSource(MarketSource):
         max_backlog: int = 200_000,
         backfill_retries: int = 20,
         backfill_concurrency: int = 4,
+        probe_after_s: float | None = 5.0,
     ) -> None:
         if not 1 <= streams_per_connection <= MAX_STREAMS_PER_CONNECTION:
             raise InvalidArgumentError(
@@ -89,6 +91,7 @@ class BinanceSource(MarketSource):
         self.max_batch = max_batch
         self.max_backlog = max_backlog
         self.backfill_retries = backfill_retries
+        self.probe_after_s = probe_after_s if clock_streams else None
         self.rest = BinanceRestClient(venue, base_url=rest_url, weight_budget=weight_budget,
                                       on_rate_limited=self._rest_rate_limited,
                                       on_recovered=self._rest_recovered)
@@ -108,6 +111,7 @@ class BinanceSource(MarketSource):
         self._room = asyncio.Event()
         self._room.set()
         self._degraded: set[str] = set()
+        self._troubled = False           # a trouble event went out since the feed was whole
         self._last_tick_ms = 0           # event time of the last tick delivered
         self._last_watermark = 0
         self._subscribe_lock = asyncio.Lock()
@@ -149,6 +153,8 @@ class BinanceSource(MarketSource):
             plan: dict[StreamConnection, list[str]] = {}
             fresh: dict[StreamConnection, list[str]] = {}
             for sym in bare:
+                if sym in self._where:
+                    continue
                 conn = next((c for c in self._connections
                              if c.room - per_symbol * len(plan.get(c, ())) >= per_symbol), None)
                 if conn is None:
@@ -240,6 +246,8 @@ class BinanceSource(MarketSource):
 
     def _event(self, kind: str, detail: str, symbol: str | None = None) -> None:
         self._events.append(SourceEvent(kind, self.name, self.now_ms(), detail, symbol))
+        if kind in _TROUBLE:
+            self._troubled = True
         self._wake.set()
 
     def _degrade(self, key: str) -> None:
@@ -248,13 +256,17 @@ class BinanceSource(MarketSource):
     def _restore(self, key: str) -> None:
         if key in self._degraded:
             self._degraded.discard(key)
-            if not self._degraded:
+            if not self._degraded and self._troubled:
+                self._troubled = False
                 self._event("RECOVERED", f"{key}: recovered; the feed is whole again")
 
     # -- frames (FrameHandler) --------------------------------------------------------------
     def on_frame(self, state: LinkState, raw: str | bytes) -> bool:
         """Handle one frame in arrival order; True when the delivery backlog is full."""
         intake = self._intake
+        if (self.probe_after_s is not None and state.last_seen
+                and time.monotonic() - state.last_message > self.probe_after_s):
+            self._probe(state)
         intake.on_frame(state, raw)
         if intake.woke:
             intake.woke = False
@@ -269,8 +281,18 @@ class BinanceSource(MarketSource):
                     reason=why, frame=sample if isinstance(sample, str | None) else repr(sample))
         self._event("BAD_MESSAGE", why, symbol)
 
+    def _probe(self, state: LinkState) -> None:
+        """A socket that was silent longer than its clock streams allow may have lost frames
+        (a stall): hold its symbols and check REST for trades missed, before going on."""
+        silent = time.monotonic() - state.last_message
+        log.warning("binance_connection_silent", source=self.name, connection=state.number,
+                    silent_s=round(silent, 3))
+        for sym, conn in self._where.items():
+            if conn.number == state.number and self._seq.begin(sym):
+                self._start_backfill(sym, f"connection {state.number} silent {silent:.1f} s")
+
     def _gap(self, sym: str, why: str) -> None:
-        self._start_backfill(sym, why, begun=True)
+        self._start_backfill(sym, why)
 
     async def wait_room(self) -> None:
         self._room.clear()
@@ -287,7 +309,7 @@ class BinanceSource(MarketSource):
         self._health.reconnects += 1
         for sym in [s for s, c in self._where.items() if c is conn]:
             if self._seq.begin(sym):
-                self._start_backfill(sym, "reconnected", begun=True)
+                self._start_backfill(sym, "reconnected")
         self._restore(key)
 
     async def on_lost(self, conn: StreamConnection, why: str, *, stale: bool) -> None:
@@ -304,9 +326,8 @@ class BinanceSource(MarketSource):
         log.info("binance_connection_rotated", source=self.name, connection=conn.number, why=why)
 
     # -- backfill ---------------------------------------------------------------------------
-    def _start_backfill(self, sym: str, why: str, *, begun: bool = False) -> None:
-        if not begun and not self._seq.recovering(sym):
-            self._seq.begin(sym)
+    def _start_backfill(self, sym: str, why: str) -> None:
+        """Fetch ``sym``'s missing trades (the sequencer already holds its live ones)."""
         if sym in self._backfills:
             return
         self._degrade(f"backfill {sym}")
@@ -389,6 +410,7 @@ class BinanceSource(MarketSource):
                 await self._call(sink.event(self._events.popleft()))
             if self._backfills:
                 continue
+            mark = self._watermark()     # every frame up to here is queued: the batch covers it
             if self._intake.ticks:
                 batch = self._intake.take()
                 self._room.set()
@@ -400,7 +422,8 @@ class BinanceSource(MarketSource):
                 if last > self._last_tick_ms:
                     self._last_tick_ms = last
                 self._health.lag_ms = float(_wall_ms() - last)
-            mark = self._watermark()
+            if self._backfills:          # a gap found meanwhile: its trades may be older
+                continue
             if mark > self._last_watermark and mark > self._last_tick_ms:
                 self._last_watermark = mark
                 await self._call(sink.watermark(self.name, mark))
