@@ -147,12 +147,22 @@ class StreamConnection:
         self._pacer = SlidingWindowLimiter(settings.control_per_s, 1.0)
         self._lock = asyncio.Lock()
         self._link: _Link | None = None
+        self._progress = 0               # latest event time of the sockets already closed
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
     @property
     def state(self) -> LinkState | None:
         return None if self._link is None else self._link.state
+
+    @property
+    def progress_ms(self) -> int:
+        """Latest event time seen on this slot, over all its sockets (0: none yet)."""
+        link = self._link
+        return max(self._progress, link.state.max_event_ms if link is not None else 0)
+
+    def _retire(self, link: _Link) -> None:
+        self._progress = max(self._progress, link.state.max_event_ms)
 
     @property
     def room(self) -> int:
@@ -265,6 +275,7 @@ class StreamConnection:
                 if outcome != "closed":
                     continue
             self.connected.clear()
+            self._retire(link)
             self._link = None
             await link.close()
             link = None
@@ -305,8 +316,10 @@ class StreamConnection:
             async with self._lock:
                 new = await self._open()
                 new.start(hold=True)
+                self._retire(old)
                 self._link = new
                 await old.close()
+                self._retire(old)
                 new.release()
         except (OSError, WebSocketException, TimeoutError) as exc:
             log.warning("binance_rotate_failed", connection=self.number, error=repr(exc))

@@ -18,16 +18,17 @@ logged, never fatal.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import re
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 
 from alerts.errors import FailedPreconditionError, InvalidArgumentError
-from alerts.market.base import Bar, MarketSink, MarketSource, SourceEvent, SourceHealth
+from alerts.market.base import Bar, MarketSink, MarketSource, SourceEvent, SourceHealth, Tick
 from alerts.market.binance.connection import ConnectionSettings, LinkState, StreamConnection
 from alerts.market.binance.limits import SlidingWindowLimiter, full_jitter
 from alerts.market.binance.intake import TradeIntake
@@ -39,6 +40,10 @@ log = structlog.get_logger(__name__)
 MAX_STREAMS_PER_CONNECTION = 1024
 _TROUBLE = frozenset({"STALE", "GAP", "RECONNECT", "RATE_LIMITED"})
 _SYMBOL = re.compile(r"^[A-Z0-9_\-]{1,32}$")
+
+
+def _time_of(tick: Tick) -> int:
+    return tick.time_ms
 
 
 def _wall_ms() -> int:
@@ -407,16 +412,19 @@ class BinanceSource(MarketSource):
             await self._wake.wait()
             self._wake.clear()
             while self._events:
-                await self._call(sink.event(self._events.popleft()))
+                await self._call(sink.event, self._events.popleft())
             if self._backfills:
                 continue
             mark = self._watermark()     # every frame up to here is queued: the batch covers it
             if self._intake.ticks:
-                batch = self._intake.take()
+                batch = self._ready()
                 self._room.set()
+            else:
+                batch = []
+            if batch:
                 for i in range(0, len(batch), self.max_batch):
                     chunk = batch[i:i + self.max_batch]
-                    await self._call(sink.ticks(self.name, chunk))
+                    await self._call(sink.ticks, self.name, chunk)
                     self._counts["delivered"] += len(chunk)
                 last = batch[-1].time_ms
                 if last > self._last_tick_ms:
@@ -426,23 +434,40 @@ class BinanceSource(MarketSource):
                 continue
             if mark > self._last_watermark and mark > self._last_tick_ms:
                 self._last_watermark = mark
-                await self._call(sink.watermark(self.name, mark))
+                await self._call(sink.watermark, self.name, mark)
 
-    async def _call(self, call: object) -> None:
+    async def _call(self, method: Callable[..., Awaitable[None]], *args: object) -> None:
         try:
-            await call  # type: ignore[misc]
+            await method(*args)
         except Exception as exc:  # the sink's failure must not end the feed
             self._counts["sink_errors"] += 1
             log.error("binance_sink_failed", source=self.name, error=repr(exc))
 
+    def _frontier(self) -> int | None:
+        """Event time every connection has reached (None: no connection has seen anything)."""
+        marks = [m for c in self._connections if (m := c.progress_ms) > 0]
+        return min(marks) if marks else None
+
+    def _ready(self) -> list[Tick]:
+        """The queued ticks no connection can still precede, oldest first; the rest stay queued.
+
+        With one connection that is all of them; with several, a faster socket's ticks
+        wait until the slower ones have reached their time (their clock streams keep
+        them moving), so event time never goes back.
+        """
+        batch = self._intake.take()
+        frontier = self._frontier()
+        if frontier is None or batch[-1].time_ms <= frontier:
+            return batch
+        cut = bisect.bisect_right(batch, frontier, key=_time_of)
+        self._intake.ticks = batch[cut:] + self._intake.ticks
+        return batch[:cut]
+
     def _watermark(self) -> int:
-        marks = []
-        for conn in self._connections:
-            state = conn.state
-            if state is None:
-                return 0
-            marks.append(state.max_event_ms)
-        return min(marks, default=0)
+        """The source clock to announce: the frontier, while every connection is up."""
+        if any(c.state is None for c in self._connections):
+            return 0
+        return self._frontier() or 0
 
     def _update_health(self) -> None:
         h = self._health
