@@ -81,7 +81,7 @@ class TradeIntake:
             state.shutdown_notice.set()
 
     def _trade(self, state: LinkState, trade: AggTrade) -> None:
-        if trade.event_ms > state.max_event_ms:
+        if trade.event_ms > state.max_event_ms:  # noqa: PLR1730 - hot path, no call
             state.max_event_ms = trade.event_ms
         sym = trade.symbol
         qualified = self.qualified.get(sym)
@@ -96,7 +96,7 @@ class TradeIntake:
                 self.duplicates += 1
             return
         state.last_seen[sym] = trade.agg_id
-        if trade.event_ms > self.clock_ms:
+        if trade.event_ms > self.clock_ms:  # noqa: PLR1730 - hot path, no call
             self.clock_ms = trade.event_ms
         offer = self.sequencer.offer(trade)
         if offer is Offer.ACCEPT:

@@ -33,6 +33,10 @@ class Sequencer:
     def last_id(self, symbol: str) -> int | None:
         return self._last.get(symbol)
 
+    def next_id(self, symbol: str) -> int:
+        """The aggregate id that must come next (the symbol must have a last id)."""
+        return self._last[symbol] + 1
+
     def recovering(self, symbol: str) -> bool:
         return symbol in self._held
 

@@ -30,8 +30,8 @@ import structlog
 from alerts.errors import FailedPreconditionError, InvalidArgumentError
 from alerts.market.base import Bar, MarketSink, MarketSource, SourceEvent, SourceHealth, Tick
 from alerts.market.binance.connection import ConnectionSettings, LinkState, StreamConnection
-from alerts.market.binance.limits import SlidingWindowLimiter, full_jitter
 from alerts.market.binance.intake import TradeIntake
+from alerts.market.binance.limits import SlidingWindowLimiter, full_jitter
 from alerts.market.binance.rest import PAGE, BinanceRestClient
 from alerts.market.binance.venues import KLINE_INTERVALS, SPOT, Venue
 
@@ -349,7 +349,7 @@ class BinanceSource(MarketSource):
             while True:
                 try:
                     got, done = await self._backfill_step(sym)
-                except Exception as exc:  # REST down or refusing: keep holding, try again
+                except Exception as exc:  # noqa: BLE001 - REST down or refusing: hold, retry
                     failures += 1
                     log.error("binance_backfill_failed", source=self.name, symbol=sym,
                               error=repr(exc), failures=failures)
@@ -374,7 +374,7 @@ class BinanceSource(MarketSource):
         stuck = 0
         queued = 0
         while True:
-            rows = await self.rest.agg_trades(sym, from_id=self._seq.last_id(sym) + 1, limit=PAGE)
+            rows = await self.rest.agg_trades(sym, from_id=self._seq.next_id(sym), limit=PAGE)
             got = self._seq.absorb(sym, rows)
             self._intake.queue(got)
             queued += len(got)
@@ -427,8 +427,7 @@ class BinanceSource(MarketSource):
                     await self._call(sink.ticks, self.name, chunk)
                     self._counts["delivered"] += len(chunk)
                 last = batch[-1].time_ms
-                if last > self._last_tick_ms:
-                    self._last_tick_ms = last
+                self._last_tick_ms = max(self._last_tick_ms, last)
                 self._health.lag_ms = float(_wall_ms() - last)
             if self._backfills:          # a gap found meanwhile: its trades may be older
                 continue
@@ -439,7 +438,7 @@ class BinanceSource(MarketSource):
     async def _call(self, method: Callable[..., Awaitable[None]], *args: object) -> None:
         try:
             await method(*args)
-        except Exception as exc:  # the sink's failure must not end the feed
+        except Exception as exc:  # noqa: BLE001 - a failing sink must not end the feed
             self._counts["sink_errors"] += 1
             log.error("binance_sink_failed", source=self.name, error=repr(exc))
 

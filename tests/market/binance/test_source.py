@@ -172,6 +172,22 @@ async def test_a_silent_stall_is_stale_then_backfilled(spot: ReplayExchange) -> 
         assert src.health().reconnects == 1
 
 
+async def test_a_short_silence_is_probed_for_lost_trades(spot: ReplayExchange) -> None:
+    sink = Sink()
+    start = t0()
+    async with running(spot, sink, stale_after_s=30.0, probe_after_s=0.5) as src:
+        await src.subscribe(["BTCUSDT", "ETHUSDT"])
+        await spot.wait_subscribed("ethusdt@aggTrade", timeout=5)
+        await spot.run_until(start + MIN)
+        await delivered(sink, want(start + MIN))
+        spot.faults.stall(1.5)                         # shorter than stale: no reconnect
+        await spot.run_until(start + 2 * MIN)          # lost; the exchange then stays paused,
+        # so no later trade reveals the hole: only the probe after the silence finds it
+        await delivered(sink, want(start + 2 * MIN))
+        assert "GAP" in sink.kinds() and "RECONNECT" not in sink.kinds()
+        assert src.health().reconnects == 0
+
+
 async def test_bad_frames_are_counted_and_never_stop_the_source(spot: ReplayExchange) -> None:
     sink = Sink()
     start = t0()
