@@ -25,7 +25,7 @@ from typing import Protocol
 import structlog
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from alerts.market.binance.errors import BinanceRequestError, BinanceUnavailableError
 from alerts.market.binance.limits import SlidingWindowLimiter, full_jitter
@@ -150,6 +150,8 @@ class StreamConnection:
         self._progress = 0               # latest event time of the sockets already closed
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self.settled = asyncio.Event()   # connected once, or refused
+        self.refused: BinanceRequestError | None = None
 
     @property
     def state(self) -> LinkState | None:
@@ -254,16 +256,26 @@ class StreamConnection:
                         await self._handler.on_connected(self, first=first)
                         self._link = link
                         link.start(hold=False)
+                except InvalidStatus as exc:
+                    status = exc.response.status_code
+                    if 400 <= status < 500 and status not in (418, 429):
+                        raw = exc.response.body or b""
+                        body = raw.decode(errors="replace")[:200]
+                        self.refused = BinanceRequestError(
+                            f"Binance refused the stream connection: HTTP {status} {body}",
+                            status=status)
+                        log.error("binance_connection_refused", connection=self.number,
+                                  status=status, body=body)
+                        self.settled.set()
+                        return
+                    attempt = await self._backoff(attempt, exc)
+                    continue
                 except (OSError, WebSocketException, TimeoutError) as exc:
-                    delay = full_jitter(attempt, base_s=self.settings.backoff_base_s,
-                                        cap_s=self.settings.backoff_cap_s)
-                    attempt += 1
-                    log.warning("binance_connect_failed", connection=self.number,
-                                error=repr(exc), retry_in_s=round(delay, 3))
-                    await asyncio.sleep(delay)
+                    attempt = await self._backoff(attempt, exc)
                     continue
                 first = False
                 self.connected.set()
+                self.settled.set()
             outcome = await self._watch(link)
             if outcome in ("rotate", "shutdown"):
                 new = await self._rotate(link, outcome)
@@ -284,6 +296,14 @@ class StreamConnection:
                                 cap_s=self.settings.backoff_cap_s)
             attempt += 1
             await asyncio.sleep(delay)
+
+    async def _backoff(self, attempt: int, exc: BaseException) -> int:
+        delay = full_jitter(attempt, base_s=self.settings.backoff_base_s,
+                            cap_s=self.settings.backoff_cap_s)
+        log.warning("binance_connect_failed", connection=self.number, error=repr(exc),
+                    retry_in_s=round(delay, 3))
+        await asyncio.sleep(delay)
+        return attempt + 1
 
     async def _watch(self, link: _Link) -> str:
         """Serve ``link`` until it closes, goes stale, must rotate or the server says shutdown."""

@@ -74,9 +74,9 @@ class TradeIntake:
                 state.max_event_ms = frame.event_ms  # type: ignore[union-attr]
                 self.woke = True
         elif kind is Reply:
-            if not state.resolve(frame):  # type: ignore[arg-type]
-                self._on_bad(state, f"reply to unknown request id {frame.id!r}",  # type: ignore[union-attr]
-                             raw, None)
+            reply: Reply = frame  # type: ignore[assignment]
+            if not state.resolve(reply):
+                self._on_bad(state, f"reply to unknown request id {reply.id!r}", raw, None)
         elif kind is ServerShutdown:
             state.shutdown_notice.set()
 

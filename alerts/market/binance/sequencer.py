@@ -60,7 +60,7 @@ class Sequencer:
         return Offer.GAP
 
     def begin(self, symbol: str) -> bool:
-        """Hold ``symbol``'s live trades for a backfill; False if there is nothing to resume from."""
+        """Hold ``symbol``'s live trades for a backfill; False: no last id to resume from."""
         if symbol not in self._last:
             return False
         self._held.setdefault(symbol, {})

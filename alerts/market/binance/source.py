@@ -23,13 +23,15 @@ import contextlib
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 import structlog
 
 from alerts.errors import FailedPreconditionError, InvalidArgumentError
 from alerts.market.base import Bar, MarketSink, MarketSource, SourceEvent, SourceHealth, Tick
 from alerts.market.binance.connection import ConnectionSettings, LinkState, StreamConnection
+from alerts.market.binance.errors import BinanceRequestError
 from alerts.market.binance.intake import TradeIntake
 from alerts.market.binance.limits import SlidingWindowLimiter, full_jitter
 from alerts.market.binance.rest import PAGE, BinanceRestClient
@@ -39,7 +41,7 @@ log = structlog.get_logger(__name__)
 
 MAX_STREAMS_PER_CONNECTION = 1024
 _TROUBLE = frozenset({"STALE", "GAP", "RECONNECT", "RATE_LIMITED"})
-_SYMBOL = re.compile(r"^[A-Z0-9_\-]{1,32}$")
+_SYMBOL = re.compile(r"^[A-Z0-9_]{1,32}$")
 
 
 def _time_of(tick: Tick) -> int:
@@ -180,10 +182,20 @@ class BinanceSource(MarketSource):
                         self._where.pop(sym, None)
                         self._intake.unfollow(sym)
                     raise
+            refused: BinanceRequestError | None = None
             for conn in fresh:      # wait (bounded) for new sockets, so the caller knows
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(conn.connected.wait(), self.settings.reply_timeout_s)
+                    await asyncio.wait_for(conn.settled.wait(), self.settings.reply_timeout_s)
+                if conn.refused is not None:
+                    refused = conn.refused
+                    for sym in plan[conn]:
+                        self._where.pop(sym, None)
+                        self._intake.unfollow(sym)
+                    self._connections.remove(conn)
+                    await conn.stop()
             self._update_health()
+            if refused is not None:
+                raise refused
 
     async def unsubscribe(self, symbols: Sequence[str]) -> None:
         bare = [s for s in dict.fromkeys(self._bare(s) for s in symbols) if s in self._where]
@@ -243,8 +255,8 @@ class BinanceSource(MarketSource):
         self._connections.append(conn)
         return conn
 
-    def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.create_task(coro, name=f"binance-{name}")  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=f"binance-{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -322,7 +334,8 @@ class BinanceSource(MarketSource):
         self._degrade(key)
         if stale:
             self._event("STALE", f"connection {conn.number}: no message for "
-                                 f"{self.settings.stale_after_s:g} s while subscribed; reconnecting")
+                                 f"{self.settings.stale_after_s:g} s while subscribed; "
+                                 "reconnecting")
         self._event("RECONNECT", f"connection {conn.number} {why}; reconnecting")
         log.warning("binance_connection_lost", source=self.name, connection=conn.number, why=why)
 

@@ -186,8 +186,8 @@ async def test_history_pages_and_keeps_only_closed_bars(scripted: Any) -> None:
         t = lo
         while t <= hi and len(rows) < int(q["limit"]):
             i = (t - start) // minute
-            rows.append([t, f"{i}.0", f"{i + 2}.0", f"{i - 1}.0", f"{i + 1}.0", "10", t + minute - 1,
-                         "100", 3, "5", "50", "0"])
+            rows.append([t, f"{i}.0", f"{i + 2}.0", f"{i - 1}.0", f"{i + 1}.0", "10",
+                         t + minute - 1, "100", 3, "5", "50", "0"])
             t += minute
         return 200, {"X-MBX-USED-WEIGHT-1M": str(len(server.seen) * 5)}, rows
 

@@ -310,7 +310,12 @@ async def test_bad_requests_are_clear_errors(spot: ReplayExchange) -> None:
             await src.subscribe(["binance-usdm:BTCUSDT"])
         with pytest.raises(InvalidArgumentError, match="invalid Binance symbol"):
             await src.subscribe(["binance:BTC/USDT"])
-        assert src.health().extra["connections"] == 0
+        # a name Binance refuses in the stream URL (HTTP 400, code 2): a clear error, no retrying
+        with pytest.raises(BinanceRequestError, match="HTTP 400.*invalid stream"):
+            await src.subscribe(["binance:BTC_USDT"])
+        assert src.health().extra["connections"] == 0 and spot.connections == 0
+        await src.subscribe(["BTCUSDT"])                     # the source is still fine
+        await spot.wait_subscribed("btcusdt@aggTrade", timeout=5)
 
 
 async def test_usdm_futures_venue(shared_data: Path) -> None:  # noqa: F811
