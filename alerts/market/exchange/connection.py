@@ -6,8 +6,8 @@ second disconnects (close 1008). ``StreamSession`` runs the connection as
 four owned tasks: the reader (control messages), the writer (a per-connection
 backlog; a connection that falls more than ``max_backlog`` frames behind at
 speed > 0 is cut, as Binance cuts slow readers), the pinger (a ping with the
-current time as payload every ``ping_interval_s``; no matching pong within
-``pong_timeout_s`` closes with 1008) and a watchdog (lifetime: close 1001
+wall-clock milliseconds as payload every ``ping_interval_s``; no matching pong within
+``pong_timeout_s`` cuts the connection) and a watchdog (lifetime: close 1001
 after ``max_lifetime_s``; the rate limit; stalls). Faults act through the
 attributes of ``faults.FaultTarget``.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from websockets.frames import Frame, Opcode
 from alerts.market.exchange.control import ControlResult, Subscriptions, handle_control
 from alerts.market.exchange.faults import corrupt
 from alerts.market.exchange.limits import MessageRate
+from alerts.market.exchange.streams import Stream
 
 _COUNTED = (Opcode.TEXT, Opcode.BINARY, Opcode.PING, Opcode.PONG)
 
@@ -38,6 +40,7 @@ class LimitedConnection(ServerConnection):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.rate: MessageRate | None = None
+        self.initial: tuple[bool, list[Stream]] = (False, [])   # from the URL: combined, streams
         self.over_limit = asyncio.Event()
         self.frames_in = 0
 
@@ -223,6 +226,7 @@ class StreamSession:
         interval, timeout = self._limits.ping_interval_s, self._limits.pong_timeout_s
         pending: list[tuple[float, asyncio.Future[float]]] = []
         next_ping = loop.time() + interval
+        last_payload = 0
         try:
             while True:
                 now = loop.time()
@@ -232,12 +236,13 @@ class StreamSession:
                     await asyncio.sleep(self._stalled_until - now)
                     continue
                 if now >= next_ping:
-                    waiter = await self.ws.ping(str(self._host.now_ms()).encode())
+                    last_payload = max(last_payload + 1, int(time.time() * 1000))
+                    waiter = await self.ws.ping(str(last_payload).encode())
                     pending.append((now, waiter))  # type: ignore[arg-type]
                     next_ping = now + interval
                 pending = [(sent, w) for sent, w in pending if not w.done()]
                 if pending and now - pending[0][0] >= timeout:
-                    self._end(self._closer(1008, "pong timeout"))
+                    self._end(self._abort)
                     return
                 wake = next_ping if not pending else min(next_ping, pending[0][0] + timeout)
                 await asyncio.sleep(max(0.0, wake - loop.time()))

@@ -29,6 +29,7 @@ from alerts.market.exchange.streams import (agg_trade_payload, agg_trade_stream,
 from alerts.market.exchange.trades import TradeChunk, TradeFeed
 
 _MAX_WAKE_S = 0.25
+_NEVER = 2 ** 62
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class ReplayEngine:
         self._published = 0
         self._clock = 0
         self._klines: dict[str, _KlineSeries] = {}
+        self._next_close = _NEVER     # the earliest end of a followed kline's forming bar
         self._running = asyncio.Event()
         if not paused:
             self._running.set()
@@ -213,12 +215,16 @@ class ReplayEngine:
         parsed = parse_interval(interval)
         if book is None or parsed is None or stream in self._klines:
             return
-        self._klines[stream] = _KlineSeries(book, parsed, stream, parsed.floor(self._clock))
+        series = _KlineSeries(book, parsed, stream, parsed.floor(self._clock))
+        self._klines[stream] = series
+        self._next_close = min(self._next_close, parsed.next_open(series.open_ms))
 
     def remove_kline(self, symbol: str, interval: str) -> None:
         self._klines.pop(kline_stream(symbol, interval), None)
 
     def _close_klines(self, upto_ms: int) -> None:
+        if upto_ms < self._next_close:
+            return
         for series in list(self._klines.values()):
             interval = series.interval
             end = interval.next_open(series.open_ms)
@@ -228,6 +234,8 @@ class ReplayEngine:
                     self._send_kline(series, series.open_ms, end - 1, closed=True, event_ms=end)
                 series.open_ms = end
                 end = interval.next_open(end)
+        self._next_close = min((s.interval.next_open(s.open_ms) for s in self._klines.values()),
+                               default=_NEVER)
 
     def _send_kline(self, series: _KlineSeries, open_ms: int, now_ms: int, *, closed: bool,
                     event_ms: int) -> None:

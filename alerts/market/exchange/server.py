@@ -335,13 +335,13 @@ class ReplayExchange:
             parsed = _stream_request(request.path, self.config.max_streams)
             if isinstance(parsed, HttpAnswer):
                 return _http_response(parsed)
-            connection.initial = parsed  # type: ignore[attr-defined]
+            connection.initial = parsed
             return None
         client_ip = str(connection.remote_address[0]) if connection.remote_address else ""
         return _http_response(self._rest.answer(request.path, client_ip))
 
     async def _handle(self, ws: LimitedConnection) -> None:
-        combined, streams = ws.initial  # type: ignore[attr-defined]
+        combined, streams = ws.initial
         ws.rate = MessageRate(self.config.max_incoming_per_s)
         subs = Subscriptions(combined, self.config.max_streams, {s.name: s for s in streams})
         session = StreamSession(ws, subs, _SessionHost(self), self._limits)
