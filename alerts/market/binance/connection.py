@@ -126,7 +126,10 @@ class _Link:
         finally:
             self.state.fail_waiters(BinanceUnavailableError("connection closed"))
 
-    async def close(self) -> None:
+    async def close(self, *, abort: bool = False) -> None:
+        """Close politely, or (``abort``: the peer is not listening) drop the TCP connection."""
+        if abort and self.ws.transport is not None:
+            self.ws.transport.abort()
         await self.ws.close()
         if self.reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -241,7 +244,7 @@ class StreamConnection:
         ws = await websockets.connect(
             self._url(), open_timeout=self.settings.open_timeout_s, compression=None,
             ping_interval=self.settings.ping_interval_s, ping_timeout=self.settings.ping_interval_s,
-            max_queue=1024)
+            close_timeout=2.0, max_queue=1024)
         return _Link(ws, LinkState(self.number), self._handler)
 
     async def _run(self) -> None:
@@ -289,7 +292,7 @@ class StreamConnection:
             self.connected.clear()
             self._retire(link)
             self._link = None
-            await link.close()
+            await link.close(abort=outcome == "stale")
             link = None
             await self._handler.on_lost(self, outcome, stale=outcome == "stale")
             delay = full_jitter(attempt, base_s=self.settings.backoff_base_s,
