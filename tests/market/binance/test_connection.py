@@ -235,3 +235,23 @@ async def test_rotation_opens_the_successor_before_closing(server: MiniServer) -
         assert server.life.index(("open", 3)) < server.life.index(("closed", 2))
     finally:
         await conn.stop()
+
+
+async def test_connection_attempts_share_the_source_limit(server: MiniServer) -> None:
+    rec = Recorder(server.changes)
+    attempts = SlidingWindowLimiter(2, 300.0)          # 2 attempts per 5 minutes
+    conn = StreamConnection(1, ConnectionSettings(ws_url=server.url, backoff_base_s=0.001), rec,
+                            attempts, capacity=10)
+    conn.start(["btcusdt@aggTrade"])
+    try:
+        await server.changes.until(lambda: len(server.sockets) == 1)
+        await server.sockets[0].close()
+        await server.changes.until(lambda: len(server.sockets) == 2)
+        await server.sockets[1].close()
+        await server.changes.until(lambda: rec.lost == ["closed", "closed"])
+        # the third attempt waits for the window (about 300 s): none arrives meanwhile
+        with pytest.raises(TimeoutError):
+            await server.changes.until(lambda: len(server.sockets) == 3, timeout=0.5)
+        assert attempts.delay() > 290
+    finally:
+        await conn.stop()
