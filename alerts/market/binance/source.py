@@ -465,11 +465,12 @@ class BinanceSource(MarketSource):
 
         With one connection that is all of them; with several, a faster socket's ticks
         wait until the slower ones have reached their time (their clock streams keep
-        them moving), so event time never goes back.
+        them moving), so event time never goes back. Without clock streams a quiet
+        socket would hold the others forever: each batch is then only sorted.
         """
         batch = self._intake.take()
         frontier = self._frontier()
-        if frontier is None or batch[-1].time_ms <= frontier:
+        if frontier is None or not self.clock_streams or batch[-1].time_ms <= frontier:
             return batch
         cut = bisect.bisect_right(batch, frontier, key=_time_of)
         self._intake.ticks = batch[cut:] + self._intake.ticks
