@@ -207,7 +207,7 @@ class BinanceSource(MarketSource):
                 if task is not None:
                     task.cancel()
                 self._intake.unfollow(sym)
-                self._degraded.discard(f"backfill {sym}")
+                self._restore(f"backfill {sym}")
             for conn, syms in by_conn.items():
                 await conn.unsubscribe([s for sym in syms for s in self._streams(sym)])
                 if not conn.streams:
@@ -353,47 +353,39 @@ class BinanceSource(MarketSource):
 
     async def _backfill(self, sym: str, why: str) -> None:
         qualified = self._intake.qualified[sym]
-        last = self._seq.last_id(sym)
-        assert last is not None
-        first = last + 1
-        filled = 0
+        first = self._seq.next_id(sym)
         failures = 0
         async with self._backfill_slots:
             while True:
                 try:
-                    got, done = await self._backfill_step(sym)
+                    await self._backfill_step(sym)
+                    break
                 except Exception as exc:  # noqa: BLE001 - REST down or refusing: hold, retry
                     failures += 1
                     log.error("binance_backfill_failed", source=self.name, symbol=sym,
                               error=repr(exc), failures=failures)
                     await asyncio.sleep(full_jitter(failures, base_s=0.5, cap_s=30.0))
-                    continue
-                filled += got
-                if done:
-                    break
         self._seq.end(sym)
         self._backfills.pop(sym, None)
+        filled = self._seq.next_id(sym) - first      # ids handed on (held ones included)
         if filled:
             self._counts["backfilled"] += filled
             self._counts["gaps"] += 1
-            self._event("GAP", f"{why}: aggregate ids {first}..{self._seq.last_id(sym)} "
-                               f"({filled} trades) delivered from REST backfill and the held "
-                               "stream", qualified)
+            self._event("GAP", f"{why}: aggregate ids {first}..{first + filled - 1} "
+                               "delivered from REST backfill and the held stream", qualified)
         self._restore(f"backfill {sym}")
         self._wake.set()
 
-    async def _backfill_step(self, sym: str) -> tuple[int, bool]:
-        """Fetch until held trades join up or REST is exhausted: (trades queued, finished)."""
+    async def _backfill_step(self, sym: str) -> None:
+        """Fetch until the held trades join up and REST has nothing newer."""
         stuck = 0
-        queued = 0
         while True:
             rows = await self.rest.agg_trades(sym, from_id=self._seq.next_id(sym), limit=PAGE)
             got = self._seq.absorb(sym, rows)
             self._intake.queue(got)
-            queued += len(got)
             held = self._seq.held_ids(sym)
             if not held and len(rows) < PAGE:
-                return queued, True                 # caught up with the present
+                return                              # caught up with the present
             if got:
                 stuck = 0
                 continue
@@ -401,7 +393,6 @@ class BinanceSource(MarketSource):
             if stuck > self.backfill_retries:
                 missing, drained = self._seq.skip(sym)
                 self._intake.queue(drained)
-                queued += len(drained)
                 self._event("GAP", f"aggregate ids {missing}..{held[0] - 1} are not available "
                                    "from REST; skipped", self._intake.qualified.get(sym))
                 stuck = 0
