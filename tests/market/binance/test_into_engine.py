@@ -91,8 +91,9 @@ async def run(data: Path, faults: dict[int, Step]) -> tuple[KernelSink, list[str
                 end = start + step * MIN
                 await ex.run_until(end)
                 n = sum(len(expected_ticks(s, until_ms=end)) for s in ("BTCUSDT", "ETHUSDT"))
-                await sink.until(lambda: len(sink.received) == n and bool(sink.watermarks)
-                                 and sink.watermarks[-1] == end, timeout=30)
+                await sink.until(lambda n=n, end=end: len(sink.received) == n
+                                 and bool(sink.watermarks) and sink.watermarks[-1] == end,
+                                 timeout=30)
         finally:
             await src.stop()
     return sink, sink.kinds()
