@@ -91,6 +91,7 @@ class ConnectionSettings:
     control_per_s: int = 4          # of Binance's 5 incoming messages/s, one left for pongs
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 60.0
+    stable_after_s: float = 30.0    # a socket that lived this long resets the backoff
     ping_interval_s: float | None = 20.0
 
 
@@ -289,21 +290,23 @@ class StreamConnection:
                 outcome = "closed" if link.reader is None or link.reader.done() else outcome
                 if outcome != "closed":
                     continue
+            lived = time.monotonic() - link.state.opened_at
             self.connected.clear()
             self._retire(link)
             self._link = None
             await link.close(abort=outcome == "stale")
             link = None
             await self._handler.on_lost(self, outcome, stale=outcome == "stale")
-            delay = full_jitter(attempt, base_s=self.settings.backoff_base_s,
-                                cap_s=self.settings.backoff_cap_s)
-            attempt += 1
-            await asyncio.sleep(delay)
+            if lived >= self.settings.stable_after_s:
+                attempt = 0                 # it had worked: start the backoff over
+            attempt = await self._backoff(attempt, outcome)
 
-    async def _backoff(self, attempt: int, exc: BaseException) -> int:
+    async def _backoff(self, attempt: int, why: BaseException | str) -> int:
+        """Sleep the full-jitter delay of ``attempt``; returns the next attempt number."""
         delay = full_jitter(attempt, base_s=self.settings.backoff_base_s,
                             cap_s=self.settings.backoff_cap_s)
-        log.warning("binance_connect_failed", connection=self.number, error=repr(exc),
+        log.warning("binance_reconnect_backoff", connection=self.number,
+                    why=why if isinstance(why, str) else repr(why), attempt=attempt,
                     retry_in_s=round(delay, 3))
         await asyncio.sleep(delay)
         return attempt + 1
