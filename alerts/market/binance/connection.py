@@ -153,6 +153,7 @@ class StreamConnection:
         self._link: _Link | None = None
         self._progress = 0               # latest event time of the sockets already closed
         self._task: asyncio.Task[None] | None = None
+        self.failures = 0                # consecutive failed or short-lived sockets (the backoff)
         self.connected = asyncio.Event()
         self.settled = asyncio.Event()   # connected once, or refused
         self.refused: BinanceRequestError | None = None
@@ -249,7 +250,7 @@ class StreamConnection:
         return _Link(ws, LinkState(self.number), self._handler)
 
     async def _run(self) -> None:
-        attempt = 0
+        self.failures = attempt = 0
         first = True
         link: _Link | None = None
         while self.streams:
@@ -308,6 +309,7 @@ class StreamConnection:
         log.warning("binance_reconnect_backoff", connection=self.number,
                     why=why if isinstance(why, str) else repr(why), attempt=attempt,
                     retry_in_s=round(delay, 3))
+        self.failures = attempt + 1
         await asyncio.sleep(delay)
         return attempt + 1
 

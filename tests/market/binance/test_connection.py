@@ -255,3 +255,21 @@ async def test_connection_attempts_share_the_source_limit(server: MiniServer) ->
         assert attempts.delay() > 290
     finally:
         await conn.stop()
+
+
+@pytest.mark.parametrize("stable_after_s, grows", [(60.0, True), (0.0, False)])
+async def test_backoff_grows_over_short_lived_sockets(server: MiniServer, stable_after_s: float,
+                                                      grows: bool) -> None:
+    rec = Recorder(server.changes)
+    settings = ConnectionSettings(ws_url=server.url, backoff_base_s=0.001, backoff_cap_s=0.01,
+                                  stable_after_s=stable_after_s)
+    conn = StreamConnection(1, settings, rec, SlidingWindowLimiter(300, 300.0), capacity=10)
+    conn.start(["btcusdt@aggTrade"])
+    try:
+        for n in range(1, 5):
+            await server.changes.until(lambda n=n: len(server.sockets) == n)
+            await server.sockets[n - 1].close()
+            await server.changes.until(lambda n=n: len(rec.lost) == n)
+        assert conn.failures == (4 if grows else 1)
+    finally:
+        await conn.stop()
