@@ -360,21 +360,38 @@ class BinanceSource(MarketSource):
                 try:
                     await self._backfill_step(sym)
                     break
+                except BinanceRequestError as exc:   # refused for good: do not hold the feed
+                    self._give_up(sym, exc)
+                    break
                 except Exception as exc:  # noqa: BLE001 - REST down or refusing: hold, retry
                     failures += 1
                     log.error("binance_backfill_failed", source=self.name, symbol=sym,
                               error=repr(exc), failures=failures)
                     await asyncio.sleep(full_jitter(failures, base_s=0.5, cap_s=30.0))
-        self._seq.end(sym)
+        missed = self._seq.end(sym)
         self._backfills.pop(sym, None)
-        filled = self._seq.next_id(sym) - first      # ids handed on (held ones included)
-        if filled:
-            self._counts["backfilled"] += filled
+        if missed:
+            last = self._seq.next_id(sym) - 1
+            self._counts["backfilled"] += missed
             self._counts["gaps"] += 1
-            self._event("GAP", f"{why}: aggregate ids {first}..{first + filled - 1} "
-                               "delivered from REST backfill and the held stream", qualified)
+            self._event("GAP", f"{why}: {missed} trades the stream missed among aggregate ids "
+                               f"{first}..{last}, delivered from REST backfill", qualified)
         self._restore(f"backfill {sym}")
         self._wake.set()
+
+    def _give_up(self, sym: str, exc: BinanceRequestError) -> None:
+        """Binance refuses the backfill (e.g. the symbol is gone): skip to the live trades."""
+        log.error("binance_backfill_refused", source=self.name, symbol=sym, error=str(exc))
+        held = self._seq.held_ids(sym)
+        missing = self._seq.next_id(sym)
+        while True:                      # past every hole among the held trades
+            _, drained = self._seq.skip(sym)
+            self._intake.queue(drained)
+            if not self._seq.held_ids(sym):
+                break
+        upto = f"..{held[0] - 1}" if held else " on"
+        self._event("GAP", f"aggregate ids {missing}{upto} could not be backfilled: {exc}",
+                    self._intake.qualified.get(sym))
 
     async def _backfill_step(self, sym: str) -> None:
         """Fetch until the held trades join up and REST has nothing newer."""
