@@ -493,7 +493,8 @@ class BinanceSource(MarketSource):
     def _update_health(self) -> None:
         h = self._health
         up = [c for c in self._connections if c.state is not None]
-        h.up = bool(self._connections) and len(up) == len(self._connections) and not self._stopped
+        h.up = (self._sink is not None and not self._stopped
+                and len(up) == len(self._connections))   # no symbol yet: up, nothing to do
         h.rate_limited = max(h.rate_limited, self.rest.rate_limited)
         stamp = max((c.state.last_message for c in up if c.state), default=None)
         if stamp is not None:

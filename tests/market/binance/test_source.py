@@ -97,6 +97,9 @@ async def test_uninterrupted_run_delivers_every_trade_and_watermarks(spot: Repla
         assert h.extra["connections"] == 1 and h.extra["streams"] == 4
         assert sink.events == []
         assert sink.batches < len(sink.received)            # batched, not one call per tick
+    assert not src.health().up
+    await spot.wait_connections(0, timeout=5)              # the socket was closed
+    await src.stop()                                       # stopping twice is harmless
 
 
 async def test_live_subscribe_and_unsubscribe(spot: ReplayExchange) -> None:
@@ -317,7 +320,8 @@ async def test_bad_requests_are_clear_errors(spot: ReplayExchange) -> None:
         # a name Binance refuses in the stream URL (HTTP 400, code 2): a clear error, no retrying
         with pytest.raises(BinanceRequestError, match="HTTP 400.*invalid stream"):
             await src.subscribe(["binance:BTC_USDT"])
-        assert src.health().extra["connections"] == 0 and spot.connections == 0
+        h = src.health()
+        assert h.extra["connections"] == 0 and spot.connections == 0 and h.up
         await src.subscribe(["BTCUSDT"])                     # the source is still fine
         await spot.wait_subscribed("btcusdt@aggTrade", timeout=5)
 
