@@ -1,7 +1,7 @@
 """One combined-stream connection slot: its streams, its WebSocket, its lifecycle.
 
 A ``StreamConnection`` owns a set of stream names and keeps one WebSocket
-(``Link``) open for them: it connects (``/stream?streams=a/b``), reconnects
+(``_Link``) open for them: it connects (``/stream?streams=a/b``), reconnects
 with full-jitter backoff when the socket drops or goes silent, and rotates to
 a fresh socket before ``max_age_s`` or on ``serverShutdown`` with no gap: the
 new socket is opened and subscribed while the old one still delivers, its
@@ -65,12 +65,13 @@ class LinkState:
 
 
 class FrameHandler(Protocol):
-    """The receiver of every frame (the source); ``backlog_full`` asks the reader to wait."""
+    """The receiver of every frame and connection event (the source)."""
 
     def on_frame(self, state: LinkState, raw: str | bytes) -> bool:
         """Handle one frame; True when the backlog is full and the reader should wait."""
 
-    async def wait_room(self) -> None: ...
+    async def wait_room(self) -> None:
+        """Return once the backlog has room again."""
 
     async def on_connected(self, conn: StreamConnection, *, first: bool) -> None: ...
 
