@@ -3,16 +3,17 @@
 Each followed symbol is one ``<sym>@aggTrade`` stream (plus ``<sym>@kline_1m``,
 whose event times keep the source clock moving on quiet symbols); streams are
 spread over ``StreamConnection`` slots of at most ``streams_per_connection``.
-Every frame goes through ``on_frame``: parsed, checked against the last
+Every frame goes through ``TradeIntake``: parsed, checked against the last
 aggregate id of its symbol (``Sequencer``), and either queued for delivery,
 dropped as a duplicate, or held while the missing ids are fetched from REST
-``aggTrades?fromId=``. After any reconnect every symbol of the connection is
-backfilled the same way. While any backfill runs, nothing is delivered; then
-the queue is sorted by event time and handed to the sink in batches, so the
-sink sees exactly the trades of an uninterrupted connection. Watermarks (the
-minimum over connections of the latest event time) follow when nothing is
-pending. Feed trouble becomes ``SourceEvent``s; bad frames are counted and
-logged, never fatal.
+``aggTrades?fromId=``. After any reconnect, and after a socket was silent
+longer than its clock streams allow, every symbol of the connection is
+backfilled the same way. While any backfill runs nothing is delivered; then
+the queue is sorted by event time and handed to the sink in batches (ticks of
+a faster connection wait until every connection has reached their time), so
+the sink sees exactly the trades of an uninterrupted connection. Watermarks
+(that common time) follow when nothing is pending. Feed trouble becomes
+``SourceEvent``s; bad frames are counted and logged, never fatal.
 """
 
 from __future__ import annotations
