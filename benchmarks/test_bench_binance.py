@@ -10,11 +10,15 @@ checks, aggregate-id sequencing, ``Tick``) and ``take()`` (the deliverer's
 sort) every 4,096 frames. ``test_intake_into_kernel``: the same, then per
 batch the sink's work (ticks to numpy columns, ``Kernel.intern`` for ids) and
 ``Kernel.process`` with the five rules per symbol of ``test_bench_kernel.py``.
-No socket is involved (the WebSocket decoding is websockets' cost, not ours).
+``test_over_loopback``: the whole source over a real socket, fed by the replay
+exchange (synthetic, speed 0) in the same process, into a counting sink.
+The first two involve no socket (the WebSocket decoding is websockets' cost).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import numpy as np
@@ -22,8 +26,10 @@ import orjson
 
 from alerts.engine.kernel import Kernel
 from alerts.market.base import Tick
+from alerts.market.binance import SPOT, BinanceSource
 from alerts.market.binance.connection import LinkState
 from alerts.market.binance.intake import TradeIntake
+from alerts.market.exchange import ReplayExchange
 from benchmarks.conftest import report, run_rounds
 from benchmarks.test_bench_kernel import build
 
@@ -135,3 +141,55 @@ def test_intake_into_kernel(benchmark: Any) -> None:
            f"binance intake + engine: {best / 1e3:,.0f} k messages/s one connection into "
            f"Kernel.process ({1e9 / best:,.0f} ns/message; 5 rules x {N_SYMBOLS} symbols)",
            messages_per_s=best, ns_per_message=1e9 / best)
+
+
+async def _over_loopback(n_symbols: int, seconds_of_trades: int) -> tuple[int, float]:
+    """A synthetic replay exchange at speed 0 -> one connection -> a counting sink."""
+    start = 1_767_225_600_000
+    names = [f"SYM{i:05d}USDT" for i in range(n_symbols)]
+    done = asyncio.Event()
+    count = [0]
+    target = [0]
+
+    class Counting:
+        async def ticks(self, source: str, ticks: Any) -> None:
+            count[0] += len(ticks)
+            if target[0] and count[0] >= target[0]:
+                done.set()
+
+        async def watermark(self, source: str, time_ms: int) -> None:
+            return None
+
+        async def event(self, event: Any) -> None:
+            raise AssertionError(f"unexpected {event}")
+
+    async with ReplayExchange.synthetic(names, seed=9, rate=2000.0, start_ms=start, speed=0,
+                                        paused=True) as ex:
+        src = BinanceSource(SPOT, ws_url=ex.ws_url, rest_url=ex.rest_url, clock_streams=False)
+        await src.start(Counting())
+        try:
+            await src.subscribe(names)
+            await ex.wait_subscribed(f"{names[-1].lower()}@aggTrade", timeout=10)
+            t0 = time.perf_counter()
+            await ex.run_until(start + seconds_of_trades * 1000)
+            target[0] = ex.progress().published
+            if count[0] < target[0]:
+                await asyncio.wait_for(done.wait(), 120)
+            seconds = time.perf_counter() - t0
+        finally:
+            await src.stop()
+    assert count[0] == target[0]
+    return target[0], seconds
+
+
+def test_over_loopback(benchmark: Any) -> None:
+    def target() -> tuple[int, float]:
+        return asyncio.run(_over_loopback(100, 60))
+
+    _, outs = run_rounds(benchmark, target, rounds=2)
+    rates = [n / s for n, s in outs]
+    best = max(rates)
+    report(benchmark, "binance_loopback",
+           f"binance over loopback: {best / 1e3:,.0f} k messages/s one connection, replay "
+           f"exchange in the same process at speed 0 ({outs[0][0]:,} trades, 100 symbols; "
+           "the exchange's sending shares the core)", messages_per_s=best)
