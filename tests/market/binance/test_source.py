@@ -373,3 +373,24 @@ async def test_many_symbols_split_over_connections_with_paced_live_subscribes() 
             h = src.health()
             # Binance cuts a socket sending more than 5 messages a second: none was cut
             assert h.reconnects == 0 and h.extra["connections"] == 2 and ex.connections == 2
+
+
+async def test_pings_answered_and_rotation_beats_the_lifetime_limit(shared_data: Path  # noqa: F811
+                                                                    ) -> None:
+    start = t0()
+    # the exchange pings every 0.1 s (no pong in 0.3 s: cut) and ends a socket after 0.6 s
+    async with ReplayExchange.from_files([shared_data / SPOT_TRADES_FILE], speed=0, paused=True,
+                                         kline_update_s=0.1, ping_interval_s=0.1,
+                                         pong_timeout_s=0.3, max_lifetime_s=0.6) as ex:
+        sink = Sink()
+        async with running(ex, sink, max_age_s=0.35) as src:
+            await src.subscribe(["BTCUSDT", "ETHUSDT"])
+            await ex.wait_subscribed("ethusdt@aggTrade", timeout=5)
+            ex.set_speed(60.0)
+            ex.resume()
+            await ex.wait_until(start + 2 * MIN, timeout=30)
+            ex.pause()
+            await delivered(sink, want(ex.now_ms))
+            h = src.health()
+            assert h.extra["rotations"] >= 3 and h.reconnects == 0
+            assert not {"GAP", "RECONNECT", "STALE"} & set(sink.kinds())
