@@ -46,8 +46,8 @@ def ws_service(tmp_path: Path, **overrides: Any) -> Iterator[tuple[ServerThread,
         yield server, stub
 
 
-BULKY = "x" * 4000
-"""A message template that makes every alert frame about 4.5 KB, so few fill a socket."""
+BULKY = "x" * 2048
+"""A message template that (the longest allowed) makes every alert frame about 2.5 KB, so few fill a socket."""
 
 
 def rule(stub: Stub, symbol: str, rule_id: str, template: str = "") -> None:
