@@ -9,11 +9,15 @@ thin gRPC clients for people at a terminal (``--server``, default
 ``alerts deliveries list|redeliver CHANNEL``: a channel's deliveries (each with
 its attempts; ``--state dead`` for the dead letters) and putting dead letters
 back to pending.
+``alerts token create --owner X [--ttl S]``: print a WebSocket client token
+signed with ``ws_jwt_secret``.
 ``alerts validate CONDITION``: parse and compile a rule, print its canonical
 text, timeframe and operands (or the error with ``line:col``).
 ``alerts backtest``: run rules over recorded trades or klines (CSV, gzip or
 not, in the column layout of Binance's trades/aggTrades or klines exports)
 through the same core the service uses, printing every alert.
+``alerts exchange replay|synthetic`` (``alerts.cli_exchange``): a local
+Binance-compatible exchange over recorded trades or a seeded random walk.
 
 Bad input ends with one line naming the problem and exit code 2, never a
 traceback.
@@ -33,6 +37,7 @@ from typing import TextIO
 import numpy as np
 
 from alerts.cli_channels import add_parser as add_channels_parser
+from alerts.cli_exchange import add_parser as add_exchange_parser
 from alerts.errors import AlertsError
 from alerts.rules.compiler import MODES, qualify
 from alerts.rules.format import format_condition
@@ -150,14 +155,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     config = Config.load(args.config, grpc_listen=args.grpc_listen,
                          metrics_listen=args.metrics_listen, store_url=args.store,
-                         default_venue=args.default_venue_serve)
+                         default_venue=args.default_venue_serve, ws_listen=args.ws_listen)
     configure_logging(config.log_level)
 
     async def run() -> None:
         app = await build_server(config)
         await app.start()
         metrics = f", metrics on http://{app.metrics_address}" if app.metrics_address else ""
-        print(f"alerts: gRPC on {config.grpc_listen.rsplit(':', 1)[0]}:{app.port}{metrics}, "
+        ws = f", WebSocket on ws://{app.websocket_address}" if app.websocket_address else ""
+        print(f"alerts: gRPC on {config.grpc_listen.rsplit(':', 1)[0]}:{app.port}{ws}{metrics}, "
               f"store {config.store_url}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -168,6 +174,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         await app.stop()
 
     asyncio.run(run())
+    return 0
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from alerts.auth.tokens import issue_token
+    from alerts.config import Config
+
+    secret = Config.load(args.config).ws_jwt_secret
+    if not secret:
+        raise CliError("no ws_jwt_secret: set it in the config file (--config) or "
+                       "ALERTS_WS_JWT_SECRET")
+    print(issue_token(secret, args.owner, args.ttl))
     return 0
 
 
@@ -288,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--grpc-listen", help="host:port for gRPC (default 127.0.0.1:50051)")
     serve.add_argument("--metrics-listen", help="host:port for /metrics ('' for none)")
     serve.add_argument("--store", help="sqlite:///path or postgresql://user@host/db")
+    serve.add_argument("--ws-listen", help="host:port for WebSocket alerts ('' for none)")
     serve.add_argument("--venue", dest="default_venue_serve",
                        help="venue of a bare symbol (default binance)")
     serve.set_defaults(func=_cmd_serve)
@@ -316,6 +335,17 @@ def build_parser() -> argparse.ArgumentParser:
     rules.set_defaults(func=_cmd_rules)
 
     add_channels_parser(sub)
+
+    token = sub.add_parser("token", help="make a WebSocket client token")
+    tsub = token.add_subparsers(dest="action", required=True)
+    tcreate = tsub.add_parser("create", help="print a JWT naming OWNER, signed with "
+                                             "ws_jwt_secret")
+    tcreate.add_argument("--owner", required=True)
+    tcreate.add_argument("--ttl", type=float, default=86_400.0,
+                         help="seconds the token is valid (default: one day)")
+    tcreate.add_argument("--config", help="TOML file holding ws_jwt_secret")
+    tcreate.set_defaults(func=_cmd_token)
+    add_exchange_parser(sub)
 
     tail = sub.add_parser("tail", help="print alerts as they are committed")
     tail.add_argument("--server", default="127.0.0.1:50051")

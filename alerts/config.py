@@ -28,6 +28,13 @@ class Config:
     subscriber_queue: int = 10_000
     shutdown_grace_s: float = 5.0
     log_level: str = "info"
+    ws_listen: str = "127.0.0.1:8765"           # WebSocket alerts; empty: none
+    ws_jwt_secret: str = ""                     # HS256 key of client tokens (>= 32 bytes)
+    ws_queue: int = 10_000                      # live alerts a client may fall behind
+    ws_write_limit: int = 1 << 20               # bytes held for a client (past the OS buffers)
+    ws_ping_interval_s: float = 20.0
+    ws_ping_timeout_s: float = 20.0
+    ws_close_timeout_s: float = 5.0
     webhook_allow: str = ""                 # comma-separated networks, addresses, host names
     webhook_secret_overlap_s: float = 86_400.0  # a rotated-out signing secret stays valid
     delivery_retry_period_s: float = 3 * 24 * 3600.0   # then a failing delivery is dead

@@ -8,6 +8,7 @@ interceptor maps them to ``google.rpc.Status``. Domain code never imports grpc.
     AlertsError
     ├── InvalidArgumentError          INVALID_ARGUMENT (field violations)
     │   └── RuleSyntaxError           a rule's text or structure is wrong (line:col)
+    ├── UnauthenticatedError          UNAUTHENTICATED (a missing, bad or expired token)
     ├── NotFoundError                 NOT_FOUND
     ├── AlreadyExistsError            ALREADY_EXISTS
     ├── FailedPreconditionError       FAILED_PRECONDITION
@@ -78,6 +79,11 @@ class RuleSyntaxError(InvalidArgumentError):
     def with_field(self, field: str) -> RuleSyntaxError:
         """The same error reported against another field path (e.g. ``rule.condition_text``)."""
         return RuleSyntaxError(self.line, self.col, self.reason_text, field=field)
+
+
+class UnauthenticatedError(AlertsError):
+    code = "UNAUTHENTICATED"
+    reason = "UNAUTHENTICATED"
 
 
 class NotFoundError(AlertsError):

@@ -11,7 +11,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-SERVE = [sys.executable, "-m", "alerts.cli", "serve", "--metrics-listen", ""]
+SERVE = [sys.executable, "-m", "alerts.cli", "serve", "--metrics-listen", "",
+         "--ws-listen", "127.0.0.1:0"]
 
 
 def test_serve_prints_where_it_listens_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -23,6 +24,7 @@ def test_serve_prints_where_it_listens_and_stops_on_sigterm(tmp_path: Path) -> N
         line = proc.stdout.readline()
         assert line.startswith("alerts: gRPC on 127.0.0.1:"), line
         port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        assert ", WebSocket on ws://127.0.0.1:" in line, line
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(),
                                                               timeout=10)
@@ -68,6 +70,27 @@ def test_bad_setting_in_the_config_file(tmp_path: Path) -> None:
     cfg.write_text('grpc_listen = "127.0.0.1:0"\nfrobnicate = 1\n')
     line = _one_line_failure([*SERVE, "--config", str(cfg)])
     assert line == f"alerts: error: config file {cfg}: unknown setting 'frobnicate'"
+
+
+def test_websocket_port_in_use_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = _one_line_failure([*SERVE, "--grpc-listen", "127.0.0.1:0",
+                                  "--ws-listen", f"127.0.0.1:{port}",
+                                  "--store", f"sqlite:///{tmp_path / 'a.db'}"])
+    assert line.startswith(f"alerts: error: cannot listen for WebSocket on 127.0.0.1:{port}: ")
+    assert "address already in use" in line
+
+
+def test_a_short_websocket_secret_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "alerts.toml"
+    cfg.write_text('ws_jwt_secret = "too-short"\n')
+    line = _one_line_failure([*SERVE, "--config", str(cfg), "--grpc-listen", "127.0.0.1:0",
+                              "--store", f"sqlite:///{tmp_path / 'a.db'}"])
+    assert line == ("alerts: error: ws_jwt_secret: at least 32 bytes are needed for HS256 "
+                    "(got 9)")
 
 
 def test_rules_and_tail_commands_against_a_server(tmp_path: Path) -> None:

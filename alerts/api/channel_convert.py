@@ -24,7 +24,11 @@ from alerts.delivery.channel_stats import ChannelStats
 from alerts.delivery.channels.discord import parse_discord_webhook_url
 from alerts.delivery.channels.signing import secret_key
 from alerts.delivery.channels.url_guard import AllowList, validate_webhook_url
-from alerts.engine.messages import CHANNEL_PLACEHOLDERS, unknown_placeholders
+from alerts.engine.messages import (
+    CHANNEL_PLACEHOLDERS,
+    MAX_TEMPLATE_BYTES,
+    unknown_placeholders,
+)
 from alerts.errors import FieldViolation, InvalidArgumentError
 from alerts.storage.records import (
     ChannelRecord,
@@ -39,7 +43,6 @@ from alerts.storage.records import (
 from alerts.v1 import channels_pb2
 
 CHANNEL_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")
-MAX_TEMPLATE_BYTES = 2048
 MAX_RECIPIENTS = 50
 MAX_TIMEOUT_MS = 60_000
 MAX_ATTEMPTS = 100

@@ -1,4 +1,4 @@
-"""ListChannels filters: the AIP-160 grammar of ``rule_filter`` over channel columns.
+"""ListChannels filters: the AIP-160 grammar of ``aip160`` over channel columns.
 
 Fields: ``state`` (``ACTIVE``, ``PAUSED``, ``FAILING``), ``display_name``,
 ``paused`` (``true``/``false``) and ``labels.<key>``. A top-level ``paused =``
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from alerts.api.rule_filter import _bad, _enum, _Parser, _Token
+from alerts.api.aip160 import FilterParser, Token, enum_value, filter_error
 from alerts.v1 import channels_pb2
 
 ChannelPredicate = Callable[[channels_pb2.Channel], bool]
@@ -20,27 +20,25 @@ _STATES = {name.removeprefix("STATE_"): value
            for name, value in channels_pb2.Channel.State.items() if value}
 
 
-class _ChannelParser(_Parser):
+class _ChannelParser(FilterParser[channels_pb2.Channel]):
     FIELDS = "state, display_name, paused or labels.<key>"
+    NARROWABLE = ("paused",)
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text, lambda symbol: symbol)
-
-    def field(self, tok: _Token, col: int, value: str  # type: ignore[override]
+    def field(self, tok: Token, col: int, value: str
               ) -> tuple[Callable[[channels_pb2.Channel], object], object]:
         name = tok.text
         if name == "paused":
             if value not in ("true", "false"):
-                raise _bad("filter", col, "paused is true or false")
+                raise filter_error(col, "paused is true or false")
             return (lambda c: c.paused), value == "true"
         if name == "state":
-            return (lambda c: c.state), _enum(_STATES, value, name, col)
+            return (lambda c: c.state), enum_value(_STATES, value, name, col, ("STATE_",))
         if name == "display_name":
             return (lambda c: c.display_name), value
         if name.startswith("labels.") and len(name) > len("labels."):
             key = name.removeprefix("labels.")
             return (lambda c: c.labels.get(key)), value
-        raise _bad("filter", tok.col, f"unknown field {name!r}: use {self.FIELDS}")
+        raise filter_error(tok.col, f"unknown field {name!r}: use {self.FIELDS}")
 
 
 @dataclass(frozen=True)
@@ -56,5 +54,4 @@ def parse_channel_filter(text: str) -> ChannelFilter:
         return ChannelFilter(None, lambda channel: True)
     parser = _ChannelParser(text)
     accepts = parser.parse()
-    paused = parser.narrow.get("paused")
-    return ChannelFilter(paused[0] if paused else None, accepts)  # type: ignore[index]
+    return ChannelFilter(parser.narrow.get("paused"), accepts)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ from alerts.api.conditions import (
     timeframe_from_proto,
     timeframe_to_proto,
 )
+from alerts.engine.messages import MAX_TEMPLATE_BYTES, RULE_PLACEHOLDERS, unknown_placeholders
 from alerts.errors import FieldViolation, InvalidArgumentError, RuleSyntaxError
 from alerts.rules import ast
 from alerts.rules.format import format_condition
@@ -120,6 +121,13 @@ def rule_fields_from_proto(msg: rules_pb2.Rule, field: str = "rule") -> RuleFiel
         raise invalid(f"{field}.cooldown", "must be >= 0")
     if msg.hold_for.seconds < 0 or msg.hold_for.nanos < 0:
         raise invalid(f"{field}.hold_for", "must be >= 0")
+    if len(msg.message_template.encode()) > MAX_TEMPLATE_BYTES:
+        raise invalid(f"{field}.message_template", f"at most {MAX_TEMPLATE_BYTES} bytes (UTF-8)")
+    unknown = unknown_placeholders(msg.message_template, RULE_PLACEHOLDERS)
+    if unknown:
+        raise invalid(f"{field}.message_template",
+                      f"unknown placeholder {{{{{unknown[0]}}}}}; known: "
+                      f"{', '.join(sorted(RULE_PLACEHOLDERS))}")
     tree = condition_of(msg, field)
     return RuleFields(
         display_name=msg.display_name,

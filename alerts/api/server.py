@@ -2,11 +2,12 @@
 
 ``build_server(config)`` returns a started-ready ``App``; tests bind port 0 and
 read ``app.port``. Start: the processor restores its state, then the outbox
-resumes every pending delivery, then RPCs are served. Shutdown: health
-NOT_SERVING, no new RPCs, the batch under way finishes and is committed,
-streams end with UNAVAILABLE, delivery attempts under way get the shutdown
-grace to finish (one cut off stays pending and is sent after the restart), the
-store closes.
+resumes every pending delivery, then RPCs (and WebSocket clients) are served.
+Shutdown: health NOT_SERVING, no new RPCs, the batch under way finishes and is
+committed, streams end with UNAVAILABLE, WebSocket clients are closed with 1001,
+delivery attempts under way get the shutdown grace to finish (one cut off stays
+pending and is sent after the restart), the store closes. The WebSocket server
+(``ws_listen``) binds here and accepts clients from ``App.start``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from alerts.delivery.channels.config import DeliverySettings
 from alerts.delivery.channels.url_guard import AllowList
 from alerts.delivery.hub import AlertHub
 from alerts.delivery.outbox import Outbox, RetryPolicy
+from alerts.delivery.websocket import WebSocketServer, WebSocketSettings
 from alerts.engine.channel_directory import StoreChannelDirectory
 from alerts.engine.processor import AlertProcessor
 from alerts.errors import InvalidArgumentError, UnavailableError
@@ -51,6 +53,12 @@ class App:
     directory: StoreChannelDirectory
     on_stop: list[Callable[[], object]] = field(default_factory=list)
     metrics_address: str = ""
+    websocket: WebSocketServer | None = None
+
+    @property
+    def websocket_address(self) -> str:
+        """``host:port`` of the WebSocket server; empty when it is off."""
+        return self.websocket.address if self.websocket is not None else ""
 
     async def start(self) -> None:
         await self.processor.start()
@@ -58,6 +66,8 @@ class App:
         if self.config.metrics_listen:
             self.metrics_address = start_metrics_server(self.config.metrics_listen, self)
         await self.server.start()
+        if self.websocket is not None:
+            await self.websocket.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
@@ -65,6 +75,8 @@ class App:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.service.stopping.set()
+        if self.websocket is not None:
+            await self.websocket.stop()       # clients closed with 1001
         self.hub.close()
         await self.server.stop(self.config.shutdown_grace_s if grace is None else grace)
         await self.processor.stop()
@@ -121,8 +133,21 @@ async def build_server(config: Config) -> App:
         if port == 0:
             raise UnavailableError(
                 f"cannot listen on {config.grpc_listen}: the address is in use or not valid here")
+        websocket = None
+        if config.ws_listen:
+            websocket = WebSocketServer(hub, store, _websocket_settings(config),
+                                        metrics=processor.metrics)
+            await websocket.bind()
     except BaseException:
         await store.close()
         raise
     return App(config, server, port, store, processor, hub, service, health_servicer,
-               outbox=outbox, directory=directory)
+               outbox=outbox, directory=directory, websocket=websocket)
+
+
+def _websocket_settings(config: Config) -> WebSocketSettings:
+    return WebSocketSettings(
+        listen=config.ws_listen, jwt_secret=config.ws_jwt_secret, queue_size=config.ws_queue,
+        ping_interval_s=config.ws_ping_interval_s, ping_timeout_s=config.ws_ping_timeout_s,
+        write_limit=config.ws_write_limit, close_timeout_s=config.ws_close_timeout_s,
+        default_venue=config.default_venue)

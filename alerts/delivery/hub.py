@@ -34,10 +34,13 @@ class Subscriber:
         """The next alert, or None after `timeout` seconds; raises SlowConsumer when dropped."""
         if self.slow:
             raise SlowConsumer()
-        try:
-            item = await asyncio.wait_for(self.queue.get(), timeout)
-        except TimeoutError:
-            return None
+        if not self.queue.empty():            # no timer and no task when one is waiting
+            item = self.queue.get_nowait()
+        else:
+            try:
+                item = await asyncio.wait_for(self.queue.get(), timeout)
+            except TimeoutError:
+                return None
         if item is None:
             raise SlowConsumer()
         return item
@@ -51,8 +54,11 @@ class AlertHub:
         self.last_id = 0
         self._subscribers: set[Subscriber] = set()
 
-    def subscribe(self, owner: str, accepts: AlertFilter) -> Subscriber:
-        sub = Subscriber(owner, accepts, asyncio.Queue(self.queue_size + 1))
+    def subscribe(self, owner: str, accepts: AlertFilter,
+                  queue_size: int | None = None) -> Subscriber:
+        """Register a subscriber whose queue holds ``queue_size`` alerts (default: the hub's)."""
+        size = self.queue_size if queue_size is None else queue_size
+        sub = Subscriber(owner, accepts, asyncio.Queue(size + 1))  # + 1: room for the end mark
         self._subscribers.add(sub)
         return sub
 
@@ -73,7 +79,7 @@ class AlertHub:
             for sub in self._subscribers:
                 if sub.slow or sub.owner != rec.owner or not sub.accepts(rec):
                     continue
-                if sub.queue.qsize() >= self.queue_size:
+                if sub.queue.qsize() >= sub.queue.maxsize - 1:
                     sub.slow = True
                     sub.queue.put_nowait(None)   # wakes the stream, which ends itself
                 else:
@@ -82,4 +88,5 @@ class AlertHub:
     def close(self) -> None:
         """End every stream (shutdown): each sees None and stops."""
         for sub in self._subscribers:
-            sub.queue.put_nowait(None)
+            if not sub.slow:              # a dropped one already holds its end mark
+                sub.queue.put_nowait(None)

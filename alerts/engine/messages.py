@@ -19,6 +19,8 @@ from alerts.storage.records import AlertRecord
 
 DEFAULT_TEMPLATE = "{{rule}}: {{condition}} on {{symbol}} at {{price}} ({{time}})"
 DEFAULT_CHANNEL_TEMPLATE = "{{message}}"
+MAX_TEMPLATE_BYTES = 2048
+"""Longest rule or channel template accepted (UTF-8 bytes)."""
 RULE_PLACEHOLDERS = frozenset(
     {"symbol", "price", "rule", "condition", "value", "values", "timeframe", "time"})
 CHANNEL_PLACEHOLDERS = RULE_PLACEHOLDERS | {"message", "id"}

@@ -2,9 +2,9 @@
 
 Exposed over HTTP by ``start_metrics_server``: ticks in by outcome, alerts
 fired, batch sizes, tick-to-alert latency (receive -> commit), store write
-latency, stream subscribers and their deepest queue; delivery attempts by
-channel kind and outcome, their latency, alert-to-delivery latency, pending
-deliveries and dead letters.
+latency, stream subscribers and their deepest queue, WebSocket clients and the
+ones the server closed; delivery attempts by channel kind and outcome, their
+latency, alert-to-delivery latency, pending deliveries and dead letters.
 """
 
 from __future__ import annotations
@@ -41,6 +41,11 @@ class Metrics:
         self.subscribers = Gauge("alerts_stream_subscribers", "Open alert streams", registry=r)
         self.queue_depth = Gauge("alerts_stream_queue_depth_max",
                                  "Deepest stream subscriber queue", registry=r)
+        self.websocket_clients = Gauge("alerts_websocket_clients", "Open WebSocket connections",
+                                       registry=r)
+        self.websocket_closed = Counter("alerts_websocket_closed_total",
+                                        "WebSocket clients the server closed, by reason "
+                                        "(slow, token_expired)", ["reason"], registry=r)
         self.checkpoint_age = Gauge("alerts_checkpoint_age_seconds",
                                     "Age of the last engine checkpoint (NaN: none yet)",
                                     registry=r)

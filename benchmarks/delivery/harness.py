@@ -109,7 +109,7 @@ class _Server:
                    ALERTS_DELIVERY_MAX_IN_FLIGHT=str(in_flight), ALERTS_LOG_LEVEL="warning")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "alerts.cli", "serve", "--grpc-listen", "127.0.0.1:0",
-             "--metrics-listen", "", "--store", store_url],
+             "--metrics-listen", "", "--ws-listen", "", "--store", store_url],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

@@ -197,7 +197,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
         cmd = [sys.executable, "-m", "alerts.cli", "serve", "--grpc-listen", "127.0.0.1:0",
-               "--metrics-listen", "", "--store", self.store_url]
+               "--metrics-listen", "", "--ws-listen", "", "--store", self.store_url]
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log,
                                      stdin=subprocess.DEVNULL)

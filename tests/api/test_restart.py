@@ -57,7 +57,7 @@ class Server:
         env = dict(os.environ, ALERTS_CHECKPOINT_INTERVAL_MS="20000", GRPC_VERBOSITY="NONE")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "alerts.cli", "serve", "--grpc-listen", "127.0.0.1:0",
-             "--metrics-listen", "", "--store", store_url],
+             "--metrics-listen", "", "--ws-listen", "", "--store", store_url],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

@@ -438,3 +438,23 @@ def test_list_alerts_newest_first(served) -> None:  # type: ignore[no-untyped-de
         with pytest.raises(grpc.RpcError) as err:
             stub.ListAlerts(request)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_rule_templates_are_checked_and_rendered(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    for template, why in (("{{symbl}} crossed", "unknown placeholder {{symbl}}"),
+                          ("x" * 2049, "at most 2048 bytes")):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.CreateRule(service_pb2.CreateRuleRequest(rule=rules_pb2.Rule(
+                symbol="test:T", condition_text="price > 1", message_template=template)))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        violation = details(err.value)["BadRequest"].field_violations[0]  # type: ignore[attr-defined]
+        assert violation.field == "rule.message_template" and why in violation.description
+    stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="tpl", rule=rules_pb2.Rule(
+        symbol="test:T", condition_text="price > 1", display_name="Breakout",
+        message_template="{{rule}}: {{symbol}} at {{price}}, {{values}} ({{timeframe}})")))
+    stub.PublishTicks(iter([service_pb2.PublishTicksRequest(source="s", ticks=[
+        market_pb2.Tick(symbol="test:T", event_time=ts(1000), price=2.5, quantity=1.0,
+                        trade_id=1)])]))
+    [alert] = stub.ListAlerts(service_pb2.ListAlertsRequest()).alerts
+    assert alert.message == "Breakout: test:T at 2.5, price=2.5 (tick)"

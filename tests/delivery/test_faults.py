@@ -130,7 +130,7 @@ class ServerProcess:
                    ALERTS_DELIVERY_FIRST_RETRY_S="0.05", ALERTS_DELIVERY_MAX_RETRY_S="0.3")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "alerts.cli", "serve", "--grpc-listen", "127.0.0.1:0",
-             "--metrics-listen", "", "--store", store_url],
+             "--metrics-listen", "", "--ws-listen", "", "--store", store_url],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

@@ -68,7 +68,7 @@ class ServerThread:
 
 
 def server_config(tmp_path: Path, **overrides: object) -> Config:
-    base = Config(grpc_listen="127.0.0.1:0", metrics_listen="",
+    base = Config(grpc_listen="127.0.0.1:0", metrics_listen="", ws_listen="",
                   store_url=f"sqlite:///{tmp_path / 'alerts.db'}", shutdown_grace_s=1.0)
     return replace(base, **overrides)  # type: ignore[arg-type]
 

@@ -1,0 +1,1 @@
+"""Who is calling: signed tokens that name an owner (JWT today; users and API keys later)."""
