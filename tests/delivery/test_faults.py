@@ -18,10 +18,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.protobuf import field_mask_pb2
+from google.protobuf import duration_pb2, field_mask_pb2
 
 from alerts.config import Config
-from alerts.v1 import channels_pb2, deliveries_pb2, service_pb2, service_pb2_grpc
+from alerts.v1 import channels_pb2, deliveries_pb2, rules_pb2, service_pb2, service_pb2_grpc
 from tests.support.delivery import (
     DELIVERED,
     check_delivered,
@@ -233,3 +233,25 @@ def test_a_paused_channel_holds_its_alerts_until_resumed_and_channels_show_their
         assert (hook.state, hook.last_delivered_alert_id, hook.dead_letter_count) == (
             channels_pb2.Channel.STATE_ACTIVE, max(ids), 0)
         assert hook.HasField("last_delivery_time") and not hook.HasField("last_error")
+
+
+def test_channels_and_rules_made_over_the_api_deliver_signed_alerts(
+        tmp_path: Path, store_url: str, receivers: list[WebhookReceiver]) -> None:
+    hook = receivers[0]
+    with running_server(config(tmp_path, store_url)) as (_, stub):
+        stub.CreateChannel(service_pb2.CreateChannelRequest(
+            channel_id="api-hook", channel=channels_pb2.Channel(
+                webhook=channels_pb2.WebhookConfig(url=hook.url, signing_secret=hook.secret),
+                message_template="{{symbol}} #{{id}}")))
+        stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="every", rule=rules_pb2.Rule(
+            symbol="BTCUSDT", condition_text="price > 0",
+            trigger_mode=rules_pb2.TRIGGER_MODE_EVERY_TIME,
+            cooldown=duration_pb2.Duration(), channels=["channels/api-hook"])))
+        fire(stub, 3)
+        ids = stored_ids(stub)
+        hook.wait_accepted(ids)                 # the receiver verified each signature
+        hook.check_one_id_per_alert()
+        wait_until(lambda: {d.alert_id: d.state for d in deliveries(stub, "api-hook")}
+                   == dict.fromkeys(ids, DELIVERED), what="api-hook all DELIVERED")
+        texts = {a.alert_id: a.text for a in hook.arrivals}
+        assert texts == {i: f"binance:BTCUSDT #{i}" for i in ids}

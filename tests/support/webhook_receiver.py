@@ -47,6 +47,7 @@ class Arrival:
     message_id: str
     at: float                # time.monotonic()
     status: int              # what the receiver answered
+    text: str = ""           # the channel's rendered text (data.text)
 
 
 @dataclass
@@ -130,7 +131,8 @@ class WebhookReceiver:
                 self._cond.notify_all()
             return web.Response(status=401)
         message_id = headers["webhook-id"]
-        alert_id = int(json.loads(body)["data"]["alert_id"])
+        data = json.loads(body)["data"]
+        alert_id = int(data["alert_id"])
         behaviour = self.behaviour
         with self._cond:
             self.started += 1
@@ -143,7 +145,7 @@ class WebhookReceiver:
             await asyncio.sleep(behaviour.delay_s)   # the endpoint being slow, not a sync
         with self._cond:
             self.arrivals.append(Arrival(alert_id, message_id, time.monotonic(),
-                                         behaviour.status))
+                                         behaviour.status, data.get("text", "")))
             self._cond.notify_all()
         response_headers = {}
         if behaviour.retry_after is not None:
