@@ -3,7 +3,9 @@
 Writes go through one connection, one transaction at a time (an ``asyncio.Lock``
 plus ``BEGIN IMMEDIATE``, which also excludes other processes on the same file),
 so alert ids are taken and committed in the same order. Reads use a second
-connection and, thanks to WAL, never wait for a write and see committed data only.
+connection and, thanks to WAL, never wait for a write and see committed data only;
+each read runs whole on the reader's thread (no other statement in between), so it
+sees every commit made before it was issued.
 An in-memory database (``":memory:"``) has a single connection, so its reads
 take the write lock as well.
 """
@@ -41,8 +43,10 @@ class _SqliteConnection(Connection):
         self._conn = conn
 
     async def fetch(self, sql: str, *args: object) -> list[Row]:
-        async with self._conn.execute(_placeholders(sql), args) as cursor:
-            return list(await cursor.fetchall())
+        # One call on the connection's thread: execute, fetch every row, release the cursor.
+        # As separate calls, another task's statement could run in between and read inside
+        # this statement's still-open snapshot, missing commits made before it was issued.
+        return list(await self._conn.execute_fetchall(_placeholders(sql), args))
 
     async def fetchrow(self, sql: str, *args: object) -> Row | None:
         rows = await self.fetch(sql, *args)

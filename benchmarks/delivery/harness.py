@@ -22,7 +22,9 @@ signature with the ``standardwebhooks`` package, as a real endpoint would).
    processes read the same CLOCK_REALTIME).
 
 At the end it checks that every stored alert arrived at every channel under
-one ``webhook-id``.
+one ``webhook-id``, counts receipts of the same delivery more than once
+(``repeated``, with the store's attempts of the first few) and failed attempts
+by error.
 """
 
 from __future__ import annotations
@@ -103,14 +105,15 @@ def _ts(ms: int) -> timestamp_pb2.Timestamp:
 
 
 class _Server:
-    def __init__(self, store_url: str, in_flight: int) -> None:
+    def __init__(self, store_url: str, in_flight: int, log_path: str | None) -> None:
         env = dict(os.environ, GRPC_VERBOSITY="NONE", ALERTS_WEBHOOK_ALLOW="127.0.0.1",
                    ALERTS_WEBHOOK_RATE_PER_S="1000000", ALERTS_WEBHOOK_MAX_CONCURRENCY="64",
                    ALERTS_DELIVERY_MAX_IN_FLIGHT=str(in_flight), ALERTS_LOG_LEVEL="warning")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "alerts.cli", "serve", "--grpc-listen", "127.0.0.1:0",
              "--metrics-listen", "", "--ws-listen", "", "--store", store_url],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+            stdout=subprocess.PIPE, text=True, env=env,
+            stderr=open(log_path, "w") if log_path else subprocess.DEVNULL)  # noqa: SIM115
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith("alerts: gRPC on 127.0.0.1:"):
@@ -184,6 +187,42 @@ def _stored_ids(stub: service_pb2_grpc.AlertServiceStub) -> set[int]:
             return ids
 
 
+def _failed_attempts(stub: service_pb2_grpc.AlertServiceStub, channels: int) -> dict[str, int]:
+    """Failed attempts by error text over every channel (each was retried)."""
+    errors: dict[str, int] = {}
+    for i in range(channels):
+        token = ""
+        while True:
+            page = stub.ListDeliveries(service_pb2.ListDeliveriesRequest(
+                parent=f"channels/bench-{i}", page_size=1000, page_token=token))
+            for d in page.deliveries:
+                for a in d.attempts:
+                    if not a.delivered:
+                        errors[a.error] = errors.get(a.error, 0) + 1
+            token = page.next_page_token
+            if not token:
+                break
+    return errors
+
+
+def _histories(stub: service_pb2_grpc.AlertServiceStub, channels: int
+               ) -> dict[tuple[int, int], list[tuple[int, bool, int]]]:
+    """Each delivery's attempts (number, delivered, start ms), to explain repeated receipts."""
+    out: dict[tuple[int, int], list[tuple[int, bool, int]]] = {}
+    for i in range(channels):
+        token = ""
+        while True:
+            page = stub.ListDeliveries(service_pb2.ListDeliveriesRequest(
+                parent=f"channels/bench-{i}", page_size=1000, page_token=token))
+            for d in page.deliveries:
+                out[(i, d.alert_id)] = [(a.number, a.delivered, a.attempt_time.ToMilliseconds())
+                                        for a in d.attempts]
+            token = page.next_page_token
+            if not token:
+                break
+    return out
+
+
 def run(args: argparse.Namespace) -> dict[str, object]:
     secrets = ["whsec_" + base64.b64encode(os.urandom(32)).decode()
                for _ in range(args.channels)]
@@ -198,7 +237,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     tmp = tempfile.TemporaryDirectory(prefix="alerts-delivery-bench-")
     store_url = args.store or f"sqlite:///{Path(tmp.name) / 'bench.db'}"
     _prepare(store_url, port, secrets)
-    server = _Server(store_url, args.in_flight)
+    server = _Server(store_url, args.in_flight, args.server_log)
     ticks = _Ticks()
     try:
         # 1. throughput: a burst
@@ -226,6 +265,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         steady_s = time.monotonic() - t0
         stored = _stored_ids(server.stub)
         _wait_count(count, len(stored) * args.channels, args.drain_timeout)
+        failed_attempts = _failed_attempts(server.stub, args.channels)
+        histories = _histories(server.stub, args.channels)
     finally:
         server.stop()
         stop.set()
@@ -234,8 +275,12 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     tmp.cleanup()
 
     per_alert: dict[tuple[int, int], set[str]] = {}
-    for channel, alert_id, msg_id, _, _ in seen:
+    copies: dict[tuple[int, int], int] = {}
+    receipts: dict[tuple[int, int], list[float]] = {}
+    for channel, alert_id, msg_id, _, received in seen:
         per_alert.setdefault((channel, alert_id), set()).add(msg_id)
+        copies[(channel, alert_id)] = copies.get((channel, alert_id), 0) + 1
+        receipts.setdefault((channel, alert_id), []).append(received)
     missing = {(c, a) for c in range(args.channels) for a in stored} - per_alert.keys()
     doubled = sum(1 for ids in per_alert.values() if len(ids) > 1)
     burst_ids = set(sorted(stored)[:args.burst])
@@ -256,6 +301,10 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         "latency_ms_max": round(float(steady.max()), 2),
         "missing": len(missing), "under_two_ids": doubled,
         "duplicates_received": len(seen) - len(per_alert),
+        "failed_attempts": failed_attempts,
+        "repeated": [{"channel": c, "alert_id": a, "received_ms": receipts[(c, a)],
+                      "attempts": histories.get((c, a))}
+                     for (c, a), n in sorted(copies.items()) if n > 1][:5],
     }
 
 
@@ -270,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", help="an empty store for the server (default: temporary SQLite)")
     ap.add_argument("--drain-timeout", type=float, default=120.0)
     ap.add_argument("--json", dest="json_path", help="also write the report here")
+    ap.add_argument("--server-log", help="write the server's log (stderr) here")
     args = ap.parse_args(argv)
     report = run(args)
     text = json.dumps(report, indent=2)

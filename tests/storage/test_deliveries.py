@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 
 import pytest
@@ -199,3 +200,30 @@ async def test_a_failed_batch_leaves_no_delivery(store: Store) -> None:
         await store.commit_batch([alert(0, "hook"), bad], [], {})
     assert await store.delivery_counts() == {}
     assert await store.pending_channels() == []
+
+
+async def test_a_read_sees_every_commit_made_before_it_while_other_reads_interleave(
+    store: Store,
+) -> None:
+    """The outbox relies on it: a delivery recorded before a read never reads as due."""
+    stop = False
+
+    async def reader() -> None:
+        while not stop:
+            await store.list_alerts(None, limit=1000)
+
+    readers = [asyncio.create_task(reader()) for _ in range(4)]
+    try:
+        for i in range(150):
+            [rec] = await store.commit_batch([alert(i, "hook")], [], {})
+            due = await store.due_deliveries("alice", "hook", now_ms=START_MS + 10**9,
+                                             limit=1)
+            assert [d.alert.alert_id for d in due] == [rec.alert_id]
+            assert await store.record_attempt("alice", "hook", rec.alert_id,
+                                              ok(1, START_MS + i), state="DELIVERED",
+                                              next_attempt_ms=0)
+            assert await store.due_deliveries("alice", "hook", now_ms=START_MS + 10**9,
+                                              limit=1) == []
+    finally:
+        stop = True
+        await asyncio.gather(*readers)
