@@ -28,6 +28,23 @@ class Config:
     subscriber_queue: int = 10_000
     shutdown_grace_s: float = 5.0
     log_level: str = "info"
+    # market sources (the DataManager); off by default: `alerts serve` needs no network
+    market_sources: bool = False
+    market_routes: str = ("binance=binance-ws,binance-rest;binance-usdm=binance-usdm-ws,"
+                          "binance-usdm-rest;us=yahoo,alphavantage")
+    binance_ws_url: str = "wss://stream.binance.com:9443"
+    binance_rest_url: str = "https://api.binance.com"
+    binance_usdm_ws_url: str = "wss://fstream.binance.com"
+    binance_usdm_rest_url: str = "https://fapi.binance.com"
+    alphavantage_url: str = "https://www.alphavantage.co"
+    alphavantage_key: str = ""
+    yahoo_url: str = "https://query1.finance.yahoo.com"
+    feed_stale_after_ms: int = 30_000      # the active source failed: down or silent this long
+    feed_recover_after_ms: int = 10_000    # a better source healthy this long: switch back
+    feed_check_interval_ms: int = 1_000
+    feed_standby_ticks: int = 100_000      # ticks a recovering source may hold for a switch back
+    warmup_bars: int = 500                 # history bars per timeframe a new symbol warms up on
+    warmup_wait_ms: int = 5_000            # wait this long for a first tick to date the history
 
     @classmethod
     def load(cls, path: str | None = None, env: dict[str, str] | None = None,
