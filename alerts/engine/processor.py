@@ -283,13 +283,11 @@ class AlertProcessor:
                        if o.symbol == symbol and o.timeframe is not None)
         return out
 
-    def symbol_started(self, symbol: str) -> bool:
-        """True once a tick or bar of ``symbol`` entered the engine (restored ones included)."""
+    def symbol_last_ms(self, symbol: str) -> int | None:
+        """Time of the last tick or bar of ``symbol`` in the engine (None: never started)."""
         sid = self.kernel.find_symbol(symbol)
-        if sid is None:
-            return False
-        raw = self.kernel.engine.snapshot(sid, 0)
-        return raw is not None and raw["last_time_ms"] is not None
+        raw = None if sid is None else self.kernel.engine.snapshot(sid, 0)
+        return None if raw is None else raw["last_time_ms"]
 
     def source_clock(self, source: str) -> int | None:
         """The engine clock of ``source`` (None: it has not ticked yet)."""

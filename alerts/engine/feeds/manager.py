@@ -62,6 +62,9 @@ log = structlog.get_logger("alerts.feeds")
 HealthListener = Callable[[str, bool], Awaitable[None]]
 """Told ``(source name, serving)`` whenever a source's health flips (and once at start)."""
 
+#: A symbol silent this long restarts its series in the engine (ARCHITECTURE.md).
+_RESTART_GAP_MS = 7 * 86_400_000
+
 #: How long a source's start, stop, subscribe or unsubscribe may take before it is
 #: treated as failed (the source's health then says why; the service goes on).
 CALL_TIMEOUT_S = 10.0
@@ -75,6 +78,7 @@ class _Warming:
     first_tick: asyncio.Event = field(default_factory=asyncio.Event)
     first_ms: int | None = None
     cut_ms: int | None = None           # history is in up to cut - 1m; live from cut
+    resume_from: int | None = None      # restored symbol: history from this whole minute
 
 
 @dataclass
@@ -116,6 +120,12 @@ class _RouteState:
         self.lock = asyncio.Lock()          # one at a time: forwarding, switching, warm-up
         self.bad_since: dict[str, float] = {}
         self.good_since: dict[str, float] = {}
+        # after a restart, until the restored symbols have their missed bars
+        self.resuming = False
+        self.resume_held: list[tuple[str, Sequence[Tick]]] = []
+        self.resume_mark: int | None = None
+        self.first_tick = asyncio.Event()
+        self.first_ms: int | None = None
 
 
 class DataManager:
@@ -165,6 +175,7 @@ class DataManager:
         self._control: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._warmups: dict[str, asyncio.Task[None]] = {}
+        self._resumes: set[asyncio.Task[Any]] = set()
         self._serving: dict[str, bool] = {}
         self._messages: dict[str, tuple[float, int]] = {}
         self._wake = asyncio.Event()
@@ -192,16 +203,19 @@ class DataManager:
         """Start every source (a failing one is reported as unhealthy), then follow rules."""
         self._started = True
         for rs in self._routes.values():
+            rs.resuming = self.processor.source_clock(rs.route.clock) is not None
             for src in rs.sources:
                 await self._call(src.name, "start", src.start(self))
             rs.active_since_ms = self.clock()
+            if rs.resuming:
+                self._spawn(self._resume(rs), self._resumes)
         self._spawn(self._control_loop())
         self._spawn(self._monitor_loop())
         await self.check()
 
     async def stop(self) -> None:
         """Cancel every task, then stop every source (stopping twice is harmless)."""
-        tasks = [*self._tasks, *self._warmups.values()]
+        tasks = [*self._tasks, *self._resumes, *self._warmups.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -213,10 +227,12 @@ class DataManager:
                     await self._call(src.name, "stop", src.stop())
         self._started = False
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None],
+               into: set[asyncio.Task[Any]] | None = None) -> None:
+        tasks = self._tasks if into is None else into
         task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def _call(self, source: str, what: str, call: Awaitable[None]) -> bool:
         try:
@@ -284,14 +300,17 @@ class DataManager:
             if symbol in rs.symbols:
                 return
             st = _Symbol()
-            if not self.processor.symbol_started(symbol):
+            last = self.processor.symbol_last_ms(symbol)
+            if last is None:
                 st.warming = _Warming()
+            elif rs.resuming:
+                st.warming = _Warming(resume_from=floor_to(last, MINUTE_MS) + MINUTE_MS)
             rs.symbols[symbol] = st
             if len(rs.symbols) == 1:
                 rs.active_since_ms = self.clock()
             for src in rs.sources[:rs.active + 1]:
                 await self._call(src.name, "subscribe", src.subscribe([symbol]))
-        if st.warming is not None:
+        if st.warming is not None and st.warming.resume_from is None:
             task = asyncio.create_task(self._warm(rs, symbol, st))
             self._warmups[symbol] = task
             task.add_done_callback(lambda t: self._warmups.pop(symbol, None)
@@ -317,7 +336,12 @@ class DataManager:
             return
         rs, pos = entry
         async with rs.lock:
-            if pos == rs.active:
+            if pos == rs.active and rs.resuming:
+                rs.resume_held.append((source, ticks))
+                if rs.first_ms is None:
+                    rs.first_ms = min(t.time_ms for t in ticks)
+                    rs.first_tick.set()
+            elif pos == rs.active:
                 await self._forward(rs, source, ticks)
             elif pos < rs.active:
                 self._hold(rs, source, ticks)
@@ -330,7 +354,9 @@ class DataManager:
             return
         rs, pos = entry
         async with rs.lock:
-            if pos == rs.active:
+            if pos == rs.active and rs.resuming:
+                rs.resume_mark = max(rs.resume_mark or time_ms, time_ms)
+            elif pos == rs.active:
                 await self._finish_warmups(rs, time_ms)
                 await self._publish(rs, [], watermark_ms=time_ms)
 
@@ -426,13 +452,20 @@ class DataManager:
         """History up to a whole minute T now; the minute [T, T+1m) at the cut-over."""
         w = st.warming
         assert w is not None
-        anchor = self.processor.source_clock(rs.route.clock)
-        if anchor is None:
+        anchor = self._live_clock(rs)
+        if anchor is None:      # the symbol's first tick (the venue's, while it resumes)
+            resuming = rs.resuming
+            waits = {asyncio.create_task(w.first_tick.wait())}
+            if resuming:
+                waits.add(asyncio.create_task(rs.first_tick.wait()))
             try:
-                await asyncio.wait_for(w.first_tick.wait(), self.warmup_wait_ms / 1000)
-                anchor = w.first_ms
-            except TimeoutError:
-                pass
+                await asyncio.wait(waits, timeout=self.warmup_wait_ms / 1000,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in waits:
+                    task.cancel()
+            anchor = w.first_ms if w.first_ms is not None else (
+                rs.first_ms if resuming else self._live_clock(rs))
         end = floor_to(anchor if anchor is not None else self.clock(), MINUTE_MS)
         timeframes = self.processor.timeframes_read(symbol)
         plan = history_plan(timeframes, end, self.warmup_bars)
@@ -444,7 +477,7 @@ class DataManager:
         async with rs.lock:
             if rs.symbols.get(symbol) is not st:
                 return
-            clock = self.processor.source_clock(rs.route.clock)
+            clock = self._live_clock(rs)
             later = floor_to(clock, MINUTE_MS) if clock is not None else end
             if later > end:     # the venue moved on meanwhile: history up to its minute
                 try:
@@ -467,6 +500,66 @@ class DataManager:
             if held_until >= w.cut_ms:
                 await self._finish_warmups(rs, held_until)
 
+    def _live_clock(self, rs: _RouteState) -> int | None:
+        """The venue's clock, if a live symbol drives it (after a restart it is the
+        checkpoint's until then, which says nothing about where live data is now)."""
+        if rs.resuming or all(st.warming is not None for st in rs.symbols.values()):
+            return None
+        return self.processor.source_clock(rs.route.clock)
+
+    async def _resume(self, rs: _RouteState) -> None:
+        """After a restart: every restored symbol gets the 1-minute bars it missed.
+
+        Nothing is passed on for the venue meanwhile (its clock would close the
+        restored symbols' bars flat). History ends at the whole minute of the venue's
+        first tick (or of the wall clock after ``warmup_wait_ms``); the minute from
+        there is completed at the cut-over like a warm-up's.
+        """
+        await self._control.join()          # the loaded rules' symbols are subscribed
+        try:
+            await asyncio.wait_for(rs.first_tick.wait(), self.warmup_wait_ms / 1000)
+        except TimeoutError:
+            pass
+        end = floor_to(rs.first_ms if rs.first_ms is not None else self.clock(), MINUTE_MS)
+        fetched: dict[str, list[tuple[str, list[Bar]]]] = {}
+        for symbol, st in list(rs.symbols.items()):
+            w = st.warming
+            if w is None or w.resume_from is None:
+                continue
+            if end - w.resume_from > _RESTART_GAP_MS:     # the engine restarts such series
+                plan = history_plan(self.processor.timeframes_read(symbol), end,
+                                    self.warmup_bars)
+            else:
+                plan = [("1m", w.resume_from, end)] if end > w.resume_from else []
+            try:
+                fetched[symbol] = [(tf, await self._history(rs, symbol, tf, a, b))
+                                   for tf, a, b in plan]
+            except Exception as exc:  # noqa: BLE001 - the gap stays as the engine fills it
+                log.warning("resume_failed", symbol=symbol, error=repr(exc))
+                fetched[symbol] = []
+        async with rs.lock:
+            for symbol, segments in fetched.items():
+                st = rs.symbols.get(symbol)
+                if st is None or st.warming is None:
+                    continue
+                if end > st.warming.resume_from and not any(b for _, b in segments):
+                    st.warming.resume_from = None       # nothing to fill in: live at once
+                    await self._go_live(rs, symbol, st)
+                    continue
+                fed = await self.processor.warm_up(rs.route.clock, symbol, segments,
+                                                   fill_gaps=rs.fill_gaps)
+                self.metrics.warmup_bars.labels(rs.route.venue).inc(fed)
+                st.warming.cut_ms = end + MINUTE_MS
+                log.info("resumed", symbol=symbol, bars=fed, live_from_ms=end + MINUTE_MS)
+            rs.resuming = False
+            held, rs.resume_held = rs.resume_held, []
+            for source, ticks in held:
+                await self._forward(rs, source, ticks)
+            if rs.resume_mark is not None:
+                await self._finish_warmups(rs, rs.resume_mark)
+                await self._publish(rs, [], watermark_ms=rs.resume_mark)
+                rs.resume_mark = None
+
     async def _history(self, rs: _RouteState, symbol: str, timeframe: str, start: int,
                        end: int) -> list[Bar]:
         src = rs.sources[rs.active]
@@ -480,11 +573,12 @@ class DataManager:
             if w is None or w.cut_ms is None or upto_ms < w.cut_ms:
                 continue
             start = w.cut_ms - MINUTE_MS
-            try:
-                bars = await self._history(rs, symbol, "1m", start, w.cut_ms)
-            except Exception as exc:  # noqa: BLE001 - the minute's ticks held are used instead
-                log.warning("warm_up_minute_failed", symbol=symbol, error=repr(exc))
-                bars = []
+            bars: list[Bar] = []
+            if w.resume_from is None or start >= w.resume_from:   # not a minute it has data of
+                try:
+                    bars = await self._history(rs, symbol, "1m", start, w.cut_ms)
+                except Exception as exc:  # noqa: BLE001 - the minute's held ticks are used
+                    log.warning("warm_up_minute_failed", symbol=symbol, error=repr(exc))
             if bars:
                 await self.processor.warm_up(rs.route.clock, symbol, [("1m", bars)],
                                              fill_gaps=rs.fill_gaps)
@@ -523,8 +617,9 @@ class DataManager:
     async def idle(self) -> None:
         """Wait until every rule change is applied to the subscriptions and warm-ups end."""
         await self._control.join()
-        while self._warmups:
-            await asyncio.gather(*self._warmups.values(), return_exceptions=True)
+        while self._warmups or self._resumes:
+            await asyncio.gather(*self._warmups.values(), *self._resumes,
+                                 return_exceptions=True)
 
     # health and failover -----------------------------------------------------------
     async def _monitor_loop(self) -> None:

@@ -46,9 +46,9 @@ class Engine:
 
 
 @asynccontextmanager
-async def engine(routes: str, sources: Sequence[ScriptedSource],
-                 **options: Any) -> AsyncIterator[Engine]:
-    store = await open_store("sqlite://:memory:")
+async def engine(routes: str, sources: Sequence[ScriptedSource], *,
+                 store_url: str = "sqlite://:memory:", **options: Any) -> AsyncIterator[Engine]:
+    store = await open_store(store_url)
     processor = AlertProcessor(store, AlertHub())
     options.setdefault("check_interval_ms", 3_600_000)    # the tests call check()
     options.setdefault("warmup_wait_ms", 0)

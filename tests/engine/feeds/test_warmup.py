@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -142,3 +143,54 @@ def test_history_plan_covers_every_timeframe_once_and_ends_on_the_minute() -> No
         assert end - tf_start >= 100 * TIMEFRAME_MS[tf]
     with pytest.raises(ValueError):
         history_plan({"1h"}, end + 1, 10)
+
+
+@pytest.mark.asyncio
+async def test_a_restart_fills_the_minutes_missed_from_history(tmp_path: Path) -> None:
+    """Stopped mid-run and restarted later: the restored symbol gets the 1-minute bars
+    of the outage, and from the cut-over on fires as the uninterrupted run does."""
+    k = klines()
+    created = int(k.open_time_ms.iloc[3000]) + 37_000
+    t1 = created - created % MINUTE_MS
+    stop_at = t1 + 301 * MINUTE_MS + 20_000          # the service stops here ...
+    back_at = t1 + 420 * MINUTE_MS + 50_000          # ... and is back here (wall clock)
+    live = [t for t in ticks_of(k[(k.open_time_ms >= t1)
+                                  & (k.open_time_ms < t1 + 900 * MINUTE_MS)])
+            if t.time_ms >= created]
+    bars = {(SYMBOL, "1m"): one_minute_bars(k), (SYMBOL, "1h"): hour_bars(k)}
+
+    src = ScriptedSource("src")
+    src.bars = bars
+    async with engine("binance=src", [src], warmup_bars=WARMUP_BARS,
+                      clock=lambda: created) as e:
+        await e.add_rule("rsi", "LINKUSDT", CONDITION)
+        await push_all(src, live)
+        whole = rule_alerts(await e.alerts())
+
+    url = f"sqlite:///{tmp_path / 'alerts.db'}"
+    before = ScriptedSource("src")
+    before.bars = bars
+    async with engine("binance=src", [before], store_url=url, warmup_bars=WARMUP_BARS,
+                      clock=lambda: created) as e:
+        await e.add_rule("rsi", "LINKUSDT", CONDITION)
+        await push_all(before, [t for t in live if t.time_ms < stop_at])
+    last = max(t.time_ms for t in live if t.time_ms < stop_at)
+
+    after = ScriptedSource("src")
+    after.bars = bars
+    async with engine("binance=src", [after], store_url=url, warmup_bars=WARMUP_BARS,
+                      clock=lambda: back_at) as e:
+        await e.feeds.idle()
+        resume_from = last - last % MINUTE_MS + MINUTE_MS
+        back_minute = back_at - back_at % MINUTE_MS
+        assert after.history_calls == [(SYMBOL, "1m", resume_from, back_minute)]
+        await push_all(after, [t for t in live if t.time_ms >= back_at])
+        restarted = rule_alerts(await e.alerts())
+    assert after.history_calls[-1] == (SYMBOL, "1m", back_minute, back_minute + MINUTE_MS)
+
+    cut = back_minute + MINUTE_MS
+    assert [a for a in restarted if a[2] < stop_at] == [a for a in whole if a[2] < stop_at]
+    assert [a for a in restarted if stop_at <= a[2] < cut] == []     # history never fires
+    tail = [a for a in whole if a[2] >= cut]
+    assert len(tail) >= 2
+    assert [a for a in restarted if a[2] >= cut] == tail
