@@ -104,3 +104,12 @@ def test_rules_and_tail_commands_against_a_server(tmp_path: Path) -> None:
             tail.wait()
         assert cli("rules", "delete", "cli-rule").returncode == 0
         assert cli("rules", "list").stdout == ""
+
+
+def test_market_sources_this_build_cannot_make_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "alerts.toml"
+    config.write_text('market_sources = true\nmarket_routes = "binance=nowhere"\n')
+    line = _one_line_failure([*SERVE, "--config", str(config), "--grpc-listen", "127.0.0.1:0",
+                              "--store", f"sqlite:///{tmp_path / 'a.db'}"])
+    assert line.startswith("alerts: error: market_routes names source(s) this build cannot "
+                           "make: nowhere"), line

@@ -25,6 +25,7 @@ class ScriptedSource(MarketSource):
         self.history_calls: list[tuple[str, str, int, int]] = []
         self.bars: dict[tuple[str, str], list[Bar]] = {}
         self.health_now = SourceHealth(up=True)
+        self.history_error: Exception | None = None     # raised by history() when set
         self.stopped = False
         self._changed: asyncio.Condition | None = None
 
@@ -61,6 +62,8 @@ class ScriptedSource(MarketSource):
     async def history(self, symbol: str, timeframe: str, start_ms: int, end_ms: int) -> list[Bar]:
         self.history_calls.append((symbol, timeframe, start_ms, end_ms))
         await self._notify()
+        if self.history_error is not None:
+            raise self.history_error
         return [b for b in self.bars.get((symbol, timeframe), [])
                 if start_ms <= b.open_ms < end_ms]
 

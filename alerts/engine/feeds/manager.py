@@ -336,12 +336,7 @@ class DataManager:
             return
         rs, pos = entry
         async with rs.lock:
-            if pos == rs.active and rs.resuming:
-                rs.resume_held.append((source, ticks))
-                if rs.first_ms is None:
-                    rs.first_ms = min(t.time_ms for t in ticks)
-                    rs.first_tick.set()
-            elif pos == rs.active:
+            if pos == rs.active:
                 await self._forward(rs, source, ticks)
             elif pos < rs.active:
                 self._hold(rs, source, ticks)
@@ -387,6 +382,12 @@ class DataManager:
 
     # passing data on (under the route's lock) ----------------------------------------
     async def _forward(self, rs: _RouteState, source: str, ticks: Sequence[Tick]) -> None:
+        if rs.resuming:                 # passed on once the restored symbols have their bars
+            rs.resume_held.append((source, ticks))
+            if rs.first_ms is None:
+                rs.first_ms = min(t.time_ms for t in ticks)
+                rs.first_tick.set()
+            return
         await self._finish_warmups(rs, max(t.time_ms for t in ticks))
         good: list[Tick] = []
         counts = {"duplicate": 0, "invalid": 0, "unsubscribed": 0, "warming": 0}
@@ -449,6 +450,14 @@ class DataManager:
 
     # warm-up ---------------------------------------------------------------------
     async def _warm(self, rs: _RouteState, symbol: str, st: _Symbol) -> None:
+        try:
+            await self._warm_up(rs, symbol, st)
+        except UnavailableError:
+            pass                # shutting down
+        except Exception as exc:  # noqa: BLE001 - the symbol then warms up from live data
+            await self._warmup_failed(rs, symbol, st, exc)
+
+    async def _warm_up(self, rs: _RouteState, symbol: str, st: _Symbol) -> None:
         """History up to a whole minute T now; the minute [T, T+1m) at the cut-over."""
         w = st.warming
         assert w is not None
@@ -469,22 +478,14 @@ class DataManager:
         end = floor_to(anchor if anchor is not None else self.clock(), MINUTE_MS)
         timeframes = self.processor.timeframes_read(symbol)
         plan = history_plan(timeframes, end, self.warmup_bars)
-        try:
-            segments = [(tf, await self._history(rs, symbol, tf, a, b)) for tf, a, b in plan]
-        except Exception as exc:  # noqa: BLE001 - no history: the symbol warms up live
-            await self._warmup_failed(rs, symbol, st, exc)
-            return
+        segments = [(tf, await self._history(rs, symbol, tf, a, b)) for tf, a, b in plan]
         async with rs.lock:
             if rs.symbols.get(symbol) is not st:
                 return
             clock = self._live_clock(rs)
             later = floor_to(clock, MINUTE_MS) if clock is not None else end
             if later > end:     # the venue moved on meanwhile: history up to its minute
-                try:
-                    segments.append(("1m", await self._history(rs, symbol, "1m", end, later)))
-                except Exception as exc:  # noqa: BLE001
-                    await self._warmup_failed(rs, symbol, st, exc, locked=True)
-                    return
+                segments.append(("1m", await self._history(rs, symbol, "1m", end, later)))
                 end = later
             if not any(bars for _, bars in segments):
                 await self._go_live(rs, symbol, st)     # no history at all: warm up live
@@ -592,13 +593,10 @@ class DataManager:
                 await self._publish(rs, good)
 
     async def _warmup_failed(self, rs: _RouteState, symbol: str, st: _Symbol,
-                             exc: Exception, *, locked: bool = False) -> None:
+                             exc: Exception) -> None:
         log.warning("warm_up_failed", symbol=symbol, error=repr(exc))
-        if locked:
+        async with rs.lock:
             await self._go_live(rs, symbol, st)
-        else:
-            async with rs.lock:
-                await self._go_live(rs, symbol, st)
         await self._notify(rs, rs.active, SourceEvent(
             "GAP", rs.names[rs.active], self.clock(),
             f"no history to warm {symbol} up ({exc}); its indicators warm up from live data",
@@ -629,7 +627,12 @@ class DataManager:
             except TimeoutError:
                 pass
             self._wake.clear()
-            await self.check()
+            try:
+                await self.check()
+            except UnavailableError:
+                return          # shutting down
+            except Exception:  # noqa: BLE001 - logged; the next check tries again
+                log.exception("feed_check_failed")
 
     async def check(self) -> None:
         """Read every source's health; publish it; fail over or back where due."""
@@ -639,7 +642,10 @@ class DataManager:
             failed: set[str] = set()
             up: set[str] = set()
             for pos, src in enumerate(rs.sources):
-                h = src.health()
+                try:
+                    h = src.health()
+                except Exception as exc:  # noqa: BLE001 - a source that cannot say is down
+                    h = SourceHealth(up=False, detail=f"health() failed: {exc!r}")
                 if h.up:
                     up.add(src.name)
                 ok, stale = self._judge(rs, pos, h, wall)

@@ -194,3 +194,19 @@ async def test_a_restart_fills_the_minutes_missed_from_history(tmp_path: Path) -
     tail = [a for a in whole if a[2] >= cut]
     assert len(tail) >= 2
     assert [a for a in restarted if a[2] >= cut] == tail
+
+
+@pytest.mark.asyncio
+async def test_failing_history_is_a_data_quality_gap_and_the_ticks_still_count() -> None:
+    src = ScriptedSource("src")
+    src.history_error = ConnectionError("HTTP 503 from /fapi/v1/klines")
+    async with engine("binance=src", [src], warmup_wait_ms=5_000) as e:
+        task = asyncio.create_task(e.add_rule("p", "BTCUSDT", "price > 100"))
+        await src.wait_for(lambda: "binance:BTCUSDT" in src.symbols)
+        await src.push([Tick("binance:BTCUSDT", 101.0, 1.0, 1_723_161_600_000, 1)])
+        await task
+        alerts = await e.alerts()
+        assert [(a.kind, a.trade_id) for a in alerts] == [("RULE", 1), ("DATA_QUALITY", 0)]
+        gap = alerts[1]
+        assert (gap.symbol, gap.details["event"]) == ("binance:BTCUSDT", "GAP")
+        assert "HTTP 503" in gap.message and "warm up from live data" in gap.message
