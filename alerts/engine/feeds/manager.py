@@ -290,7 +290,7 @@ class DataManager:
                     await self._unsubscribe(rs, symbol)
             except UnavailableError:
                 return          # shutting down
-            except Exception:  # noqa: BLE001 - logged; the next change retries the symbol
+            except Exception:  # logged; the next change retries the symbol
                 log.exception("subscription_failed", symbol=symbol, op=op)
             finally:
                 self._control.task_done()
@@ -540,17 +540,17 @@ class DataManager:
                 fetched[symbol] = []
         async with rs.lock:
             for symbol, segments in fetched.items():
-                st = rs.symbols.get(symbol)
-                if st is None or st.warming is None:
+                restored = rs.symbols.get(symbol)
+                w = None if restored is None else restored.warming
+                if restored is None or w is None or w.resume_from is None:
                     continue
-                if end > st.warming.resume_from and not any(b for _, b in segments):
-                    st.warming.resume_from = None       # nothing to fill in: live at once
-                    await self._go_live(rs, symbol, st)
+                if end > w.resume_from and not any(b for _, b in segments):
+                    await self._go_live(rs, symbol, restored)   # no history: live at once
                     continue
                 fed = await self.processor.warm_up(rs.route.clock, symbol, segments,
                                                    fill_gaps=rs.fill_gaps)
                 self.metrics.warmup_bars.labels(rs.route.venue).inc(fed)
-                st.warming.cut_ms = end + MINUTE_MS
+                w.cut_ms = end + MINUTE_MS
                 log.info("resumed", symbol=symbol, bars=fed, live_from_ms=end + MINUTE_MS)
             rs.resuming = False
             held, rs.resume_held = rs.resume_held, []
@@ -631,7 +631,7 @@ class DataManager:
                 await self.check()
             except UnavailableError:
                 return          # shutting down
-            except Exception:  # noqa: BLE001 - logged; the next check tries again
+            except Exception:  # logged; the next check tries again
                 log.exception("feed_check_failed")
 
     async def check(self) -> None:

@@ -10,6 +10,7 @@ paused, fed those ticks live, and unpaused where the warmed-up run goes live
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import replace
 from pathlib import Path
 
@@ -94,7 +95,7 @@ async def test_a_new_rule_is_active_at_once_and_fires_as_if_fed_live() -> None:
         calls = src.history_calls
     # the history asked for is contiguous, ends where live ticks take over, once each
     assert [c[1] for c in calls] == ["1h", "1m", "1m"]
-    assert all(a[3] == b[2] for a, b in zip(calls, calls[1:]))
+    assert all(a[3] == b[2] for a, b in itertools.pairwise(calls))
     assert calls[-1][3] == live_from and calls[0][2] == t1 - t1 % HOUR - WARMUP_BARS * HOUR
 
     # reference: the rule (paused) sees the same data live from the first history bar
@@ -133,7 +134,7 @@ def test_history_plan_covers_every_timeframe_once_and_ends_on_the_minute() -> No
     end = 1_771_000_000_000 - 1_771_000_000_000 % MINUTE_MS + 17 * MINUTE_MS
     plan = history_plan({"5m", "4h", "1h"}, end, 100)
     assert [p[0] for p in plan] == ["4h", "1h", "5m", "1m"]
-    assert all(a[2] == b[1] for a, b in zip(plan, plan[1:]))
+    assert all(a[2] == b[1] for a, b in itertools.pairwise(plan))
     assert plan[-1][2] == end
     for tf, start, stop in plan:
         assert start % TIMEFRAME_MS[tf] == 0 and stop % TIMEFRAME_MS[tf] == 0 or stop == end
