@@ -30,8 +30,7 @@ class Config:
     log_level: str = "info"
     # market sources (the DataManager); off by default: `alerts serve` needs no network
     market_sources: bool = False
-    market_routes: str = ("binance=binance-ws,binance-rest;binance-usdm=binance-usdm-ws,"
-                          "binance-usdm-rest;us=yahoo,alphavantage")
+    market_routes: str = "binance=binance;binance-usdm=binance-usdm;us=yahoo,alphavantage"
     binance_ws_url: str = "wss://stream.binance.com:9443"
     binance_rest_url: str = "https://api.binance.com"
     binance_usdm_ws_url: str = "wss://fstream.binance.com"

@@ -1,9 +1,8 @@
 """Venue routing: which market sources feed a venue's symbols, in order of preference.
 
 The mapping is written ``venue=source,source;venue=source`` (the ``market_routes``
-setting), e.g. ``binance=binance-ws,binance-rest;us=yahoo,alphavantage``: a
-symbol ``binance:BTCUSDT`` is fed by ``binance-ws`` while it is healthy, else by
-``binance-rest``. Every source of a route feeds one engine clock, named
+setting), e.g. ``binance=binance;us=yahoo,alphavantage``: a symbol
+``us:SPY`` is fed by ``yahoo`` while it is healthy, else by ``alphavantage``. Every source of a route feeds one engine clock, named
 ``feed:<venue>``, so a failover never changes the clock a symbol's bars close by.
 """
 
