@@ -14,11 +14,19 @@ from alerts.config import Config
 from alerts.engine.feeds.routes import parse_routes
 from alerts.errors import InvalidArgumentError
 from alerts.market.base import MarketSource
+from alerts.market.binance import SPOT, USDM, BinanceSource
 
 SourceFactory = Callable[[Config], MarketSource]
 
-FACTORIES: dict[str, SourceFactory] = {}
-"""Source name -> factory. Filled as source implementations land (binance, stocks)."""
+FACTORIES: dict[str, SourceFactory] = {
+    "binance": lambda c: BinanceSource(SPOT, ws_url=c.binance_ws_url,
+                                       rest_url=c.binance_rest_url, name="binance"),
+    "binance-usdm": lambda c: BinanceSource(USDM, ws_url=c.binance_usdm_ws_url,
+                                            rest_url=c.binance_usdm_rest_url,
+                                            name="binance-usdm"),
+}
+"""Source name -> factory (the stock sources, ``yahoo`` and ``alphavantage``, join when
+their branch lands)."""
 
 
 def build_sources(config: Config) -> dict[str, MarketSource]:
