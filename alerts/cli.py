@@ -210,9 +210,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                                             start_ms=start_ms, speed=args.speed)
         what = f"a random walk of {args.symbols} symbols"
 
-    async def run() -> int:
+    async def run(store_url: str) -> int:
         fired = 0
-        async with exchange as ex, ex_store() as store_url:
+        async with exchange as ex:
             if not args.files:
                 ex.pause()
                 await ex.run_until(start_ms + DEMO_HISTORY_MS)
@@ -239,7 +239,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                         print(f"{r.name}: {r.symbol} {r.condition_text} "
                               f"[{rules_pb2.TriggerMode.Name(r.trigger_mode)}] "
                               f"{rules_pb2.Rule.State.Name(r.state)}", flush=True)
-                    stream = stub.StreamAlerts(service_pb2.StreamAlertsRequest())
+                    stream = stub.StreamAlerts(service_pb2.StreamAlertsRequest(resume_after=0))
                     try:
                         async with asyncio.timeout(args.seconds or None):
                             async for msg in stream:
@@ -258,19 +258,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"alerts demo: {fired} alerts", flush=True)
         return 0
 
-    def ex_store():  # type: ignore[no-untyped-def]
-        from contextlib import asynccontextmanager
-
-        @asynccontextmanager
-        async def store():  # type: ignore[no-untyped-def]
-            with tempfile.TemporaryDirectory(prefix="alerts-demo-") as tmp:
-                yield f"sqlite:///{tmp}/demo.db"
-        return store()
-
-    try:
-        return asyncio.run(run())
-    except KeyboardInterrupt:
-        return 0
+    with tempfile.TemporaryDirectory(prefix="alerts-demo-") as tmp:
+        try:
+            return asyncio.run(run(f"sqlite:///{tmp}/demo.db"))
+        except KeyboardInterrupt:
+            return 0
 
 
 def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
