@@ -308,8 +308,10 @@ class DataManager:
             rs.symbols[symbol] = st
             if len(rs.symbols) == 1:
                 rs.active_since_ms = self.clock()
-            for src in rs.sources[:rs.active + 1]:
-                await self._call(src.name, "subscribe", src.subscribe([symbol]))
+            following = rs.sources[:rs.active + 1]
+        # outside the lock: a source may need its own deliveries to get through first
+        for src in following:
+            await self._call(src.name, "subscribe", src.subscribe([symbol]))
         if st.warming is not None and st.warming.resume_from is None:
             task = asyncio.create_task(self._warm(rs, symbol, st))
             self._warmups[symbol] = task
@@ -325,8 +327,9 @@ class DataManager:
             task = self._warmups.pop(symbol, None)
             if task is not None:
                 task.cancel()
-            for src in rs.sources[:rs.active + 1]:
-                await self._call(src.name, "unsubscribe", src.unsubscribe([symbol]))
+            following = rs.sources[:rs.active + 1]
+        for src in following:
+            await self._call(src.name, "unsubscribe", src.unsubscribe([symbol]))
         log.info("symbol_unsubscribed", symbol=symbol)
 
     # MarketSink ------------------------------------------------------------------
@@ -689,30 +692,32 @@ class DataManager:
                                                  f"{rs.route.venue} switched to {rs.names[pos]}")
 
     async def _switch(self, rs: _RouteState, target: int, kind: str, detail: str) -> None:
+        """Make ``target`` the venue's active source (its held ticks are applied first)."""
         async with rs.lock:
             old = rs.active
             if target == old:
                 return
             symbols = sorted(rs.symbols)
-            if target > old:
-                for src in rs.sources[old + 1:target + 1]:
-                    if symbols:
-                        await self._call(src.name, "subscribe", src.subscribe(symbols))
-            else:
-                for src in rs.sources[target + 1:old + 1]:
-                    if symbols:
-                        await self._call(src.name, "unsubscribe", src.unsubscribe(symbols))
-                    rs.standby[src.name].clear()
             rs.active = target
             rs.active_since_ms = self.clock()
             name = rs.names[target]
             held = list(rs.standby[name])
             rs.standby[name].clear()
+            dropped = rs.sources[target + 1:old + 1]      # switching back: now cold again
+            for src in dropped:
+                rs.standby[src.name].clear()
             self.metrics.source_switches.labels(rs.route.venue, name).inc()
             log.warning("feed_switched", venue=rs.route.venue, source=name,
                         previous=rs.names[old], held=len(held))
             if held:
                 await self._forward(rs, name, held)
+        # subscriptions change outside the lock (a source's call may wait for its own
+        # deliveries); ticks of a newly active source are applied as soon as they come
+        if symbols:
+            for src in rs.sources[old + 1:target + 1]:
+                await self._call(src.name, "subscribe", src.subscribe(symbols))
+            for src in dropped:
+                await self._call(src.name, "unsubscribe", src.unsubscribe(symbols))
         # the alert names the source that failed (or recovered)
         subject = rs.names[old] if kind == "STALE" else rs.names[target]
         await self._notify(rs, rs.names.index(subject),
