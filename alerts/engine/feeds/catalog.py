@@ -37,4 +37,10 @@ def build_sources(config: Config) -> dict[str, MarketSource]:
         raise InvalidArgumentError(
             f"market_routes names source(s) this build cannot make: {', '.join(missing)} "
             f"(available: {', '.join(sorted(FACTORIES)) or 'none'})")
-    return {name: FACTORIES[name](config) for name in names}
+    sources: dict[str, MarketSource] = {}
+    for name in names:
+        try:
+            sources[name] = FACTORIES[name](config)
+        except ValueError as exc:   # a setting the source refuses (e.g. no API key)
+            raise InvalidArgumentError(f"market source {name}: {exc}") from None
+    return sources

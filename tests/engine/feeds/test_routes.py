@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from alerts.config import Config
-from alerts.engine.feeds import Route, build_sources, parse_routes
+from alerts.engine.feeds import Route, build_sources, catalog, parse_routes
 from alerts.errors import InvalidArgumentError
 
 
@@ -48,3 +48,20 @@ def test_settings_come_from_the_environment() -> None:
 def test_a_route_naming_a_source_this_build_lacks_is_a_configuration_error() -> None:
     with pytest.raises(InvalidArgumentError, match="cannot make: nowhere"):
         build_sources(Config(market_sources=True, market_routes="binance=nowhere"))
+
+
+def test_the_binance_sources_are_made_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = Config(market_sources=True, market_routes="binance=binance;binance-usdm=binance-usdm",
+                    binance_ws_url="ws://127.0.0.1:9", binance_rest_url="http://127.0.0.1:9",
+                    binance_usdm_ws_url="ws://127.0.0.1:8")
+    sources = build_sources(config)
+    assert sorted(sources) == ["binance", "binance-usdm"]
+    assert [s.name for s in sources.values()] == ["binance", "binance-usdm"]
+    assert all(s.fill_gaps for s in sources.values())
+
+    def refuse(_: Config) -> object:
+        raise ValueError("an API key is required")
+
+    monkeypatch.setitem(catalog.FACTORIES, "keyed", refuse)
+    with pytest.raises(InvalidArgumentError, match="market source keyed: an API key is required"):
+        build_sources(Config(market_routes="us=keyed"))
