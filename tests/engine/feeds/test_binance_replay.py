@@ -66,7 +66,7 @@ async def replay(ex: ReplayExchange, create_at: int | None, end: int
             await ex.run_until(t)
             await asyncio.wait({created}, timeout=2)
         await created
-        active = state(e, "rsi")
+        active = await state(e, "rsi")
         while t < end:
             t = min(t + STEP, end)
             await ex.run_until(t)

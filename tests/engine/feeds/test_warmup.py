@@ -60,9 +60,10 @@ def ticks_of(k: pd.DataFrame) -> list[Tick]:
     return out
 
 
-def state(e: Engine, rule_id: str) -> int:
-    rec = e.processor._rules[rule_id]
-    return convert.rule_to_proto(rec, e.processor.rule_state(rule_id), "1h").state
+async def state(e: Engine, rule_id: str, owner: str = "local") -> int:
+    """The rule's state as the API shows it."""
+    rec = await e.store.get_rule(owner, rule_id)
+    return convert.rule_to_proto(rec, e.processor.rule_state(rule_id), None).state
 
 
 async def push_all(src: ScriptedSource, ticks: list[Tick], size: int = 97) -> None:
@@ -85,7 +86,7 @@ async def test_a_new_rule_is_active_at_once_and_fires_as_if_fed_live() -> None:
     async with engine("binance=src", [src], warmup_bars=WARMUP_BARS,
                       clock=lambda: created) as e:
         await e.add_rule("rsi", "LINKUSDT", CONDITION)
-        assert state(e, "rsi") == rules_pb2.Rule.STATE_ACTIVE   # before any live tick
+        assert await state(e, "rsi") == rules_pb2.Rule.STATE_ACTIVE   # before any live tick
         snap = await e.processor.snapshot(SYMBOL, 1)
         assert snap is not None
         rsi = next(i for i in snap.indicators if i.label == "rsi(14, 1h)")
