@@ -117,6 +117,7 @@ class _RouteState:
         self.active_since_ms = 0            # wall clock of the last switch or first symbol
         self.symbols: dict[str, _Symbol] = {}
         self.standby: dict[str, deque[Tick]] = {name: deque() for name in self.names}
+        self.overflow: dict[str, int] = dict.fromkeys(self.names, 0)   # held ticks let go
         self.lock = asyncio.Lock()          # one at a time: forwarding, switching, warm-up
         self.bad_since: dict[str, float] = {}
         self.good_since: dict[str, float] = {}
@@ -431,6 +432,7 @@ class DataManager:
             held.popleft()
         while len(held) > self.standby_ticks:
             held.popleft()
+            rs.overflow[source] += 1
         self.metrics.source_ticks.labels(source, "held").inc(len(ticks))
 
     async def _publish(self, rs: _RouteState, ticks: Sequence[Tick], *,
@@ -703,9 +705,11 @@ class DataManager:
             name = rs.names[target]
             held = list(rs.standby[name])
             rs.standby[name].clear()
+            overflow, rs.overflow[name] = rs.overflow[name], 0
             dropped = rs.sources[target + 1:old + 1]      # switching back: now cold again
             for src in dropped:
                 rs.standby[src.name].clear()
+                rs.overflow[src.name] = 0
             self.metrics.source_switches.labels(rs.route.venue, name).inc()
             log.warning("feed_switched", venue=rs.route.venue, source=name,
                         previous=rs.names[old], held=len(held))
@@ -720,8 +724,12 @@ class DataManager:
                 await self._call(src.name, "unsubscribe", src.unsubscribe(symbols))
         # the alert names the source that failed (or recovered)
         subject = rs.names[old] if kind == "STALE" else rs.names[target]
-        await self._notify(rs, rs.names.index(subject),
-                           SourceEvent(kind, subject, self.clock(), detail))
+        now = self.clock()
+        await self._notify(rs, rs.names.index(subject), SourceEvent(kind, subject, now, detail))
+        if overflow:
+            await self._notify(rs, target, SourceEvent(
+                "GAP", name, now, f"{overflow} ticks {name} delivered while recovering were "
+                f"not held (feed_standby_ticks = {self.standby_ticks}); bars may miss them"))
 
     def _gauges(self, rs: _RouteState, src: MarketSource, h: SourceHealth, ok: bool,
                 mono: float) -> None:

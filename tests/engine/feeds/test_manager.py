@@ -7,6 +7,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from alerts.market.base import SourceHealth, Tick
+from alerts.storage.records import RuleRecord
 from tests.engine.feeds.harness import engine, rule_alerts
 from tests.support import market_data as md
 from tests.support.sources import ScriptedSource
@@ -191,3 +192,41 @@ async def test_a_silent_source_with_symbols_is_stale_and_replaced() -> None:
         await e.feeds.check()
         assert e.feeds.active_source("binance") == "rest"
         assert rest.symbols == {"binance:BTCUSDT"} and ws.symbols == {"binance:BTCUSDT"}
+
+
+async def test_a_full_standby_is_reported_as_a_gap_at_the_switch_back() -> None:
+    ws, rest = ScriptedSource("ws"), ScriptedSource("rest")
+    now = 1_900_000_000_000
+    async with engine("binance=ws,rest", [ws, rest], stale_after_ms=0, recover_after_ms=0,
+                      standby_ticks=5, clock=lambda: now) as e:
+        await e.add_rule("a", "BTCUSDT", "price > 1")
+        ws.health_now = SourceHealth(up=False)
+        await e.feeds.check()
+        t0 = 1_723_161_600_000
+        await rest.push([Tick("binance:BTCUSDT", 100.0, 1.0, t0, 1)])
+        ws.health_now = SourceHealth(up=True, last_message_ms=now)
+        await ws.push([Tick("binance:BTCUSDT", 100.0 + i, 1.0, t0 + i, 1 + i)
+                       for i in range(20)])
+        await e.feeds.check()
+        assert e.feeds.active_source("binance") == "ws"
+        applied = await e.store.list_alerts("local", after_id=0, limit=100)
+        assert [a.trade_id for a in applied if a.kind == "RULE"] == [1]    # ON_TRUE: once
+        assert e.processor.source_clock("feed:binance") == t0 + 19   # the last 5 were held
+        gaps = [a for a in applied if a.details.get("event") == "GAP"]
+        assert len(gaps) == 1 and gaps[0].message.startswith(
+            "data quality: gap in the data on ws: 15 ticks ws delivered while recovering")
+
+
+async def test_a_rule_deleted_while_its_symbol_warms_up_ends_the_warm_up() -> None:
+    ws = ScriptedSource("ws")
+    async with engine("binance=ws", [ws], warmup_wait_ms=60_000) as e:
+        rule = RuleRecord(rule_id="a", owner="local", symbol="binance:BTCUSDT",
+                          condition_text="price > 1")
+        await e.processor.change_rule(lambda: e.store.create_rule(rule))   # no idle()
+        await ws.wait_for(lambda: ws.symbols == {"binance:BTCUSDT"})
+        assert e.feeds.warming("binance:BTCUSDT")
+        await e.delete_rule("a")          # waits for the warm-up task too
+        assert ws.symbols == set() and not e.feeds.warming("binance:BTCUSDT")
+        await ws.push([Tick("binance:BTCUSDT", 100.0, 1.0, 1_723_161_600_000, 1)])
+        assert e.processor.source_clock("feed:binance") is None      # nothing applied
+
