@@ -39,6 +39,7 @@ class Config:
     alphavantage_key: str = ""
     yahoo_url: str = "https://query1.finance.yahoo.com"
     feed_stale_after_ms: int = 30_000      # the active source failed: down or silent this long
+    feed_stale_after_by_venue: str = ""    # per venue, e.g. "us=180000" (slow polls)
     feed_recover_after_ms: int = 10_000    # a better source healthy this long: switch back
     feed_check_interval_ms: int = 1_000
     feed_standby_ticks: int = 100_000      # ticks a recovering source may hold for a switch back

@@ -22,6 +22,7 @@ from alerts.api.service import AlertService
 from alerts.config import Config
 from alerts.delivery.hub import AlertHub
 from alerts.engine.feeds import DataManager, build_sources, parse_routes
+from alerts.engine.feeds.routes import parse_venue_times
 from alerts.engine.processor import AlertProcessor
 from alerts.errors import UnavailableError
 from alerts.market.base import MarketSource
@@ -91,7 +92,10 @@ def build_feeds(config: Config, processor: AlertProcessor,
         return None
     return DataManager(
         processor, parse_routes(config.market_routes), sources,
-        stale_after_ms=config.feed_stale_after_ms, recover_after_ms=config.feed_recover_after_ms,
+        stale_after_ms=config.feed_stale_after_ms,
+        stale_after_by_venue=parse_venue_times(config.feed_stale_after_by_venue,
+                                               "feed_stale_after_by_venue"),
+        recover_after_ms=config.feed_recover_after_ms,
         check_interval_ms=config.feed_check_interval_ms,
         standby_ticks=config.feed_standby_ticks, warmup_bars=config.warmup_bars,
         warmup_wait_ms=config.warmup_wait_ms)

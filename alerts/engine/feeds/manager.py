@@ -139,6 +139,7 @@ class DataManager:
         sources: Mapping[str, MarketSource],
         *,
         stale_after_ms: int = 30_000,
+        stale_after_by_venue: Mapping[str, int] | None = None,
         recover_after_ms: int = 10_000,
         check_interval_ms: int = 1_000,
         standby_ticks: int = 100_000,
@@ -149,6 +150,7 @@ class DataManager:
         self.processor = processor
         self.metrics = processor.metrics
         self.stale_after_ms = stale_after_ms
+        self.stale_after_by_venue = dict(stale_after_by_venue or {})
         self.recover_after_ms = recover_after_ms
         self.check_interval_ms = check_interval_ms
         self.standby_ticks = standby_ticks
@@ -661,7 +663,7 @@ class DataManager:
                 else:
                     rs.good_since.pop(name, None)
                     rs.bad_since.setdefault(name, mono)
-                    if stale or mono - rs.bad_since[name] >= self.stale_after_ms / 1000:
+                    if stale or mono - rs.bad_since[name] >= self._stale_after(rs) / 1000:
                         failed.add(name)
                 self._gauges(rs, src, h, ok, mono)
                 await self._set_serving(name, ok)
@@ -672,8 +674,11 @@ class DataManager:
         if pos > rs.active or not rs.symbols:
             return h.up, False
         last = max(h.last_message_ms or 0, rs.active_since_ms)
-        stale = wall - last > self.stale_after_ms
+        stale = wall - last > self._stale_after(rs)
         return h.up and not stale, stale
+
+    def _stale_after(self, rs: _RouteState) -> int:
+        return self.stale_after_by_venue.get(rs.route.venue, self.stale_after_ms)
 
     async def _decide(self, rs: _RouteState, failed: set[str], up: set[str],
                       mono: float) -> None:

@@ -51,3 +51,20 @@ def parse_routes(text: str) -> tuple[Route, ...]:
             seen.add(key)
         routes.append(Route(venue, sources))
     return tuple(routes)
+
+
+def parse_venue_times(text: str, key: str) -> dict[str, int]:
+    """Parse ``venue=ms;venue=ms`` (a per-venue override of a time setting)."""
+    out: dict[str, int] = {}
+    for entry in (e.strip() for e in text.split(";")):
+        if not entry:
+            continue
+        venue, sep, value = (p.strip() for p in entry.partition("="))
+        try:
+            ms = int(value)
+        except ValueError:
+            ms = -1
+        if not sep or not _NAME.fullmatch(venue) or ms < 0 or venue in out:
+            raise InvalidArgumentError(f"{key}: {entry!r} is not venue=milliseconds (once each)")
+        out[venue] = ms
+    return out

@@ -194,6 +194,21 @@ async def test_a_silent_source_with_symbols_is_stale_and_replaced() -> None:
         assert rest.symbols == {"binance:BTCUSDT"} and ws.symbols == {"binance:BTCUSDT"}
 
 
+async def test_a_venue_may_allow_its_sources_more_silence() -> None:
+    ws, rest = ScriptedSource("ws"), ScriptedSource("rest")
+    wall = [1_900_000_000_000]
+    async with engine("binance=ws,rest", [ws, rest], stale_after_ms=30_000,
+                      stale_after_by_venue={"binance": 180_000}, clock=lambda: wall[0]) as e:
+        await e.add_rule("a", "BTCUSDT", "price > 1")
+        ws.health_now = SourceHealth(up=True, last_message_ms=wall[0])
+        wall[0] += 120_000
+        await e.feeds.check()
+        assert e.feeds.active_source("binance") == "ws"
+        wall[0] += 60_001
+        await e.feeds.check()
+        assert e.feeds.active_source("binance") == "rest"
+
+
 async def test_a_full_standby_is_reported_as_a_gap_at_the_switch_back() -> None:
     ws, rest = ScriptedSource("ws"), ScriptedSource("rest")
     now = 1_900_000_000_000

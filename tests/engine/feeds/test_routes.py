@@ -6,6 +6,7 @@ import pytest
 
 from alerts.config import Config
 from alerts.engine.feeds import Route, build_sources, catalog, parse_routes
+from alerts.engine.feeds.routes import parse_venue_times
 from alerts.errors import InvalidArgumentError
 
 
@@ -65,3 +66,10 @@ def test_the_binance_sources_are_made_from_the_settings(monkeypatch: pytest.Monk
     monkeypatch.setitem(catalog.FACTORIES, "keyed", refuse)
     with pytest.raises(InvalidArgumentError, match="market source keyed: an API key is required"):
         build_sources(Config(market_routes="us=keyed"))
+
+
+def test_per_venue_times_parse_and_bad_ones_are_refused() -> None:
+    assert parse_venue_times("us=180000; binance=5000", "k") == {"us": 180_000, "binance": 5000}
+    for bad in ("us", "us=x", "us=-1", "us=1;us=2"):
+        with pytest.raises(InvalidArgumentError, match="k: .* is not venue=milliseconds"):
+            parse_venue_times(bad, "k")
