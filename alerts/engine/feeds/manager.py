@@ -170,6 +170,10 @@ class DataManager:
             self._routes[route.venue] = rs
             for pos, name in enumerate(route.sources):
                 self._by_source[name] = (rs, pos)
+        misnamed = sorted(k for k, src in sources.items() if src.name != k)
+        if misnamed:
+            raise InvalidArgumentError(f"market sources named otherwise than their key: "
+                                       f"{', '.join(misnamed)}")
         unrouted = sorted(set(sources) - set(self._by_source))
         if unrouted:
             raise InvalidArgumentError(f"market sources {', '.join(unrouted)} are in no route")
@@ -187,16 +191,16 @@ class DataManager:
 
     @property
     def source_names(self) -> list[str]:
+        """Every source, by name (the health service has one entry each)."""
         return sorted(self._by_source)
 
     def active_source(self, venue: str) -> str:
+        """The source feeding ``venue`` now."""
         rs = self._routes[venue]
         return rs.names[rs.active]
 
-    def subscribed(self, venue: str) -> set[str]:
-        return set(self._routes[venue].symbols)
-
     def warming(self, symbol: str) -> bool:
+        """True while ``symbol`` waits for its history (its ticks are held)."""
         rs = self._route_of(symbol)
         st = None if rs is None else rs.symbols.get(symbol)
         return st is not None and st.warming is not None
@@ -757,4 +761,5 @@ class DataManager:
             await self.health_listener(name, serving)
 
     def serving(self, name: str) -> bool:
+        """What the health service says for the source ``name``."""
         return self._serving.get(name, False)

@@ -6,7 +6,12 @@ import pandas as pd
 import pytest
 from prometheus_client import generate_latest
 
+from alerts.delivery.hub import AlertHub
+from alerts.engine.feeds import DataManager, parse_routes
+from alerts.engine.processor import AlertProcessor
+from alerts.errors import InvalidArgumentError
 from alerts.market.base import SourceHealth, Tick
+from alerts.storage import open_store
 from alerts.storage.records import RuleRecord
 from tests.engine.feeds.harness import engine, rule_alerts
 from tests.support import market_data as md
@@ -245,3 +250,23 @@ async def test_a_rule_deleted_while_its_symbol_warms_up_ends_the_warm_up() -> No
         await ws.push([Tick("binance:BTCUSDT", 100.0, 1.0, 1_723_161_600_000, 1)])
         assert e.processor.source_clock("feed:binance") is None      # nothing applied
 
+
+
+@pytest.mark.parametrize("routes, names, words", [
+    ("binance=ws,rest", ["ws"], "venue binance names unknown source\\(s\\) rest; available: ws"),
+    ("binance=ws", ["ws", "extra"], "market sources extra are in no route"),
+])
+async def test_routes_and_sources_must_agree(routes: str, names: list[str], words: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=words):
+        async with engine(routes, [ScriptedSource(n) for n in names]):
+            pass
+
+
+async def test_a_source_is_known_by_its_own_name() -> None:
+    store = await open_store("sqlite://:memory:")
+    try:
+        with pytest.raises(InvalidArgumentError, match="named otherwise than their key: ws"):
+            DataManager(AlertProcessor(store, AlertHub()), parse_routes("binance=ws"),
+                        {"ws": ScriptedSource("other")})
+    finally:
+        await store.close()
