@@ -49,18 +49,20 @@ class Engine:
 async def engine(routes: str, sources: Sequence[ScriptedSource], *,
                  store_url: str = "sqlite://:memory:", **options: Any) -> AsyncIterator[Engine]:
     store = await open_store(store_url)
-    processor = AlertProcessor(store, AlertHub())
-    options.setdefault("check_interval_ms", 3_600_000)    # the tests call check()
-    options.setdefault("warmup_wait_ms", 0)
-    feeds = DataManager(processor, parse_routes(routes), {s.name: s for s in sources},
-                        **options)
-    await processor.start()
-    await feeds.start()
     try:
-        yield Engine(processor, feeds, store)
+        processor = AlertProcessor(store, AlertHub())
+        options.setdefault("check_interval_ms", 3_600_000)    # the tests call check()
+        options.setdefault("warmup_wait_ms", 0)
+        feeds = DataManager(processor, parse_routes(routes), {s.name: s for s in sources},
+                            **options)
+        await processor.start()
+        await feeds.start()
+        try:
+            yield Engine(processor, feeds, store)
+        finally:
+            await feeds.stop()
+            await processor.stop()
     finally:
-        await feeds.stop()
-        await processor.stop()
         await store.close()
 
 
