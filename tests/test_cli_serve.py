@@ -94,7 +94,6 @@ def test_rules_and_tail_commands_against_a_server(tmp_path: Path) -> None:
                                 stdout=subprocess.PIPE, text=True)
         try:
             from tests.api.test_streams import publish
-            from alerts.v1 import service_pb2_grpc
 
             with grpc.insecure_channel(server.target) as channel:
                 publish(service_pb2_grpc.AlertServiceStub(channel), 1)
