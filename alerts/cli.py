@@ -195,8 +195,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from alerts.observability.logging import configure_logging
     from alerts.v1 import rules_pb2, service_pb2, service_pb2_grpc
 
-    if args.seconds < 0 or args.speed <= 0:
-        raise CliError("--seconds must be >= 0 and --speed > 0")
+    if args.seconds < 0 or args.speed <= 0 or args.drop_after < 0:
+        raise CliError("--seconds and --drop-after must be >= 0, --speed > 0")
     configure_logging("error")
     # the replay runs in the past (so it never outruns the wall clock), after three hours of
     # history the exchange has at once: new rules warm up from its klines
@@ -240,6 +240,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                               f"[{rules_pb2.TriggerMode.Name(r.trigger_mode)}] "
                               f"{rules_pb2.Rule.State.Name(r.state)}", flush=True)
                     stream = stub.StreamAlerts(service_pb2.StreamAlertsRequest(resume_after=0))
+                    if args.drop_after:     # the exchange cuts its connections once
+                        loop = asyncio.get_running_loop()
+                        loop.call_later(args.drop_after, ex.faults.drop)
                     try:
                         async with asyncio.timeout(args.seconds or None):
                             async for msg in stream:
@@ -388,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=10.0,
                       help="random-walk trades per second of replay time (default 10)")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--drop-after", type=float, default=0.0, metavar="SECONDS",
+                      help="cut the exchange's connections once after SECONDS: the source "
+                           "reconnects and backfills, bots get DATA_QUALITY alerts")
     demo.set_defaults(func=_cmd_demo)
 
     tail = sub.add_parser("tail", help="print alerts as they are committed")

@@ -2,7 +2,8 @@
 
 Run as a newcomer would (a subprocess, no network), for a bounded time: every
 sample rule is ACTIVE as soon as it is listed (warmed up from the exchange's
-klines), rule alerts are printed as they fire, and the closing count matches.
+klines), rule alerts are printed as they fire, the connection the exchange
+cuts comes back as DATA_QUALITY alerts, and the closing count matches.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from alerts.cli import DEMO_RULES
 
 
 def test_demo_shows_warmed_up_rules_and_their_alerts_within_seconds() -> None:
-    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "demo", "--seconds", "10",
-                           "--speed", "60"], capture_output=True, text=True, timeout=120,
-                          check=False)
+    proc = subprocess.run([sys.executable, "-m", "alerts.cli", "demo", "--seconds", "12",
+                           "--speed", "60", "--drop-after", "4"], capture_output=True,
+                          text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("alerts demo: exchange http://127.0.0.1:")
@@ -28,5 +29,7 @@ def test_demo_shows_warmed_up_rules_and_their_alerts_within_seconds() -> None:
     assert alerts, proc.stdout
     fired = {line.split()[2].rstrip(":") for line in alerts}
     assert fired <= {r[0] for r in DEMO_RULES}
+    quality = [line for line in lines if "  DATA_QUALITY  data quality: " in line]
+    assert any("reconnected on binance" in line for line in quality), proc.stdout
     assert lines[-1] == f"alerts demo: {len(lines) - 1 - len(DEMO_RULES) - 1} alerts"
     assert "Traceback" not in proc.stderr
