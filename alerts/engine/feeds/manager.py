@@ -398,10 +398,12 @@ class DataManager:
                 rs.first_ms = min(t.time_ms for t in ticks)
                 rs.first_tick.set()
             return
-        await self._finish_warmups(rs, max(t.time_ms for t in ticks))
+        limit = now_ms() + MAX_FUTURE_MS
+        upto = max((t.time_ms for t in ticks if t.time_ms <= limit), default=None)
+        if upto is not None:
+            await self._finish_warmups(rs, upto)
         good: list[Tick] = []
         counts = {"duplicate": 0, "invalid": 0, "unsubscribed": 0, "warming": 0}
-        limit = now_ms() + MAX_FUTURE_MS
         for t in ticks:
             st = rs.symbols.get(t.symbol)
             if st is None:
