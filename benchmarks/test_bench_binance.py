@@ -5,11 +5,11 @@ sends them (decimal strings, ``{"stream":..., "data":...}``), built from the
 seeded ``TickStream`` of ``conftest.py`` (Poisson arrivals interleaved over
 symbols, random-walk prices), 100 symbols on one connection.
 
-| test | what |
-| --- | --- |
-| `test_intake` | ``TradeIntake.on_frame`` over every frame (JSON parse, checks, aggregate-id sequencing, ``Tick``), ``take()`` (the deliverer's sort) every 4,096 frames: messages per second one connection's parsing and normalisation handles on one core. |
-| `test_intake_into_kernel` | the same, then per batch of 4,096 the sink's work: ticks to numpy columns (``Kernel.intern`` for symbol ids) and ``Kernel.process`` with the five rules per symbol of ``test_bench_kernel.py`` on warmed states. |
-
+``test_intake``: ``TradeIntake.on_frame`` over every frame (JSON parse,
+checks, aggregate-id sequencing, ``Tick``) and ``take()`` (the deliverer's
+sort) every 4,096 frames. ``test_intake_into_kernel``: the same, then per
+batch the sink's work (ticks to numpy columns, ``Kernel.intern`` for ids) and
+``Kernel.process`` with the five rules per symbol of ``test_bench_kernel.py``.
 No socket is involved (the WebSocket decoding is websockets' cost, not ours).
 """
 

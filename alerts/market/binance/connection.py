@@ -25,7 +25,7 @@ from typing import Protocol
 import structlog
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from alerts.market.binance.errors import BinanceRequestError, BinanceUnavailableError
 from alerts.market.binance.limits import SlidingWindowLimiter, full_jitter
@@ -91,6 +91,7 @@ class ConnectionSettings:
     control_per_s: int = 4          # of Binance's 5 incoming messages/s, one left for pongs
     backoff_base_s: float = 0.5
     backoff_cap_s: float = 60.0
+    stable_after_s: float = 30.0    # a socket that lived this long resets the backoff
     ping_interval_s: float | None = 20.0
 
 
@@ -126,7 +127,10 @@ class _Link:
         finally:
             self.state.fail_waiters(BinanceUnavailableError("connection closed"))
 
-    async def close(self) -> None:
+    async def close(self, *, abort: bool = False) -> None:
+        """Close politely, or (``abort``: the peer is not listening) drop the TCP connection."""
+        if abort and self.ws.transport is not None:
+            self.ws.transport.abort()
         await self.ws.close()
         if self.reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -149,7 +153,10 @@ class StreamConnection:
         self._link: _Link | None = None
         self._progress = 0               # latest event time of the sockets already closed
         self._task: asyncio.Task[None] | None = None
+        self.failures = 0                # consecutive failed or short-lived sockets (the backoff)
         self.connected = asyncio.Event()
+        self.settled = asyncio.Event()   # connected once, or refused
+        self.refused: BinanceRequestError | None = None
 
     @property
     def state(self) -> LinkState | None:
@@ -239,11 +246,11 @@ class StreamConnection:
         ws = await websockets.connect(
             self._url(), open_timeout=self.settings.open_timeout_s, compression=None,
             ping_interval=self.settings.ping_interval_s, ping_timeout=self.settings.ping_interval_s,
-            max_queue=1024)
+            close_timeout=2.0, max_queue=1024)
         return _Link(ws, LinkState(self.number), self._handler)
 
     async def _run(self) -> None:
-        attempt = 0
+        self.failures = attempt = 0
         first = True
         link: _Link | None = None
         while self.streams:
@@ -254,16 +261,26 @@ class StreamConnection:
                         await self._handler.on_connected(self, first=first)
                         self._link = link
                         link.start(hold=False)
+                except InvalidStatus as exc:
+                    status = exc.response.status_code
+                    if 400 <= status < 500 and status not in (418, 429):
+                        raw = exc.response.body or b""
+                        body = raw.decode(errors="replace")[:200]
+                        self.refused = BinanceRequestError(
+                            f"Binance refused the stream connection: HTTP {status} {body}",
+                            status=status)
+                        log.error("binance_connection_refused", connection=self.number,
+                                  status=status, body=body)
+                        self.settled.set()
+                        return
+                    attempt = await self._backoff(attempt, exc)
+                    continue
                 except (OSError, WebSocketException, TimeoutError) as exc:
-                    delay = full_jitter(attempt, base_s=self.settings.backoff_base_s,
-                                        cap_s=self.settings.backoff_cap_s)
-                    attempt += 1
-                    log.warning("binance_connect_failed", connection=self.number,
-                                error=repr(exc), retry_in_s=round(delay, 3))
-                    await asyncio.sleep(delay)
+                    attempt = await self._backoff(attempt, exc)
                     continue
                 first = False
                 self.connected.set()
+                self.settled.set()
             outcome = await self._watch(link)
             if outcome in ("rotate", "shutdown"):
                 new = await self._rotate(link, outcome)
@@ -274,16 +291,27 @@ class StreamConnection:
                 outcome = "closed" if link.reader is None or link.reader.done() else outcome
                 if outcome != "closed":
                     continue
+            lived = time.monotonic() - link.state.opened_at
             self.connected.clear()
             self._retire(link)
             self._link = None
-            await link.close()
+            await link.close(abort=outcome == "stale")
             link = None
             await self._handler.on_lost(self, outcome, stale=outcome == "stale")
-            delay = full_jitter(attempt, base_s=self.settings.backoff_base_s,
-                                cap_s=self.settings.backoff_cap_s)
-            attempt += 1
-            await asyncio.sleep(delay)
+            if lived >= self.settings.stable_after_s:
+                attempt = 0                 # it had worked: start the backoff over
+            attempt = await self._backoff(attempt, outcome)
+
+    async def _backoff(self, attempt: int, why: BaseException | str) -> int:
+        """Sleep the full-jitter delay of ``attempt``; returns the next attempt number."""
+        delay = full_jitter(attempt, base_s=self.settings.backoff_base_s,
+                            cap_s=self.settings.backoff_cap_s)
+        log.warning("binance_reconnect_backoff", connection=self.number,
+                    why=why if isinstance(why, str) else repr(why), attempt=attempt,
+                    retry_in_s=round(delay, 3))
+        self.failures = attempt + 1
+        await asyncio.sleep(delay)
+        return attempt + 1
 
     async def _watch(self, link: _Link) -> str:
         """Serve ``link`` until it closes, goes stale, must rotate or the server says shutdown."""

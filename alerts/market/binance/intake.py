@@ -74,14 +74,14 @@ class TradeIntake:
                 state.max_event_ms = frame.event_ms  # type: ignore[union-attr]
                 self.woke = True
         elif kind is Reply:
-            if not state.resolve(frame):  # type: ignore[arg-type]
-                self._on_bad(state, f"reply to unknown request id {frame.id!r}",  # type: ignore[union-attr]
-                             raw, None)
+            reply: Reply = frame  # type: ignore[assignment]
+            if not state.resolve(reply):
+                self._on_bad(state, f"reply to unknown request id {reply.id!r}", raw, None)
         elif kind is ServerShutdown:
             state.shutdown_notice.set()
 
     def _trade(self, state: LinkState, trade: AggTrade) -> None:
-        if trade.event_ms > state.max_event_ms:
+        if trade.event_ms > state.max_event_ms:  # noqa: PLR1730 - hot path, no call
             state.max_event_ms = trade.event_ms
         sym = trade.symbol
         qualified = self.qualified.get(sym)
@@ -96,7 +96,7 @@ class TradeIntake:
                 self.duplicates += 1
             return
         state.last_seen[sym] = trade.agg_id
-        if trade.event_ms > self.clock_ms:
+        if trade.event_ms > self.clock_ms:  # noqa: PLR1730 - hot path, no call
             self.clock_ms = trade.event_ms
         offer = self.sequencer.offer(trade)
         if offer is Offer.ACCEPT:

@@ -193,7 +193,8 @@ class BinanceRestClient:
                     raise BinanceUnavailableError(f"klines row malformed: {exc}") from exc
                 if close_ms >= closed_before_ms:
                     return bars              # the forming bar and anything after it
-                if start_ms <= bar.open_ms < end_ms and (not bars or bar.open_ms > bars[-1].open_ms):
+                fresh = not bars or bar.open_ms > bars[-1].open_ms
+                if start_ms <= bar.open_ms < end_ms and fresh:
                     bars.append(bar)
             if len(rows) < PAGE:
                 break

@@ -29,9 +29,14 @@ class Sequencer:
     def __init__(self) -> None:
         self._last: dict[str, int] = {}
         self._held: dict[str, dict[int, AggTrade]] = {}
+        self._missed: dict[str, int] = {}      # REST rows the stream never delivered, per backfill
 
     def last_id(self, symbol: str) -> int | None:
         return self._last.get(symbol)
+
+    def next_id(self, symbol: str) -> int:
+        """The aggregate id that must come next (the symbol must have a last id)."""
+        return self._last[symbol] + 1
 
     def recovering(self, symbol: str) -> bool:
         return symbol in self._held
@@ -56,7 +61,7 @@ class Sequencer:
         return Offer.GAP
 
     def begin(self, symbol: str) -> bool:
-        """Hold ``symbol``'s live trades for a backfill; False if there is nothing to resume from."""
+        """Hold ``symbol``'s live trades for a backfill; False: no last id to resume from."""
         if symbol not in self._last:
             return False
         self._held.setdefault(symbol, {})
@@ -70,6 +75,7 @@ class Sequencer:
         last = self._last[symbol]
         held = self._held[symbol]
         out: list[AggTrade] = []
+        missed = 0
         for row in rows:
             if row.agg_id <= last:
                 continue
@@ -77,6 +83,9 @@ class Sequencer:
                 break
             out.append(row)
             last = row.agg_id
+            missed += row.agg_id not in held
+        if missed:
+            self._missed[symbol] = self._missed.get(symbol, 0) + missed
         while (nxt := held.pop(last + 1, None)) is not None:
             out.append(nxt)
             last += 1
@@ -88,17 +97,22 @@ class Sequencer:
     def skip(self, symbol: str) -> tuple[int, list[AggTrade]]:
         """Give up on the missing ids: jump to the first held trade; (first missing id, drained)."""
         missing = self._last[symbol] + 1
-        held = self._held[symbol]
+        held = self._held.get(symbol, {})
         if held:
             self._last[symbol] = min(held) - 1
         return missing, self.absorb(symbol, [])
 
-    def end(self, symbol: str) -> None:
-        """The backfill is over (nothing is held any more): live trades flow again."""
+    def end(self, symbol: str) -> int:
+        """The backfill is over (nothing is held any more): live trades flow again.
+
+        Returns how many trades came from REST only (the stream never delivered them).
+        """
         held = self._held.pop(symbol, {})
         if held:
             raise RuntimeError(f"{symbol}: backfill ended with trades still held: {sorted(held)}")
+        return self._missed.pop(symbol, 0)
 
     def forget(self, symbol: str) -> None:
         self._last.pop(symbol, None)
         self._held.pop(symbol, None)
+        self._missed.pop(symbol, None)

@@ -23,15 +23,17 @@ import contextlib
 import re
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 import structlog
 
 from alerts.errors import FailedPreconditionError, InvalidArgumentError
 from alerts.market.base import Bar, MarketSink, MarketSource, SourceEvent, SourceHealth, Tick
 from alerts.market.binance.connection import ConnectionSettings, LinkState, StreamConnection
-from alerts.market.binance.limits import SlidingWindowLimiter, full_jitter
+from alerts.market.binance.errors import BinanceRequestError
 from alerts.market.binance.intake import TradeIntake
+from alerts.market.binance.limits import SlidingWindowLimiter, full_jitter
 from alerts.market.binance.rest import PAGE, BinanceRestClient
 from alerts.market.binance.venues import KLINE_INTERVALS, SPOT, Venue
 
@@ -39,7 +41,7 @@ log = structlog.get_logger(__name__)
 
 MAX_STREAMS_PER_CONNECTION = 1024
 _TROUBLE = frozenset({"STALE", "GAP", "RECONNECT", "RATE_LIMITED"})
-_SYMBOL = re.compile(r"^[A-Z0-9_\-]{1,32}$")
+_SYMBOL = re.compile(r"^[A-Z0-9_]{1,32}$")
 
 
 def _time_of(tick: Tick) -> int:
@@ -180,10 +182,20 @@ class BinanceSource(MarketSource):
                         self._where.pop(sym, None)
                         self._intake.unfollow(sym)
                     raise
+            refused: BinanceRequestError | None = None
             for conn in fresh:      # wait (bounded) for new sockets, so the caller knows
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(conn.connected.wait(), self.settings.reply_timeout_s)
+                    await asyncio.wait_for(conn.settled.wait(), self.settings.reply_timeout_s)
+                if conn.refused is not None:
+                    refused = conn.refused
+                    for sym in plan[conn]:
+                        self._where.pop(sym, None)
+                        self._intake.unfollow(sym)
+                    self._connections.remove(conn)
+                    await conn.stop()
             self._update_health()
+            if refused is not None:
+                raise refused
 
     async def unsubscribe(self, symbols: Sequence[str]) -> None:
         bare = [s for s in dict.fromkeys(self._bare(s) for s in symbols) if s in self._where]
@@ -195,7 +207,7 @@ class BinanceSource(MarketSource):
                 if task is not None:
                     task.cancel()
                 self._intake.unfollow(sym)
-                self._degraded.discard(f"backfill {sym}")
+                self._restore(f"backfill {sym}")
             for conn, syms in by_conn.items():
                 await conn.unsubscribe([s for sym in syms for s in self._streams(sym)])
                 if not conn.streams:
@@ -243,8 +255,8 @@ class BinanceSource(MarketSource):
         self._connections.append(conn)
         return conn
 
-    def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.create_task(coro, name=f"binance-{name}")  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=f"binance-{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -322,7 +334,8 @@ class BinanceSource(MarketSource):
         self._degrade(key)
         if stale:
             self._event("STALE", f"connection {conn.number}: no message for "
-                                 f"{self.settings.stale_after_s:g} s while subscribed; reconnecting")
+                                 f"{self.settings.stale_after_s:g} s while subscribed; "
+                                 "reconnecting")
         self._event("RECONNECT", f"connection {conn.number} {why}; reconnecting")
         log.warning("binance_connection_lost", source=self.name, connection=conn.number, why=why)
 
@@ -340,47 +353,56 @@ class BinanceSource(MarketSource):
 
     async def _backfill(self, sym: str, why: str) -> None:
         qualified = self._intake.qualified[sym]
-        last = self._seq.last_id(sym)
-        assert last is not None
-        first = last + 1
-        filled = 0
+        first = self._seq.next_id(sym)
         failures = 0
         async with self._backfill_slots:
             while True:
                 try:
-                    got, done = await self._backfill_step(sym)
-                except Exception as exc:  # REST down or refusing: keep holding, try again
+                    await self._backfill_step(sym)
+                    break
+                except BinanceRequestError as exc:   # refused for good: do not hold the feed
+                    self._give_up(sym, exc)
+                    break
+                except Exception as exc:  # noqa: BLE001 - REST down or refusing: hold, retry
                     failures += 1
                     log.error("binance_backfill_failed", source=self.name, symbol=sym,
                               error=repr(exc), failures=failures)
                     await asyncio.sleep(full_jitter(failures, base_s=0.5, cap_s=30.0))
-                    continue
-                filled += got
-                if done:
-                    break
-        self._seq.end(sym)
+        missed = self._seq.end(sym)
         self._backfills.pop(sym, None)
-        if filled:
-            self._counts["backfilled"] += filled
+        if missed:
+            last = self._seq.next_id(sym) - 1
+            self._counts["backfilled"] += missed
             self._counts["gaps"] += 1
-            self._event("GAP", f"{why}: aggregate ids {first}..{self._seq.last_id(sym)} "
-                               f"({filled} trades) delivered from REST backfill and the held "
-                               "stream", qualified)
+            self._event("GAP", f"{why}: {missed} trades the stream missed among aggregate ids "
+                               f"{first}..{last}, delivered from REST backfill", qualified)
         self._restore(f"backfill {sym}")
         self._wake.set()
 
-    async def _backfill_step(self, sym: str) -> tuple[int, bool]:
-        """Fetch until held trades join up or REST is exhausted: (trades queued, finished)."""
+    def _give_up(self, sym: str, exc: BinanceRequestError) -> None:
+        """Binance refuses the backfill (e.g. the symbol is gone): skip to the live trades."""
+        log.error("binance_backfill_refused", source=self.name, symbol=sym, error=str(exc))
+        held = self._seq.held_ids(sym)
+        missing = self._seq.next_id(sym)
+        while True:                      # past every hole among the held trades
+            _, drained = self._seq.skip(sym)
+            self._intake.queue(drained)
+            if not self._seq.held_ids(sym):
+                break
+        upto = f"..{held[0] - 1}" if held else " on"
+        self._event("GAP", f"aggregate ids {missing}{upto} could not be backfilled: {exc}",
+                    self._intake.qualified.get(sym))
+
+    async def _backfill_step(self, sym: str) -> None:
+        """Fetch until the held trades join up and REST has nothing newer."""
         stuck = 0
-        queued = 0
         while True:
-            rows = await self.rest.agg_trades(sym, from_id=self._seq.last_id(sym) + 1, limit=PAGE)
+            rows = await self.rest.agg_trades(sym, from_id=self._seq.next_id(sym), limit=PAGE)
             got = self._seq.absorb(sym, rows)
             self._intake.queue(got)
-            queued += len(got)
             held = self._seq.held_ids(sym)
             if not held and len(rows) < PAGE:
-                return queued, True                 # caught up with the present
+                return                              # caught up with the present
             if got:
                 stuck = 0
                 continue
@@ -388,7 +410,6 @@ class BinanceSource(MarketSource):
             if stuck > self.backfill_retries:
                 missing, drained = self._seq.skip(sym)
                 self._intake.queue(drained)
-                queued += len(drained)
                 self._event("GAP", f"aggregate ids {missing}..{held[0] - 1} are not available "
                                    "from REST; skipped", self._intake.qualified.get(sym))
                 stuck = 0
@@ -427,8 +448,7 @@ class BinanceSource(MarketSource):
                     await self._call(sink.ticks, self.name, chunk)
                     self._counts["delivered"] += len(chunk)
                 last = batch[-1].time_ms
-                if last > self._last_tick_ms:
-                    self._last_tick_ms = last
+                self._last_tick_ms = max(self._last_tick_ms, last)
                 self._health.lag_ms = float(_wall_ms() - last)
             if self._backfills:          # a gap found meanwhile: its trades may be older
                 continue
@@ -439,7 +459,7 @@ class BinanceSource(MarketSource):
     async def _call(self, method: Callable[..., Awaitable[None]], *args: object) -> None:
         try:
             await method(*args)
-        except Exception as exc:  # the sink's failure must not end the feed
+        except Exception as exc:  # noqa: BLE001 - a failing sink must not end the feed
             self._counts["sink_errors"] += 1
             log.error("binance_sink_failed", source=self.name, error=repr(exc))
 
@@ -453,11 +473,12 @@ class BinanceSource(MarketSource):
 
         With one connection that is all of them; with several, a faster socket's ticks
         wait until the slower ones have reached their time (their clock streams keep
-        them moving), so event time never goes back.
+        them moving), so event time never goes back. Without clock streams a quiet
+        socket would hold the others forever: each batch is then only sorted.
         """
         batch = self._intake.take()
         frontier = self._frontier()
-        if frontier is None or batch[-1].time_ms <= frontier:
+        if frontier is None or not self.clock_streams or batch[-1].time_ms <= frontier:
             return batch
         cut = bisect.bisect_right(batch, frontier, key=_time_of)
         self._intake.ticks = batch[cut:] + self._intake.ticks

@@ -25,6 +25,7 @@ Public API (stable)::
         ex.faults.malformed_json(n); ex.faults.wrong_fields(n)   # extra bad frames
         ex.faults.reorder(pairs)                   # swap consecutive stream frames
         ex.faults.rate_limit(seconds)              # REST 429 (-1003, Retry-After); ignored: 418
+        ex.faults.refuse_connections(seconds)      # new stream connections get HTTP 503
         await ex.shutdown_connections()            # serverShutdown event, close 1001
 
     ReplayExchange.synthetic(symbols=100, seed=7, rate=50.0)  # endless seeded random walk

@@ -87,6 +87,11 @@ class SymbolBook:
 
     # ------------------------------------------------------------------ growth
 
+    @property
+    def size(self) -> int:
+        """Trades held, including those after the exchange's ``now``."""
+        return self._n
+
     def extend(self, time_ms: np.ndarray, agg_id: np.ndarray, first_id: np.ndarray,
                last_id: np.ndarray, price: np.ndarray, qty: np.ndarray,
                buyer_maker: np.ndarray) -> None:
@@ -167,10 +172,8 @@ class SymbolBook:
     def bars(self, interval: Interval, opens: npt.NDArray[np.int64], now_ms: int) -> Bars:
         """The klines opening at ``opens`` (consecutive, at or after the first trade's bar)."""
         if opens.size == 0:
-            empty_i = np.empty(0, np.int64)
-            empty_f = np.empty(0, np.float64)
-            return Bars(empty_i, empty_i, *([empty_f] * 6), empty_i, empty_f, empty_f,
-                        empty_i, empty_i)
+            i, f = np.empty(0, np.int64), np.empty(0, np.float64)
+            return Bars(i, i, f, f, f, f, f, f, i, f, f, i, i)
         next_opens = np.append(opens[1:], interval.next_open(int(opens[-1])))
         n = self.count(now_ms)
         times = self._time[:n]
@@ -184,10 +187,10 @@ class SymbolBook:
         full = counts > 0
         bucket = np.repeat(np.arange(opens.size), counts)
         size = opens.size
-        volume = np.bincount(bucket, qty, size)
-        quote = np.bincount(bucket, price * qty, size)
-        taker_volume = np.bincount(bucket, np.where(taker, qty, 0.0), size)
-        taker_quote = np.bincount(bucket, np.where(taker, price * qty, 0.0), size)
+        volume = _sums(bucket, qty, size)
+        quote = _sums(bucket, price * qty, size)
+        taker_volume = _sums(bucket, np.where(taker, qty, 0.0), size)
+        taker_quote = _sums(bucket, np.where(taker, price * qty, 0.0), size)
         high = np.full(size, np.nan)
         low = np.full(size, np.nan)
         open_ = np.full(size, np.nan)
@@ -237,6 +240,12 @@ class SymbolBook:
                   "q": f.quote_text(bars.quote_volume[i]), "V": f.qty_text(bars.taker_volume[i]),
                   "Q": f.quote_text(bars.taker_quote_volume[i]), "B": "0"},
         }
+
+
+def _sums(bucket: npt.NDArray[np.intp], weights: npt.NDArray[np.float64],
+          size: int) -> npt.NDArray[np.float64]:
+    """Per-bucket sums of ``weights`` (``bucket`` non-decreasing), ``size`` buckets."""
+    return np.bincount(bucket, weights, size).astype(np.float64, copy=False)
 
 
 def _forward_fill(values: npt.NDArray[np.float64], before: float) -> npt.NDArray[np.float64]:

@@ -32,6 +32,7 @@ from alerts.market.exchange.limits import MessageRate
 from alerts.market.exchange.streams import Stream
 
 _COUNTED = (Opcode.TEXT, Opcode.BINARY, Opcode.PING, Opcode.PONG)
+_HOLD_S = 0.5   # a frame held back to be swapped waits at most this long for the next one
 
 
 class LimitedConnection(ServerConnection):
@@ -70,8 +71,6 @@ class SessionHost(Protocol):
     """What a session needs from the exchange."""
 
     def apply(self, session: StreamSession, result: ControlResult) -> None: ...
-
-    def now_ms(self) -> int: ...
 
     def backpressure_on(self) -> bool: ...
 
@@ -187,7 +186,7 @@ class StreamSession:
                     if not self._backlog:
                         self._has_data.clear()
                         self.drained.set()
-                        await self._has_data.wait()
+                        await self._wait_for_data()
                     else:
                         await asyncio.sleep(max(0.0, self._stalled_until - self.ws.loop.time()))
                 text, is_stream = self._backlog.popleft()
@@ -200,6 +199,20 @@ class StreamSession:
                     return
         except ConnectionClosed:
             self._end(lambda: None)
+
+    async def _wait_for_data(self) -> None:
+        """Wait for frames; a frame held back for a swap goes out alone after ``_HOLD_S``."""
+        if self._held is None:
+            await self._has_data.wait()
+            return
+        try:
+            async with asyncio.timeout(_HOLD_S):
+                await self._has_data.wait()
+        except TimeoutError:
+            held, self._held = self._held, None
+            self.swaps -= 1
+            await self.ws.send(held)
+            self._count(1)
 
     async def _send_stream(self, text: str) -> None:
         if self.bad_frames:

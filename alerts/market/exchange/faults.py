@@ -7,7 +7,10 @@ order messages leave them: ``drop(after_messages=N)`` cuts each connection
 stream messages of that time are lost to them); ``malformed_json(n)`` and
 ``wrong_fields(n)`` put a bad frame before each of their next n stream
 messages (extra frames: no data is lost); ``reorder(n)`` swaps their next n
-pairs of stream messages. ``rate_limit(seconds)`` answers every REST request
+pairs of stream messages (a frame with no successor within 0.5 s goes out
+alone, so nothing is lost). ``refuse_connections(seconds)`` answers new
+stream connections with HTTP 503 (an outage, for reconnect back-off).
+``rate_limit(seconds)`` answers every REST request
 with 429 for a while (clients that ignore ``Retry-After`` get banned: 418).
 """
 
@@ -35,6 +38,8 @@ class FaultHost(Protocol):
     def fault_targets(self) -> list[FaultTarget]: ...
 
     def force_rate_limit(self, seconds: float) -> None: ...
+
+    def refuse_connections(self, seconds: float) -> None: ...
 
 
 MALFORMED = "malformed"
@@ -91,6 +96,10 @@ class Faults:
         """Swap each open connection's next ``pairs`` pairs of consecutive stream messages."""
         for target in self._host.fault_targets():
             target.swaps += pairs
+
+    def refuse_connections(self, seconds: float) -> None:
+        """Answer every new stream connection with HTTP 503 (``-1008``) for ``seconds``."""
+        self._host.refuse_connections(seconds)
 
     def rate_limit(self, seconds: float) -> None:
         """Answer every REST request with 429 (``-1003``, ``Retry-After``) for ``seconds``."""

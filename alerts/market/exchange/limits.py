@@ -59,6 +59,13 @@ class WeightLimiter:
         self._forced_until = 0.0
         self._ips.clear()
 
+    def used(self, ip: str) -> int:
+        """Weight ``ip`` used in the current minute."""
+        state = self._ips.get(ip)
+        if state is None or state.minute != int(self.clock() // 60):
+            return 0
+        return state.used
+
     def charge(self, ip: str, weight: int) -> Verdict:
         now = self.clock()
         state = self._ips.setdefault(ip, _IpState())

@@ -24,8 +24,13 @@ import numpy as np
 
 from alerts.market.exchange.book import Precision, SymbolBook, decimals_of
 from alerts.market.exchange.intervals import Interval, parse_interval
-from alerts.market.exchange.streams import (agg_trade_payload, agg_trade_stream, kline_stream,
-                                            trade_payload, trade_stream)
+from alerts.market.exchange.streams import (
+    agg_trade_payload,
+    agg_trade_stream,
+    kline_stream,
+    trade_payload,
+    trade_stream,
+)
 from alerts.market.exchange.trades import TradeChunk, TradeFeed
 
 _MAX_WAKE_S = 0.25
@@ -134,8 +139,7 @@ class ReplayEngine:
             return
         self._started = True
         for name in self._names:
-            precision = Precision() if self._venue == "spot" else None
-            self.books[name] = SymbolBook(name, precision or Precision())
+            self.books[name] = SymbolBook(name, Precision())
         self._clock = self._feed.start_ms(wall_ms) - 1
         self._ingest()
 
@@ -151,7 +155,7 @@ class ReplayEngine:
             for index in np.unique(chunk.symbol):
                 rows = np.flatnonzero(chunk.symbol == index)
                 book = self.books[self._names[int(index)]]
-                if self._venue == "usdm" and book.count(2 ** 62) == 0:
+                if self._venue == "usdm" and book.size == 0:   # the symbol's own precision
                     book.precision = Precision(decimals_of(chunk.price[rows]),
                                                decimals_of(chunk.qty[rows]), 8)
                 book.extend(chunk.time_ms[rows], chunk.trade_id[rows], chunk.first_id[rows],
@@ -294,11 +298,13 @@ class ReplayEngine:
             maker = bool(chunk.buyer_maker[i])
             if wants_trade:
                 publisher.publish(trade_name, trade_payload(
-                    book.name, time_ms, int(chunk.trade_id[i]), price, qty, time_ms, maker))
+                    book.name, time_ms, int(chunk.trade_id[i]), price, qty, time_ms, maker,
+                    venue=self._venue))
             if wants_agg:
                 publisher.publish(agg_name, agg_trade_payload(
                     book.name, time_ms, int(chunk.trade_id[i]), price, qty,
-                    int(chunk.first_id[i]), int(chunk.last_id[i]), time_ms, maker))
+                    int(chunk.first_id[i]), int(chunk.last_id[i]), time_ms, maker,
+                    venue=self._venue))
         self._published += end - start
 
     def _report(self) -> None:

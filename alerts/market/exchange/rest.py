@@ -86,12 +86,11 @@ class RestApi:
         """The answer to ``GET target`` (path and query) from ``client_ip``."""
         self.requests += 1
         parts = urlsplit(target)
-        if not parts.path.startswith(self.prefix + "/"):
-            return HttpAnswer(404, dumps({"code": -1000, "msg": "Not found."}))
         endpoint = parts.path[len(self.prefix) + 1:]
-        handler = _ROUTES.get(endpoint)
+        handler = _ROUTES.get(endpoint) if parts.path.startswith(self.prefix + "/") else None
         if handler is None:
-            return HttpAnswer(404, dumps({"code": -1000, "msg": "Not found."}))
+            return HttpAnswer(404, dumps({"code": -1000, "msg": "Not found."}),
+                              {"X-MBX-USED-WEIGHT-1M": str(self.limiter.used(client_ip))})
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
         weight = _weight(endpoint, params)
         verdict = self.limiter.charge(client_ip, weight)
@@ -145,9 +144,13 @@ class RestApi:
 
     def agg_trades(self, params: dict[str, str]) -> Any:
         book = self._book(params)
-        return book.agg_trades(self.now_ms(), from_id=_int(params, "fromId"),
+        rows = book.agg_trades(self.now_ms(), from_id=_int(params, "fromId"),
                                start_ms=_int(params, "startTime"),
                                end_ms=_int(params, "endTime"), limit=_limit(params))
+        if self.venue == "usdm":          # USDⓈ-M rows have no ignored "M"
+            for row in rows:
+                del row["M"]
+        return rows
 
     def ticker_price(self, params: dict[str, str]) -> Any:
         now = self.now_ms()

@@ -22,22 +22,27 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from alerts.market.exchange.connection import (LimitedConnection, SessionLimits,
-                                               StreamSession)
+from alerts.market.exchange.connection import LimitedConnection, SessionLimits, StreamSession
 from alerts.market.exchange.control import ControlResult, Subscriptions
-from alerts.market.exchange.faults import FaultTarget, Faults
+from alerts.market.exchange.faults import Faults, FaultTarget
 from alerts.market.exchange.limits import MessageRate, WeightLimiter
 from alerts.market.exchange.replay import ReplayEngine, ReplayProgress
 from alerts.market.exchange.rest import PREFIXES, HttpAnswer, RestApi
-from alerts.market.exchange.streams import (SHUTDOWN_STREAM, Stream, combined_frame, dumps,
-                                            parse_stream, shutdown_payload)
+from alerts.market.exchange.streams import (
+    SHUTDOWN_STREAM,
+    Stream,
+    combined_frame,
+    dumps,
+    parse_stream,
+    shutdown_payload,
+)
 from alerts.market.exchange.synthetic import SyntheticFeed
 from alerts.market.exchange.trades import RecordedFeed, TradeFeed
 
@@ -138,6 +143,7 @@ class ReplayExchange:
         self._server: Server | None = None
         self._port = 0
         self._wall_clock = wall_clock
+        self._refuse_until = 0.0
         self.faults = Faults(self)
 
     @classmethod
@@ -156,7 +162,7 @@ class ReplayExchange:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def __aenter__(self) -> ReplayExchange:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -330,8 +336,17 @@ class ReplayExchange:
     def force_rate_limit(self, seconds: float) -> None:
         self._limiter.force(seconds)
 
-    def _process_request(self, connection: LimitedConnection, request: Request) -> Response | None:
+    def refuse_connections(self, seconds: float) -> None:
+        self._refuse_until = asyncio.get_running_loop().time() + seconds
+
+    def _process_request(self, connection: ServerConnection,
+                         request: Request) -> Response | None:
+        assert isinstance(connection, LimitedConnection)
         if request.headers.get("Upgrade", "").lower() == "websocket":
+            if connection.loop.time() < self._refuse_until:
+                return _http_response(HttpAnswer(503, dumps(
+                    {"code": -1008, "msg": "Server is currently overloaded with other requests. "
+                                           "Please try again in a few minutes."})))
             parsed = _stream_request(request.path, self.config.max_streams)
             if isinstance(parsed, HttpAnswer):
                 return _http_response(parsed)
@@ -340,7 +355,8 @@ class ReplayExchange:
         client_ip = str(connection.remote_address[0]) if connection.remote_address else ""
         return _http_response(self._rest.answer(request.path, client_ip))
 
-    async def _handle(self, ws: LimitedConnection) -> None:
+    async def _handle(self, ws: ServerConnection) -> None:
+        assert isinstance(ws, LimitedConnection)
         combined, streams = ws.initial
         ws.rate = MessageRate(self.config.max_incoming_per_s)
         subs = Subscriptions(combined, self.config.max_streams, {s.name: s for s in streams})
@@ -349,7 +365,7 @@ class ReplayExchange:
         self.apply(session, ControlResult("", added=tuple(streams)))
         try:
             await session.run()
-        except Exception:  # noqa: BLE001 - one connection's failure never stops the exchange
+        except Exception:
             log.exception("stream connection failed")
         finally:
             for stream in list(subs.streams.values()):
@@ -367,9 +383,6 @@ class _SessionHost:
 
     def apply(self, session: StreamSession, result: ControlResult) -> None:
         self._exchange.apply(session, result)
-
-    def now_ms(self) -> int:
-        return self._exchange.now_ms
 
     def backpressure_on(self) -> bool:
         return self._exchange.backpressure_on()

@@ -64,21 +64,35 @@ def dumps(value: Any) -> str:
 
 
 def combined_frame(stream: str, payload_json: str) -> str:
-    """The ``/stream`` wrapping ``{"stream":...,"data":...}`` of an already encoded payload."""
-    return f'{{"stream":{dumps(stream)},"data":{payload_json}}}'
+    """The ``/stream`` wrapping ``{"stream":...,"data":...}`` of an already encoded payload.
+
+    Stream names are validated (letters, digits, ``@_!``), so they need no escaping.
+    """
+    return f'{{"stream":"{stream}","data":{payload_json}}}'
 
 
 def trade_payload(symbol: str, event_ms: int, trade_id: int, price: str, qty: str,
-                  time_ms: int, buyer_maker: bool) -> dict[str, Any]:
-    return {"e": "trade", "E": event_ms, "s": symbol, "t": trade_id, "p": price, "q": qty,
-            "T": time_ms, "m": buyer_maker, "M": True}
+                  time_ms: int, buyer_maker: bool, *, venue: str = "spot") -> dict[str, Any]:
+    """Spot has the ignored ``M``; USDⓈ-M has ``X`` (order type) instead."""
+    payload: dict[str, Any] = {"e": "trade", "E": event_ms, "s": symbol, "t": trade_id,
+                               "p": price, "q": qty, "T": time_ms, "m": buyer_maker}
+    if venue == "spot":
+        payload["M"] = True
+    else:
+        payload["X"] = "MARKET"
+    return payload
 
 
 def agg_trade_payload(symbol: str, event_ms: int, agg_id: int, price: str, qty: str,
-                      first_id: int, last_id: int, time_ms: int,
-                      buyer_maker: bool) -> dict[str, Any]:
-    return {"e": "aggTrade", "E": event_ms, "s": symbol, "a": agg_id, "p": price, "q": qty,
-            "f": first_id, "l": last_id, "T": time_ms, "m": buyer_maker, "M": True}
+                      first_id: int, last_id: int, time_ms: int, buyer_maker: bool, *,
+                      venue: str = "spot") -> dict[str, Any]:
+    """Spot has the ignored ``M``; USDⓈ-M has none."""
+    payload: dict[str, Any] = {"e": "aggTrade", "E": event_ms, "s": symbol, "a": agg_id,
+                               "p": price, "q": qty, "f": first_id, "l": last_id,
+                               "T": time_ms, "m": buyer_maker}
+    if venue == "spot":
+        payload["M"] = True
+    return payload
 
 
 def shutdown_payload(event_ms: int) -> dict[str, Any]:

@@ -94,7 +94,8 @@ class SyntheticFeed:
         rank[by_symbol] = np.arange(n) - np.repeat(group_start, np.diff(np.r_[group_start, n]))
         ids = self._next_id[sym] + rank
         counts = np.bincount(sym, minlength=len(self._symbols))
-        last = np.flatnonzero(np.r_[sorted_sym[1:] != sorted_sym[:-1], True]) if n else []
+        last = np.flatnonzero(np.r_[sorted_sym[1:] != sorted_sym[:-1], True]) if n else \
+            np.empty(0, np.intp)
         self._log_price[sorted_sym[last]] = sums[last] - offsets[last] + \
             self._log_price[sorted_sym[last]]
         self._next_id += counts

@@ -1,22 +1,20 @@
-"""Fixtures for the Binance source: a recording sink, the replay exchange, the expected trades."""
+"""Helpers for the Binance tests: a recording sink, the expected trades of the shared
+files, and a scripted loopback HTTP server for REST answers the exchange does not give."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest_asyncio
 
 from alerts.market.base import SourceEvent, Tick
-from alerts.market.exchange import ReplayExchange
-from tests.support.market_data import (  # noqa: F401 - fixture
-    SPOT_TRADES_FILE,
-    binance_spot_trades,
-    shared_data,
-)
+from tests.support.market_data import binance_spot_trades
 
 
 @dataclass
@@ -86,9 +84,48 @@ def by_symbol(ticks: Sequence[Tick]) -> dict[str, list[Tick]]:
     return out
 
 
+Answer = tuple[int, dict[str, str], Any]
+
+
+@dataclass
+class Scripted:
+    """An HTTP/1.1 server whose answers come from ``answer(path, query)``."""
+
+    answer: Callable[[str, dict[str, str]], Answer]
+    url: str = ""
+    seen: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                target = head.split(b" ", 2)[1].decode()
+                parts = urlsplit(target)
+                query = dict(parse_qsl(parts.query))
+                self.seen.append((time.monotonic(), parts.path, query))
+                status, headers, body = self.answer(parts.path, query)
+                data = json.dumps(body).encode()
+                lines = [f"HTTP/1.1 {status} X", "Content-Type: application/json",
+                         f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in headers.items())]
+                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
 @pytest_asyncio.fixture
-async def spot(shared_data: Path) -> AsyncIterator[ReplayExchange]:  # noqa: F811
-    """The spot trades file on a paused exchange at speed 0 (stepped with ``run_until``)."""
-    async with ReplayExchange.from_files([shared_data / SPOT_TRADES_FILE], speed=0,
-                                         paused=True) as exchange:
-        yield exchange
+async def scripted() -> AsyncIterator[Callable[[Callable[..., Answer]], Scripted]]:
+    servers: list[asyncio.Server] = []
+
+    async def start(answer: Callable[..., Answer]) -> Scripted:
+        s = Scripted(answer)
+        srv = await asyncio.start_server(s.handle, "127.0.0.1", 0)
+        servers.append(srv)
+        s.url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+        return s
+
+    yield start  # type: ignore[misc]
+    for srv in servers:
+        srv.close()

@@ -179,8 +179,8 @@ async def test_control_messages_are_paced(server: MiniServer) -> None:
             await conn.subscribe([f"s{i}@aggTrade"])
         times = [t for t, _ in server.controls]
         assert len(times) == 9
-        for t0 in times:     # never more than 4 in any second (arrival times, with slack)
-            assert sum(1 for t in times if t0 <= t < t0 + 0.95) <= 4
+        for t0 in times:     # never more than 4 in a second (arrival times, loaded-box slack)
+            assert sum(1 for t in times if t0 <= t < t0 + 0.8) <= 4
     finally:
         await conn.stop()
 
@@ -233,5 +233,43 @@ async def test_rotation_opens_the_successor_before_closing(server: MiniServer) -
         # each successor was open before its predecessor closed
         assert server.life.index(("open", 2)) < server.life.index(("closed", 1))
         assert server.life.index(("open", 3)) < server.life.index(("closed", 2))
+    finally:
+        await conn.stop()
+
+
+async def test_connection_attempts_share_the_source_limit(server: MiniServer) -> None:
+    rec = Recorder(server.changes)
+    attempts = SlidingWindowLimiter(2, 300.0)          # 2 attempts per 5 minutes
+    conn = StreamConnection(1, ConnectionSettings(ws_url=server.url, backoff_base_s=0.001), rec,
+                            attempts, capacity=10)
+    conn.start(["btcusdt@aggTrade"])
+    try:
+        await server.changes.until(lambda: len(server.sockets) == 1)
+        await server.sockets[0].close()
+        await server.changes.until(lambda: len(server.sockets) == 2)
+        await server.sockets[1].close()
+        await server.changes.until(lambda: rec.lost == ["closed", "closed"])
+        # the third attempt waits for the window (about 300 s): none arrives meanwhile
+        with pytest.raises(TimeoutError):
+            await server.changes.until(lambda: len(server.sockets) == 3, timeout=0.5)
+        assert attempts.delay() > 290
+    finally:
+        await conn.stop()
+
+
+@pytest.mark.parametrize("stable_after_s, grows", [(60.0, True), (0.0, False)])
+async def test_backoff_grows_over_short_lived_sockets(server: MiniServer, stable_after_s: float,
+                                                      grows: bool) -> None:
+    rec = Recorder(server.changes)
+    settings = ConnectionSettings(ws_url=server.url, backoff_base_s=0.001, backoff_cap_s=0.01,
+                                  stable_after_s=stable_after_s)
+    conn = StreamConnection(1, settings, rec, SlidingWindowLimiter(300, 300.0), capacity=10)
+    conn.start(["btcusdt@aggTrade"])
+    try:
+        for n in range(1, 5):
+            await server.changes.until(lambda n=n: len(server.sockets) == n)
+            await server.sockets[n - 1].close()
+            await server.changes.until(lambda n=n: len(rec.lost) == n)
+        assert conn.failures == (4 if grows else 1)
     finally:
         await conn.stop()

@@ -8,15 +8,10 @@ with ``Retry-After``, error bodies and paging are checked on the wire.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-import pytest_asyncio
 
 from alerts.errors import InvalidArgumentError
 from alerts.market.binance.errors import (
@@ -26,55 +21,9 @@ from alerts.market.binance.errors import (
 )
 from alerts.market.binance.rest import BinanceRestClient
 from alerts.market.binance.venues import SPOT, USDM
+from tests.market.binance.conftest import Answer
 
 pytestmark = pytest.mark.asyncio
-
-Answer = tuple[int, dict[str, str], Any]
-
-
-@dataclass
-class Scripted:
-    """An HTTP/1.1 server whose answers come from ``answer(path, query)``."""
-
-    answer: Callable[[str, dict[str, str]], Answer]
-    url: str = ""
-    seen: list[tuple[float, str, dict[str, str]]] = field(default_factory=list)
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                target = head.split(b" ", 2)[1].decode()
-                parts = urlsplit(target)
-                query = dict(parse_qsl(parts.query))
-                self.seen.append((time.monotonic(), parts.path, query))
-                status, headers, body = self.answer(parts.path, query)
-                data = json.dumps(body).encode()
-                lines = [f"HTTP/1.1 {status} X", "Content-Type: application/json",
-                         f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in headers.items())]
-                writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + data)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-@pytest_asyncio.fixture
-async def scripted() -> AsyncIterator[Callable[[Callable[..., Answer]], Scripted]]:
-    servers: list[asyncio.Server] = []
-
-    async def start(answer: Callable[..., Answer]) -> Scripted:
-        s = Scripted(answer)
-        srv = await asyncio.start_server(s.handle, "127.0.0.1", 0)
-        servers.append(srv)
-        s.url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
-        return s
-
-    yield start  # type: ignore[misc]
-    for srv in servers:
-        srv.close()
-
 
 def agg_rows(first: int, last: int) -> list[dict[str, Any]]:
     return [{"a": i, "p": f"{100 + i % 7}.5", "q": "0.25", "f": i, "l": i, "T": 1_000_000 + i,
@@ -186,8 +135,8 @@ async def test_history_pages_and_keeps_only_closed_bars(scripted: Any) -> None:
         t = lo
         while t <= hi and len(rows) < int(q["limit"]):
             i = (t - start) // minute
-            rows.append([t, f"{i}.0", f"{i + 2}.0", f"{i - 1}.0", f"{i + 1}.0", "10", t + minute - 1,
-                         "100", 3, "5", "50", "0"])
+            rows.append([t, f"{i}.0", f"{i + 2}.0", f"{i - 1}.0", f"{i + 1}.0", "10",
+                         t + minute - 1, "100", 3, "5", "50", "0"])
             t += minute
         return 200, {"X-MBX-USED-WEIGHT-1M": str(len(server.seen) * 5)}, rows
 

@@ -39,7 +39,7 @@ def test_gap_holds_later_trades_until_rest_fills_the_hole() -> None:
     out = s.absorb("BTCUSDT", [t(i) for i in range(11, 17)])
     assert [x.agg_id for x in out] == [11, 12, 13, 14, 15, 16]
     assert s.held_ids("BTCUSDT") == []
-    s.end("BTCUSDT")
+    assert s.end("BTCUSDT") == 4                     # 11, 12, 13 and 16 came from REST only
     assert s.offer(t(16)) is Offer.DUPLICATE
     assert s.offer(t(17)) is Offer.ACCEPT
 
@@ -83,7 +83,8 @@ def test_begin_needs_a_known_last_id() -> None:
     s.offer(t(3))
     assert s.begin("BTCUSDT")
     assert s.offer(t(4)) is Offer.HOLD
-    assert [x.agg_id for x in s.absorb("BTCUSDT", [])] == [4]
+    assert [x.agg_id for x in s.absorb("BTCUSDT", [t(4)])] == [4]
+    assert s.end("BTCUSDT") == 0                     # REST had nothing the stream missed
 
 
 def test_forget_resets_a_symbol() -> None:

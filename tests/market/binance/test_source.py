@@ -11,6 +11,7 @@ that no tick arrives behind a watermark.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -90,6 +91,9 @@ async def test_uninterrupted_run_delivers_every_trade_and_watermarks(spot: Repla
         h = src.health()
         assert h.up and h.bad_messages == 0 and h.reconnects == 0
         assert h.messages >= len(sink.received)
+        assert h.last_message_ms is not None and abs(h.last_message_ms - time.time() * 1000) < 5000
+        # recorded in 2024: the lag is the wall clock minus the last tick's event time
+        assert h.lag_ms >= time.time() * 1000 - sink.received[-1].time_ms - 5000
         assert h.extra["connections"] == 1 and h.extra["streams"] == 4
         assert sink.events == []
         assert sink.batches < len(sink.received)            # batched, not one call per tick
@@ -170,6 +174,22 @@ async def test_a_silent_stall_is_stale_then_backfilled(spot: ReplayExchange) -> 
         kinds = sink.kinds()
         assert kinds.index("STALE") < kinds.index("RECONNECT") < kinds.index("GAP")
         assert src.health().reconnects == 1
+
+
+async def test_a_short_silence_is_probed_for_lost_trades(spot: ReplayExchange) -> None:
+    sink = Sink()
+    start = t0()
+    async with running(spot, sink, stale_after_s=30.0, probe_after_s=0.5) as src:
+        await src.subscribe(["BTCUSDT", "ETHUSDT"])
+        await spot.wait_subscribed("ethusdt@aggTrade", timeout=5)
+        await spot.run_until(start + MIN)
+        await delivered(sink, want(start + MIN))
+        spot.faults.stall(1.5)                         # shorter than stale: no reconnect
+        await spot.run_until(start + 2 * MIN)          # lost; the exchange then stays paused,
+        # so no later trade reveals the hole: only the probe after the silence finds it
+        await delivered(sink, want(start + 2 * MIN))
+        assert "GAP" in sink.kinds() and "RECONNECT" not in sink.kinds()
+        assert src.health().reconnects == 0
 
 
 async def test_bad_frames_are_counted_and_never_stop_the_source(spot: ReplayExchange) -> None:
@@ -294,7 +314,12 @@ async def test_bad_requests_are_clear_errors(spot: ReplayExchange) -> None:
             await src.subscribe(["binance-usdm:BTCUSDT"])
         with pytest.raises(InvalidArgumentError, match="invalid Binance symbol"):
             await src.subscribe(["binance:BTC/USDT"])
-        assert src.health().extra["connections"] == 0
+        # a name Binance refuses in the stream URL (HTTP 400, code 2): a clear error, no retrying
+        with pytest.raises(BinanceRequestError, match="HTTP 400.*invalid stream"):
+            await src.subscribe(["binance:BTC_USDT"])
+        assert src.health().extra["connections"] == 0 and spot.connections == 0
+        await src.subscribe(["BTCUSDT"])                     # the source is still fine
+        await spot.wait_subscribed("btcusdt@aggTrade", timeout=5)
 
 
 async def test_usdm_futures_venue(shared_data: Path) -> None:  # noqa: F811
@@ -318,3 +343,29 @@ async def test_usdm_futures_venue(shared_data: Path) -> None:  # noqa: F811
             bars = await src.history("binance-usdm:BTCUSDT", "1m", start - MIN, start + 5 * MIN)
             assert bars and all(b.symbol == "binance-usdm:BTCUSDT" for b in bars)
             assert bars[-1].open_ms + MIN <= ex.now_ms
+
+
+async def test_many_symbols_split_over_connections_with_paced_live_subscribes() -> None:
+    start = 1_767_225_600_000
+    names = [f"SYM{i:05d}USDT" for i in range(12)]
+    async with ReplayExchange.synthetic(names, seed=3, rate=100.0, start_ms=start, speed=0,
+                                        paused=True, kline_update_s=0.1) as ex:
+        sink = Sink()
+        async with running(ex, sink, streams_per_connection=18) as src:   # 9 symbols each
+            for name in names:        # one call each: 8 live SUBSCRIBEs on the first socket
+                await src.subscribe([name])
+            await ex.wait_connections(2, timeout=5)
+            assert all(ex.subscribers(f"{n.lower()}@aggTrade") == 1 for n in names)
+            await ex.run_until(start + 30_000)
+            async with httpx.AsyncClient(base_url=ex.rest_url) as http:
+                expected: list[Tick] = []
+                for name in names:
+                    rows = (await http.get("/api/v3/aggTrades", params={
+                        "symbol": name, "fromId": 1, "limit": 1000})).json()
+                    assert 0 < len(rows) < 1000
+                    expected += [Tick(f"binance:{name}", float(r["p"]), float(r["q"]), r["T"],
+                                      r["a"]) for r in rows]
+            await delivered(sink, expected)
+            h = src.health()
+            # Binance cuts a socket sending more than 5 messages a second: none was cut
+            assert h.reconnects == 0 and h.extra["connections"] == 2 and ex.connections == 2

@@ -6,11 +6,10 @@ import json
 
 import pytest
 import websockets
+from websockets.exceptions import InvalidStatus
 
 from alerts.market.exchange import ReplayExchange
 from alerts.market.exchange.control import METHODS, Subscriptions, handle_control
-
-
 
 _EXPECTED = ", ".join(f"`{m}`" for m in METHODS)
 
@@ -41,11 +40,11 @@ def test_the_documented_exchanges() -> None:
     ('{"method":"GET_PROPERTY","params":[5],"id":9}',
      '{"error":{"code":2,"msg":"Invalid request: property name must be a string"},"id":9}'),
     ('{"method":"LIST_SUBSCRIPTIONS","id":1.5}',
-     '{"error":{"code":2,"msg":"Invalid request: request ID must be an unsigned integer"},'
-     '"id":null}'),
+     ('{"error":{"code":2,"msg":"Invalid request: request ID must be an unsigned integer"},'
+      '"id":null}')),
     ('{"method":"SUBSCRIBEX","params":[],"id":10}',
-     '{"error":{"code":2,"msg":"Invalid request: unknown variant `SUBSCRIBEX`, expected one of '
-     + _EXPECTED + '"},"id":10}'),
+     ('{"error":{"code":2,"msg":"Invalid request: unknown variant `SUBSCRIBEX`, expected one '
+      'of ' + _EXPECTED + '"},"id":10}')),
     ('{"method":"GET_PROPERTY","params":["combined","x"],"id":11}',
      '{"error":{"code":2,"msg":"Invalid request: too many parameters"},"id":11}'),
     ('{"params":[],"id":12}',
@@ -105,3 +104,20 @@ async def test_control_messages_over_the_wire(spot: ReplayExchange) -> None:
         assert await ws.recv() == '{"result":null,"id":4}'
         await ws.send('{"method":"LIST_SUBSCRIPTIONS","id":5}')
         assert await ws.recv() == '{"result":[],"id":5}'
+
+
+@pytest.mark.asyncio
+async def test_stream_urls() -> None:
+    async with ReplayExchange.synthetic(2, seed=1, start_ms=0, paused=True) as ex:
+        for path, status in [("/ws/BTCUSDT@trade", 400), ("/stream?streams=btcusdt@x", 400),
+                             ("/elsewhere", 404)]:
+            with pytest.raises(InvalidStatus) as refused:
+                async with websockets.connect(ex.ws_url + path):
+                    pass
+            assert refused.value.response.status_code == status
+        assert json.loads(refused.value.response.body)["code"] == -1000
+        async with websockets.connect(ex.ws_url + "/ws/btcusdt@trade/ethusdt@kline_1h") as ws:
+            await ws.send('{"method":"LIST_SUBSCRIPTIONS","id":1}')
+            assert await ws.recv() == '{"result":["btcusdt@trade","ethusdt@kline_1h"],"id":1}'
+            await ws.send('{"method":"GET_PROPERTY","params":["combined"],"id":2}')
+            assert await ws.recv() == '{"result":false,"id":2}'

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import pytest_asyncio
 import websockets
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from alerts.market.exchange import ReplayExchange
 
@@ -143,3 +144,35 @@ async def test_rate_limit_fault_then_ban_for_ignoring_it() -> None:
         banned = await client.get("/api/v3/time")
         assert banned.status_code == 418 and banned.json()["code"] == -1003
         assert int(banned.headers["Retry-After"]) == 120
+
+
+async def test_refused_connections_during_an_outage(ex: ReplayExchange) -> None:
+    ex.faults.refuse_connections(0.5)
+    with pytest.raises(InvalidStatus) as refused:
+        async with websockets.connect(ex.ws_url + "/ws/aaausdt@trade"):
+            pass
+    assert refused.value.response.status_code == 503
+    assert json.loads(refused.value.response.body)["code"] == -1008
+    async with httpx.AsyncClient(base_url=ex.rest_url) as client:   # REST still answers
+        assert (await client.get("/api/v3/ping")).status_code == 200
+    async with asyncio.timeout(5):
+        while True:                      # a client retrying with back-off gets in afterwards
+            try:
+                async with websockets.connect(ex.ws_url + "/ws/aaausdt@trade"):
+                    break
+            except InvalidStatus:
+                await asyncio.sleep(0.1)
+
+
+async def test_a_held_frame_is_not_lost_when_the_stream_goes_quiet(tmp_path: Path) -> None:
+    path = tmp_path / "two.csv"
+    path.write_text("symbol,trade_id,price,qty,time_ms\nAAAUSDT,1,5,1,1000\n"
+                    "AAAUSDT,2,6,1,5000\nAAAUSDT,3,7,1,6000\n")
+    async with ReplayExchange.from_files([path], speed=0, paused=True) as ex, \
+            websockets.connect(ex.ws_url + "/ws/aaausdt@trade") as client:
+        await ex.wait_subscribed("aaausdt@trade", timeout=5)
+        ex.faults.reorder(1)
+        await ex.run_until(1000)
+        assert [json.loads(m)["t"] for m in await _recv(client, 1)] == [1]   # held, then sent
+        await ex.run_until(6000)
+        assert [json.loads(m)["t"] for m in await _recv(client, 2)] == [2, 3]

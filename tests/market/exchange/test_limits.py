@@ -18,7 +18,6 @@ from alerts.market.exchange import ReplayExchange
 from alerts.market.exchange.limits import WeightLimiter
 
 
-
 class FrozenClock:
     """A wall clock that moves only when told (REST weight minutes)."""
 

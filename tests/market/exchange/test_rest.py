@@ -139,6 +139,7 @@ async def test_agg_trades_page_with_from_id(spot: ReplayExchange, rest: httpx.As
     ("/api/v3/klines", {"interval": "1m"}, 400,
      {"code": -1102, "msg": "Mandatory parameter 'symbol' was not sent, was empty/null, "
                             "or malformed."}),
+    ("/api/v3/depth", {"symbol": "BTCUSDT"}, 404, {"code": -1000, "msg": "Not found."}),
     ("/api/v3/aggTrades", {"symbol": "BTCUSDT", "fromId": "x1"}, 400,
      {"code": -1100, "msg": "Illegal characters found in parameter 'fromId'; legal range is "
                             "'^[0-9]{1,20}$'."}),
