@@ -16,8 +16,12 @@ text, timeframe and operands (or the error with ``line:col``).
 ``alerts backtest``: run rules over recorded trades or klines (CSV, gzip or
 not, in the column layout of Binance's trades/aggTrades or klines exports)
 through the same core the service uses, printing every alert.
-``alerts exchange replay|synthetic`` (``alerts.cli_exchange``): a local
-Binance-compatible exchange over recorded trades or a seeded random walk.
+``alerts demo``: the replay exchange (a seeded random walk, or recorded trade
+files) and the service with the Binance source pointed at it, a few sample
+rules, and every alert printed as it fires; no network needed.
+``alerts exchange replay FILE...`` / ``alerts exchange synthetic``: a local
+Binance-compatible exchange (WebSocket streams and REST) over recorded trades
+or a seeded random walk (``alerts.market.exchange``).
 
 Bad input ends with one line naming the problem and exit code 2, never a
 traceback.
@@ -175,6 +179,107 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     asyncio.run(run())
     return 0
+
+
+DEMO_RULES = (
+    ("btc-sma-cross", "BTCUSDT", "close(1m) crosses sma(5, 1m)", "ONCE_PER_BAR_CLOSE"),
+    ("eth-rsi-50", "ETHUSDT", "rsi(14, 5m) crosses 50", "ONCE_PER_BAR_CLOSE"),
+    ("btc-jump", "BTCUSDT", "change_pct(3, 1m) >= 0.15", "ON_TRUE"),
+    ("eth-band-exit", "ETHUSDT", "price exits bb(20, 2, 1m)", "ON_TRUE"),
+)
+"""The demo's rules: (id, symbol, condition, trigger mode)."""
+DEMO_HISTORY_MS = 3 * 3_600_000
+"""Random-walk history the demo's exchange has before the rules are created."""
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+    import tempfile
+    import time
+
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+    import grpc
+
+    from alerts.api.convert import KIND_NAMES, MODE_ENUM
+    from alerts.api.server import build_server
+    from alerts.config import Config
+    from alerts.market.exchange import ReplayExchange
+    from alerts.observability.logging import configure_logging
+    from alerts.v1 import rules_pb2, service_pb2, service_pb2_grpc
+
+    if args.seconds < 0 or args.speed <= 0 or args.drop_after < 0:
+        raise CliError("--seconds and --drop-after must be >= 0, --speed > 0")
+    configure_logging("error")
+    # the replay runs in the past (so it never outruns the wall clock), after three hours of
+    # history the exchange has at once: new rules warm up from its klines
+    run_ms = int((args.seconds or 3600) * args.speed * 1000)
+    start_ms = int(time.time() * 1000) - run_ms - DEMO_HISTORY_MS - 60_000
+    if args.files:
+        exchange = ReplayExchange.from_files(args.files, speed=args.speed)
+        what = f"{len(args.files)} recorded file(s)"
+    else:
+        exchange = ReplayExchange.synthetic(args.symbols, seed=args.seed, rate=args.rate,
+                                            start_ms=start_ms, speed=args.speed)
+        what = f"a random walk of {args.symbols} symbols"
+
+    async def run(store_url: str) -> int:
+        fired = 0
+        async with exchange as ex:
+            if not args.files:
+                ex.pause()
+                await ex.run_until(start_ms + DEMO_HISTORY_MS)
+                ex.resume()
+            config = Config(grpc_listen="127.0.0.1:0", metrics_listen="", ws_listen="",
+                            store_url=store_url,
+                            market_sources=True, market_routes="binance=binance",
+                            binance_ws_url=ex.ws_url, binance_rest_url=ex.rest_url)
+            app = await build_server(config)
+            await app.start()
+            print(f"alerts demo: exchange {ex.rest_url} replaying {what} at {args.speed:g}x; "
+                  f"service on 127.0.0.1:{app.port}", flush=True)
+            try:
+                async with grpc.aio.insecure_channel(f"127.0.0.1:{app.port}") as channel:
+                    stub = service_pb2_grpc.AlertServiceStub(channel)
+                    for rule_id, symbol, condition, mode in DEMO_RULES:
+                        await stub.CreateRule(service_pb2.CreateRuleRequest(
+                            rule_id=rule_id, rule=rules_pb2.Rule(
+                                symbol=symbol, condition_text=condition,
+                                trigger_mode=MODE_ENUM[mode])))
+                    if app.feeds is not None:
+                        await app.feeds.idle()          # subscribed, warmed up from history
+                    listed = await stub.ListRules(service_pb2.ListRulesRequest())
+                    for r in listed.rules:
+                        print(f"{r.name}: {r.symbol} {r.condition_text} "
+                              f"[{rules_pb2.TriggerMode.Name(r.trigger_mode)}] "
+                              f"{rules_pb2.Rule.State.Name(r.state)}", flush=True)
+                    stream = stub.StreamAlerts(service_pb2.StreamAlertsRequest(resume_after=0))
+                    if args.drop_after:     # the exchange cuts its connections once
+                        loop = asyncio.get_running_loop()
+                        loop.call_later(args.drop_after, ex.faults.drop)
+                    try:
+                        async with asyncio.timeout(args.seconds or None):
+                            async for msg in stream:
+                                if msg.WhichOneof("payload") != "alert":
+                                    continue
+                                a = msg.alert
+                                fired += 1
+                                print(f"{a.event_time.ToJsonString()}  "
+                                      f"{KIND_NAMES[a.kind]:<12}  {a.message}", flush=True)
+                    except TimeoutError:
+                        pass
+                    finally:
+                        stream.cancel()
+            finally:
+                await app.stop(grace=1.0)
+        print(f"alerts demo: {fired} alerts", flush=True)
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="alerts-demo-") as tmp:
+        try:
+            return asyncio.run(run(f"sqlite:///{tmp}/demo.db"))
+        except KeyboardInterrupt:
+            return 0
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
@@ -346,6 +451,22 @@ def build_parser() -> argparse.ArgumentParser:
     tcreate.add_argument("--config", help="TOML file holding ws_jwt_secret")
     tcreate.set_defaults(func=_cmd_token)
     add_exchange_parser(sub)
+    demo = sub.add_parser("demo", help="the replay exchange, the service and sample rules: "
+                                       "alerts within a minute, no network")
+    demo.add_argument("files", nargs="*",
+                      help="recorded trade files to replay (default: a seeded random walk)")
+    demo.add_argument("--seconds", type=float, default=60.0,
+                      help="how long to run (0: until Ctrl-C; default 60)")
+    demo.add_argument("--speed", type=float, default=30.0,
+                      help="replay speed (default 30: a minute bar every 2 s)")
+    demo.add_argument("--symbols", type=int, default=8, help="random-walk symbols (default 8)")
+    demo.add_argument("--rate", type=float, default=10.0,
+                      help="random-walk trades per second of replay time (default 10)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--drop-after", type=float, default=0.0, metavar="SECONDS",
+                      help="cut the exchange's connections once after SECONDS: the source "
+                           "reconnects and backfills, bots get DATA_QUALITY alerts")
+    demo.set_defaults(func=_cmd_demo)
 
     tail = sub.add_parser("tail", help="print alerts as they are committed")
     tail.add_argument("--server", default="127.0.0.1:50051")

@@ -11,6 +11,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from alerts.v1 import rules_pb2, service_pb2, service_pb2_grpc
+
 SERVE = [sys.executable, "-m", "alerts.cli", "serve", "--metrics-listen", "",
          "--ws-listen", "127.0.0.1:0"]
 
@@ -121,7 +123,6 @@ def test_rules_and_tail_commands_against_a_server(tmp_path: Path) -> None:
                                 stdout=subprocess.PIPE, text=True)
         try:
             from tests.api.test_streams import publish
-            from alerts.v1 import service_pb2_grpc
 
             with grpc.insecure_channel(server.target) as channel:
                 publish(service_pb2_grpc.AlertServiceStub(channel), 1)
@@ -133,3 +134,48 @@ def test_rules_and_tail_commands_against_a_server(tmp_path: Path) -> None:
             tail.wait()
         assert cli("rules", "delete", "cli-rule").returncode == 0
         assert cli("rules", "list").stdout == ""
+
+
+def test_market_sources_this_build_cannot_make_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = tmp_path / "alerts.toml"
+    config.write_text('market_sources = true\nmarket_routes = "binance=nowhere"\n')
+    line = _one_line_failure([*SERVE, "--config", str(config), "--grpc-listen", "127.0.0.1:0",
+                              "--store", f"sqlite:///{tmp_path / 'a.db'}"])
+    assert line.startswith("alerts: error: market_routes names source(s) this build cannot "
+                           "make: nowhere"), line
+
+
+def test_an_unreachable_exchange_is_unhealthy_not_fatal(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]          # nothing listens there once closed
+    config = tmp_path / "alerts.toml"
+    config.write_text(f'market_sources = true\nmarket_routes = "binance=binance"\n'
+                      f'binance_ws_url = "ws://127.0.0.1:{dead}"\n'
+                      f'binance_rest_url = "http://127.0.0.1:{dead}"\n')
+    proc = subprocess.Popen([*SERVE, "--config", str(config), "--grpc-listen", "127.0.0.1:0",
+                             "--store", f"sqlite:///{tmp_path / 'a.db'}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("alerts: gRPC on 127.0.0.1:"), line
+        port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == \
+                health_pb2.HealthCheckResponse.SERVING
+            stub = service_pb2_grpc.AlertServiceStub(channel)
+            stub.CreateRule(service_pb2.CreateRuleRequest(rule=rules_pb2.Rule(
+                symbol="BTCUSDT", condition_text="price > 1")), timeout=10)
+            watch = health.Watch(health_pb2.HealthCheckRequest(
+                service="alerts.v1.source.binance"), timeout=30)
+            statuses = [next(watch).status]
+            while statuses[-1] != health_pb2.HealthCheckResponse.NOT_SERVING:
+                statuses.append(next(watch).status)
+            watch.cancel()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        proc.kill()
+        proc.wait()

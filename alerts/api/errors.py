@@ -9,6 +9,7 @@ INTERNAL without leaking its text.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -105,6 +106,10 @@ def _wrap_unary(behavior: Callable[..., Any], method: str) -> Callable[..., Any]
 
 
 def _wrap_stream(behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+    if not inspect.isasyncgenfunction(behavior):
+        # a handler that writes with context.write (grpc's health Watch) is a coroutine
+        return _wrap_unary(behavior, method)
+
     async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         try:
             async for item in behavior(request, context):

@@ -2,18 +2,22 @@
 
 ``build_server(config)`` returns a started-ready ``App``; tests bind port 0 and
 read ``app.port``. Start: the processor restores its state, then the outbox
-resumes every pending delivery, then RPCs (and WebSocket clients) are served.
-Shutdown: health NOT_SERVING, no new RPCs, the batch under way finishes and is
-committed, streams end with UNAVAILABLE, WebSocket clients are closed with 1001,
-delivery attempts under way get the shutdown grace to finish (one cut off stays
-pending and is sent after the restart), the store closes. The WebSocket server
-(``ws_listen``) binds here and accepts clients from ``App.start``.
+resumes every pending delivery, then RPCs (and WebSocket clients) are served,
+then the market sources start. With market sources (``market_sources`` on, or
+``sources`` given) a ``DataManager`` feeds the engine; each source has a health
+service name ``alerts.v1.source.<name>``, SERVING while it is up and not stale.
+Shutdown: health NOT_SERVING, no new RPCs, the sources stop, the batch under way
+finishes and is committed, streams end with UNAVAILABLE, WebSocket clients are
+closed with 1001, delivery attempts under way get the shutdown grace to finish
+(one cut off stays pending and is sent after the restart), the store closes. The
+WebSocket server (``ws_listen``) binds here and accepts clients from
+``App.start``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import grpc
@@ -29,14 +33,19 @@ from alerts.delivery.hub import AlertHub
 from alerts.delivery.outbox import Outbox, RetryPolicy
 from alerts.delivery.websocket import WebSocketServer, WebSocketSettings
 from alerts.engine.channel_directory import StoreChannelDirectory
+from alerts.engine.feeds import DataManager, build_sources, parse_routes
+from alerts.engine.feeds.routes import parse_venue_times
 from alerts.engine.processor import AlertProcessor
 from alerts.errors import InvalidArgumentError, UnavailableError
+from alerts.market.base import MarketSource
 from alerts.observability.metrics import start_metrics_server
 from alerts.storage import open_store
 from alerts.storage.base import Store
 from alerts.v1 import service_pb2, service_pb2_grpc
 
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name
+SOURCE_SERVICE_PREFIX = "alerts.v1.source."
+"""Health service name of a market source: this prefix and the source's name."""
 
 
 @dataclass
@@ -54,6 +63,7 @@ class App:
     on_stop: list[Callable[[], object]] = field(default_factory=list)
     metrics_address: str = ""
     websocket: WebSocketServer | None = None
+    feeds: DataManager | None = None
 
     @property
     def websocket_address(self) -> str:
@@ -70,10 +80,21 @@ class App:
             await self.websocket.start()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.feeds is not None:
+            await self.feeds.start()
+
+    async def _source_health(self, source: str, serving: bool) -> None:
+        await self.health.set(SOURCE_SERVICE_PREFIX + source,
+                              health_pb2.HealthCheckResponse.SERVING if serving
+                              else health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def stop(self, grace: float | None = None) -> None:
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.feeds is not None:
+            await self.feeds.stop()
+            for source in self.feeds.source_names:
+                await self._source_health(source, False)
         self.service.stopping.set()
         if self.websocket is not None:
             await self.websocket.stop()       # clients closed with 1001
@@ -87,7 +108,29 @@ class App:
             callback()
 
 
-async def build_server(config: Config) -> App:
+def build_feeds(config: Config, processor: AlertProcessor,
+                sources: Mapping[str, MarketSource] | None) -> DataManager | None:
+    """The DataManager over ``sources`` (default: the configured ones), or None without any."""
+    if sources is None:
+        if not config.market_sources:
+            return None
+        sources = build_sources(config)
+    if not sources:
+        return None
+    return DataManager(
+        processor, parse_routes(config.market_routes), sources,
+        stale_after_ms=config.feed_stale_after_ms,
+        stale_after_by_venue=parse_venue_times(config.feed_stale_after_by_venue,
+                                               "feed_stale_after_by_venue"),
+        recover_after_ms=config.feed_recover_after_ms,
+        check_interval_ms=config.feed_check_interval_ms,
+        standby_ticks=config.feed_standby_ticks, warmup_bars=config.warmup_bars,
+        warmup_wait_ms=config.warmup_wait_ms)
+
+
+async def build_server(config: Config,
+                       sources: Mapping[str, MarketSource] | None = None) -> App:
+    """The service; ``sources`` (by name) replace the configured market sources."""
     store = await open_store(config.store_url)
     try:
         hub = AlertHub(config.subscriber_queue)
@@ -113,6 +156,7 @@ async def build_server(config: Config) -> App:
             max_in_flight=config.delivery_max_in_flight,
             attempt_timeout_s=config.delivery_attempt_timeout_s, metrics=processor.metrics)
         processor.committed.append(outbox.notify)
+        feeds = build_feeds(config, processor, sources)
         service = AlertService(store, processor, hub, owner=config.default_owner,
                                webhook_allow=allow,
                                secret_overlap_ms=int(config.webhook_secret_overlap_s * 1000),
@@ -122,7 +166,8 @@ async def build_server(config: Config) -> App:
         service_pb2_grpc.add_AlertServiceServicer_to_server(service, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        for name in ("", SERVICE_NAME):
+        for name in ("", SERVICE_NAME, *(SOURCE_SERVICE_PREFIX + s for s in
+                                          (feeds.source_names if feeds else ()))):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
@@ -141,8 +186,11 @@ async def build_server(config: Config) -> App:
     except BaseException:
         await store.close()
         raise
-    return App(config, server, port, store, processor, hub, service, health_servicer,
-               outbox=outbox, directory=directory, websocket=websocket)
+    app = App(config, server, port, store, processor, hub, service, health_servicer,
+              outbox=outbox, directory=directory, websocket=websocket, feeds=feeds)
+    if feeds is not None:
+        feeds.health_listener = app._source_health
+    return app
 
 
 def _websocket_settings(config: Config) -> WebSocketSettings:

@@ -119,6 +119,10 @@ class Kernel:
             self._names.append(name)
         return sid
 
+    def find_symbol(self, name: str) -> int | None:
+        """The id of a known symbol (None: never named to this kernel)."""
+        return self._ids.get(name)
+
     def symbol_name(self, sid: int) -> str:
         return self._names[sid]
 

@@ -19,13 +19,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
+from alerts.delivery.hub import AlertHub
 from alerts.engine.kernel import Fired, Kernel, Snapshot, TickCounts
 from alerts.engine.messages import render
 from alerts.errors import FieldViolation, InvalidArgumentError, UnavailableError
-from alerts.delivery.hub import AlertHub
+from alerts.market.base import Bar
 from alerts.observability.metrics import Metrics
 from alerts.rules.compiler import CompiledRule, qualify
 from alerts.rules.parser import parse_condition
@@ -61,6 +63,21 @@ class PublishResult:
     duplicate: int
     watermark_ms: int | None
     alerts: list[AlertRecord]
+
+
+def symbols_read(compiled: CompiledRule) -> frozenset[str]:
+    """Every symbol a rule's program reads: its own and each operand's."""
+    return frozenset({compiled.symbol, *(o.symbol for o in compiled.operands)})
+
+
+class RuleListener(Protocol):
+    """Told, under the engine lock, which symbols each loaded rule reads (the DataManager)."""
+
+    def rule_loaded(self, rule_id: str, owner: str, symbols: frozenset[str]) -> None:
+        """A rule was loaded or reloaded; ``symbols`` is every symbol its program reads."""
+
+    def rule_removed(self, rule_id: str) -> None:
+        """A rule was deleted."""
 
 
 def validate_ticks(batch: TickBatch, *, now: int, field: str = "ticks") -> None:
@@ -115,6 +132,7 @@ class AlertProcessor:
         self._closed = False
         self.committed: list[Callable[[Sequence[AlertRecord]], None]] = []
         """Called after each commit with its alerts, in id order; must not block."""
+        self.rule_listener: RuleListener | None = None
 
     # lifecycle ---------------------------------------------------------------
     async def start(self) -> None:
@@ -135,6 +153,7 @@ class AlertProcessor:
             self.kernel.load(rec.rule_id, compiled, paused=rec.paused)
             self._rules[rec.rule_id] = rec
             self._compiled[rec.rule_id] = compiled
+            self._tell_loaded(rec, compiled)
             state = states.get(rec.rule_id)
             if state is not None:
                 self.kernel.restore_state(rec.rule_id, fires=state.fires,
@@ -218,6 +237,7 @@ class AlertProcessor:
                 self.kernel.set_paused(rec.rule_id, rec.paused)
             self._rules[rec.rule_id] = rec
             self._compiled[rec.rule_id] = compiled
+            self._tell_loaded(rec, compiled)
             # long-lived rule objects leave the cyclic collector's young generations: a
             # full collection over ten thousand rules would stall every stream ~10 ms
             gc.freeze()
@@ -233,6 +253,12 @@ class AlertProcessor:
             if self._rules.pop(rule_id, None) is not None:
                 self._compiled.pop(rule_id, None)
                 self.kernel.remove_rule(rule_id)
+                if self.rule_listener is not None:
+                    self.rule_listener.rule_removed(rule_id)
+
+    def _tell_loaded(self, rec: RuleRecord, compiled: CompiledRule) -> None:
+        if self.rule_listener is not None:
+            self.rule_listener.rule_loaded(rec.rule_id, rec.owner, symbols_read(compiled))
 
     async def amend_rules(self, store_change: Callable[[], Awaitable[list[RuleRecord]]]
                           ) -> list[RuleRecord]:
@@ -258,6 +284,97 @@ class AlertProcessor:
             return None
         return self.kernel.rule_state(rule_id)
 
+    # market sources ---------------------------------------------------------
+    def readers(self, symbol: str) -> list[str]:
+        """Ids of the rules whose programs read ``symbol``."""
+        return [rid for rid, c in self._compiled.items() if symbol in symbols_read(c)]
+
+    def timeframes_read(self, symbol: str) -> set[str]:
+        """Every timeframe the loaded rules use on ``symbol`` (bars the engine keeps for it)."""
+        out: set[str] = set()
+        for c in self._compiled.values():
+            if c.symbol == symbol and c.timeframe is not None:
+                out.add(c.timeframe)
+            out.update(o.timeframe for o in c.operands
+                       if o.symbol == symbol and o.timeframe is not None)
+        return out
+
+    def symbol_last_ms(self, symbol: str) -> int | None:
+        """Time of the last tick or bar of ``symbol`` in the engine (None: never started)."""
+        sid = self.kernel.find_symbol(symbol)
+        raw = None if sid is None else self.kernel.engine.snapshot(sid, 0)
+        return None if raw is None else raw["last_time_ms"]
+
+    def source_clock(self, source: str) -> int | None:
+        """The engine clock of ``source`` (None: it has not ticked yet)."""
+        src = self._sources.get(source)
+        return None if src is None else self.kernel.engine.source_clock(src)
+
+    async def warm_up(self, source: str, symbol: str, segments: Sequence[tuple[str, list[Bar]]],
+                      *, fill_gaps: bool = True) -> int:
+        """Feed closed history bars of ``symbol`` through the core (returns bars accepted).
+
+        ``segments`` are (timeframe, bars) in time order; each bar enters its timeframe
+        and every coarser one. The rules reading the symbol are paused in the core
+        meanwhile: history warms their indicators and crossing memory but fires nothing
+        and leaves their trigger state as a new rule's. Nothing is committed (no alert).
+        """
+        async with self._lock:
+            self._check_open()
+            src = self._source(source, fill_gaps)
+            sid = self.kernel.symbol_id(symbol)
+            readers = self.readers(symbol)
+            for rid in readers:
+                self.kernel.set_paused(rid, True)
+            accepted = 0
+            loop = asyncio.get_running_loop()
+            try:
+                for timeframe, bars in segments:
+                    if bars:
+                        accepted += await loop.run_in_executor(
+                            self._worker, self._run_bars, src, timeframe, sid, bars)
+            finally:
+                for rid in readers:
+                    self.kernel.set_paused(rid, self._rules[rid].paused)
+            if accepted:
+                self._dirty = True
+            return accepted
+
+    def _run_bars(self, src: int, timeframe: str, sid: int, bars: list[Bar]) -> int:
+        n = len(bars)
+        col = np.fromiter
+        self.kernel.process_bars(
+            src, timeframe, np.full(n, sid, np.int32),
+            col((b.open_ms for b in bars), np.int64, n), col((b.open for b in bars), float, n),
+            col((b.high for b in bars), float, n), col((b.low for b in bars), float, n),
+            col((b.close for b in bars), float, n), col((b.volume for b in bars), float, n),
+            col((b.quote_volume for b in bars), float, n),
+            col((b.trades for b in bars), np.int64, n))
+        return self.kernel.last_counts.accepted
+
+    async def commit_notices(self, alerts: Sequence[NewAlert]) -> list[AlertRecord]:
+        """Commit alerts no rule decided (DATA_QUALITY, SYSTEM) and fan them out.
+
+        They are written under the engine lock, like a batch's alerts, so ids stay in
+        commit order; one whose identity is already stored is skipped.
+        """
+        if not alerts:
+            return []
+        async with self._lock:
+            self._check_open()
+            records = await self.store.commit_batch(list(alerts), [], {})
+            self.hub.publish(records)
+        if records:
+            self.metrics.alerts.inc(len(records))
+        return records
+
+    def _source(self, source: str, fill_gaps: bool) -> int:
+        src = self._sources.get(source)
+        if src is None:
+            src = self.kernel.add_source(fill_gaps=fill_gaps, grace_ms=self.grace_ms, name=source)
+            self._sources[source] = src
+        return src
+
     # ticks ------------------------------------------------------------------
     async def publish(self, source: str, batch: TickBatch, *, watermark_ms: int | None = None,
                       fill_gaps: bool = True) -> PublishResult:
@@ -266,11 +383,7 @@ class AlertProcessor:
         validate_ticks(batch, now=received)
         async with self._lock:
             self._check_open()
-            src = self._sources.get(source)
-            if src is None:
-                src = self.kernel.add_source(fill_gaps=fill_gaps, grace_ms=self.grace_ms,
-                                             name=source)
-                self._sources[source] = src
+            src = self._source(source, fill_gaps)
             loop = asyncio.get_running_loop()
             fired, counts = await loop.run_in_executor(
                 self._worker, self._run_batch, src, batch, watermark_ms)

@@ -5,6 +5,8 @@ fired, batch sizes, tick-to-alert latency (receive -> commit), store write
 latency, stream subscribers and their deepest queue, WebSocket clients and the
 ones the server closed; delivery attempts by channel kind and outcome, their
 latency, alert-to-delivery latency, pending deliveries and dead letters.
+latency, stream subscribers and their deepest queue; per market source its
+health, lag, message rate, ticks by outcome, feed events and venue switches.
 """
 
 from __future__ import annotations
@@ -64,6 +66,35 @@ class Metrics:
                                         "Deliveries waiting for an attempt", registry=r)
         self.dead_letters = Gauge("alerts_dead_letters",
                                   "Deliveries in the dead-letter state", registry=r)
+        # market sources (the DataManager)
+        self.source_ticks = Counter(
+            "alerts_source_ticks_total", "Ticks from market sources, by source and outcome "
+            "(forwarded, held, inactive, duplicate, invalid, unsubscribed, warming)",
+            ["source", "outcome"], registry=r)
+        self.source_events = Counter("alerts_source_events_total",
+                                     "Feed events reported by market sources",
+                                     ["source", "kind"], registry=r)
+        self.source_up = Gauge("alerts_source_up",
+                               "1 while the source is up and not stale, else 0",
+                               ["source"], registry=r)
+        self.source_active = Gauge("alerts_source_active",
+                                   "1 for the source feeding its venue now, else 0",
+                                   ["venue", "source"], registry=r)
+        self.source_lag = Gauge("alerts_source_lag_seconds",
+                                "Wall clock minus the event time of the source's last tick",
+                                ["source"], registry=r)
+        self.source_rate = Gauge("alerts_source_messages_per_second",
+                                 "Messages the source received per second since the last "
+                                 "health check", ["source"], registry=r)
+        self.source_messages = Gauge("alerts_source_messages",
+                                     "Messages the source received since it started",
+                                     ["source"], registry=r)
+        self.source_switches = Counter("alerts_source_switches_total",
+                                       "Times a venue was switched to this source",
+                                       ["venue", "source"], registry=r)
+        self.warmup_bars = Counter("alerts_warmup_bars_total",
+                                   "History bars fed to warm new symbols up", ["venue"],
+                                   registry=r)
 
 
 def start_metrics_server(listen: str, app: App) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -13,14 +13,17 @@ import grpc
 
 from alerts.api.server import App, build_server
 from alerts.config import Config
+from alerts.market.base import MarketSource
 from alerts.v1 import service_pb2_grpc
 
 
 class ServerThread:
     """Runs ``build_server(config)`` on a private loop; ``stop()`` shuts it down gracefully."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config,
+                 sources: Mapping[str, MarketSource] | None = None) -> None:
         self.config = config
+        self.sources = sources
         self.loop = asyncio.new_event_loop()
         self.app: App | None = None
         self._ready = threading.Event()
@@ -30,7 +33,7 @@ class ServerThread:
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         try:
-            self.app = self.loop.run_until_complete(build_server(self.config))
+            self.app = self.loop.run_until_complete(build_server(self.config, self.sources))
             self.loop.run_until_complete(self.app.start())
         except BaseException as exc:  # noqa: BLE001 - handed to the starting thread
             self._error = exc
