@@ -20,6 +20,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 from setuptools import Command, Extension, setup
 
@@ -31,12 +32,12 @@ GENERATED = ROOT / "alerts" / "v1"
 
 def _copy_google_protos() -> None:
     """Copy google/api and google/rpc .proto files from googleapis-common-protos."""
-    import google.api.annotations_pb2  # noqa: F401  (proves the wheel is installed)
+    import google.api.annotations_pb2
     import google.rpc.status_pb2  # noqa: F401
 
     for sub in ("api", "rpc", "type"):
         module = __import__(f"google.{sub}", fromlist=["__path__"])
-        src_dir = Path(list(module.__path__)[0])
+        src_dir = Path(next(iter(module.__path__)))
         dst_dir = PROTO_INCLUDE / "google" / sub
         dst_dir.mkdir(parents=True, exist_ok=True)
         for proto in src_dir.glob("*.proto"):
@@ -45,8 +46,8 @@ def _copy_google_protos() -> None:
 
 def generate_protos() -> None:
     """Run protoc over proto/alerts/v1 into alerts/v1 (idempotent)."""
-    from grpc_tools import protoc
     import grpc_tools
+    from grpc_tools import protoc
 
     _copy_google_protos()
     well_known = Path(grpc_tools.__file__).resolve().parent / "_proto"
@@ -75,7 +76,7 @@ class GenerateProtos(Command):
     """``python setup.py protos``: only regenerate alerts/v1 from proto/."""
 
     description = "generate the protobuf/gRPC modules"
-    user_options: list = []
+    user_options: ClassVar[list] = []
 
     def initialize_options(self) -> None:
         pass
@@ -88,8 +89,8 @@ class GenerateProtos(Command):
 
 
 def extensions() -> list[Extension]:
-    from Cython.Build import cythonize
     import numpy
+    from Cython.Build import cythonize
 
     profile = os.environ.get("ALERTS_CORE_PROFILE") == "1"
     directives = {

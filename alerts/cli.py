@@ -294,7 +294,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _client(args: argparse.Namespace):
     import grpc
 
     from alerts.v1 import service_pb2_grpc
@@ -306,8 +306,8 @@ def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _cmd_rules(args: argparse.Namespace) -> int:
     from google.protobuf import json_format
 
-    from alerts.api.convert import MODE_ENUM
     from alerts.api.conditions import timeframe_to_proto
+    from alerts.api.convert import MODE_ENUM
     from alerts.v1 import rules_pb2, service_pb2
 
     stub = _client(args)
@@ -365,8 +365,7 @@ def _cmd_deliveries(args: argparse.Namespace) -> int:
             parent=parent, alert_ids=args.alert or []))
         print(f"redelivered {reply.redelivered_count}")
         return 0
-    state = deliveries_pb2.Delivery.State.Value(f"STATE_{args.state.upper()}") if args.state \
-        else deliveries_pb2.Delivery.STATE_UNSPECIFIED
+    state = f"STATE_{args.state.upper()}" if args.state else None
     token = ""
     while True:
         page = stub.ListDeliveries(service_pb2.ListDeliveriesRequest(

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     except grpc.RpcError as exc:
-        raise CliError(f"{exc.code().name}: {exc.details()}") from None  # type: ignore[attr-defined]
+        raise CliError(f"{exc.code().name}: {exc.details()}") from None
 
 
 def _run(args: argparse.Namespace) -> int:

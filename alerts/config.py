@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,7 @@ class Config:
     warmup_wait_ms: int = 5_000            # wait this long for a first tick to date the history
 
     @classmethod
-    def load(cls, path: str | None = None, env: dict[str, str] | None = None,
+    def load(cls, path: str | None = None, env: Mapping[str, str] | None = None,
              **overrides: Any) -> Config:
         cfg = cls()
         if path:
@@ -77,9 +78,9 @@ class Config:
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise InvalidArgumentError(f"config file {path}: {exc}") from exc
             cfg = cfg._with(data, f"config file {path}")
-        env = os.environ if env is None else env
-        from_env = {f.name: env[f"ALERTS_{f.name.upper()}"] for f in fields(cls)
-                    if f"ALERTS_{f.name.upper()}" in env}
+        environ: Mapping[str, str] = os.environ if env is None else env
+        from_env = {f.name: environ[f"ALERTS_{f.name.upper()}"] for f in fields(cls)
+                    if f"ALERTS_{f.name.upper()}" in environ}
         cfg = cfg._with(from_env, "environment")
         return cfg._with({k: v for k, v in overrides.items() if v is not None}, "flags")
 

@@ -10,4 +10,4 @@ from alerts_core.engine import KINDS, MODES, N_OUTPUTS, OPS, Engine
 #: Timeframe ids used by the core, finest first.
 TIMEFRAMES = ("1s", "1m", "5m", "15m", "1h", "4h", "1d")
 
-__all__ = ["Engine", "KINDS", "MODES", "N_OUTPUTS", "OPS", "TIMEFRAMES"]
+__all__ = ["KINDS", "MODES", "N_OUTPUTS", "OPS", "TIMEFRAMES", "Engine"]

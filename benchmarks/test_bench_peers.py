@@ -282,7 +282,7 @@ def _talipp_version() -> str:
     from importlib.metadata import version
     try:
         return version("talipp")
-    except Exception:  # pragma: no cover
+    except ImportError:  # pragma: no cover - PackageNotFoundError is an ImportError
         return "?"
 
 

@@ -49,6 +49,6 @@ def test_backtest_refuses_unknown_columns(tmp_path: Path,
 
 def test_console_script_bad_flag_exits_2_without_traceback() -> None:
     proc = subprocess.run([sys.executable, "-m", "alerts.cli", "validate"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr

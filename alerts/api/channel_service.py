@@ -304,4 +304,4 @@ def _valid_path(path: str) -> bool:
     if top not in KIND_FIELDS:
         return False
     descriptor = channels_pb2.Channel.DESCRIPTOR.fields_by_name[top].message_type
-    return not sub or sub in descriptor.fields_by_name
+    return not sub or (descriptor is not None and sub in descriptor.fields_by_name)

@@ -177,7 +177,7 @@ def rule_to_proto(rec: RuleRecord, state: dict[str, object] | None,
         out.last_fire_time.CopyFrom(ts(int(last)))  # type: ignore[call-overload]
     values = state.get("values", ())
     warming = not state.get("evaluated") or any(
-        v != v for v in values)  # type: ignore[union-attr]
+        math.isnan(v) for v in values)  # type: ignore[attr-defined]
     if rec.paused:
         out.state = rules_pb2.Rule.STATE_PAUSED
     elif state.get("completed"):

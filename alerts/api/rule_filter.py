@@ -117,7 +117,13 @@ class RuleQuery:
         return 0
 
     def sort(self, rules: list[rules_pb2.Rule]) -> list[rules_pb2.Rule]:
-        return sorted(rules, key=cmp_to_key(lambda a, b: self.compare(self.key(a), self.key(b))))
+        keyed: list[tuple[list[object], rules_pb2.Rule]] = [(self.key(r), r) for r in rules]
+
+        def by_key(a: tuple[list[object], rules_pb2.Rule],
+                   b: tuple[list[object], rules_pb2.Rule]) -> int:
+            return self.compare(a[0], b[0])
+        keyed.sort(key=cmp_to_key(by_key))
+        return [rule for _, rule in keyed]
 
     def valid_key(self, key: Sequence[object]) -> bool:
         types = {"create_time": int, "update_time": int}

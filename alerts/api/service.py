@@ -22,15 +22,15 @@ from google.protobuf import empty_pb2
 from alerts.api import convert, delivery_convert
 from alerts.api.channel_convert import channel_id_of
 from alerts.api.channel_service import ChannelMethods
-from alerts.api.requests import check_deadline as _check_deadline
+from alerts.api.conditions import condition_to_proto, series_to_proto, timeframe_to_proto
 from alerts.api.requests import MAX_PAGE_SIZE
+from alerts.api.requests import check_deadline as _check_deadline
 from alerts.api.requests import page_size as _page_size
 from alerts.api.rule_filter import parse_rule_query
-from alerts.api.conditions import condition_to_proto, series_to_proto, timeframe_to_proto
 from alerts.delivery.channel_stats import ChannelStatsProvider, NoDeliveries
-from alerts.delivery.hub import AlertHub, SlowConsumer, Subscriber
 from alerts.delivery.channels.config import DeliverySettings
 from alerts.delivery.channels.url_guard import AllowList
+from alerts.delivery.hub import AlertHub, SlowConsumer, Subscriber
 from alerts.delivery.outbox import Outbox
 from alerts.engine.processor import AlertProcessor, TickBatch, now_ms
 from alerts.errors import (
@@ -53,20 +53,20 @@ MIN_HEARTBEAT_S = 0.05
 
 class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
     def __init__(self, store: Store, processor: AlertProcessor, hub: AlertHub, *,
-                 owner: str = "local", webhook_allow: AllowList = AllowList(),
+                 owner: str = "local", webhook_allow: AllowList | None = None,
                  secret_overlap_ms: int = 86_400_000,
-                 channel_stats: ChannelStatsProvider = NoDeliveries(),
-                 delivery_settings: DeliverySettings = DeliverySettings(),
+                 channel_stats: ChannelStatsProvider | None = None,
+                 delivery_settings: DeliverySettings | None = None,
                  outbox: Outbox | None = None) -> None:
         self.store = store
         self.outbox = outbox
         self.processor = processor
         self.hub = hub
         self.owner = owner
-        self.webhook_allow = webhook_allow
+        self.webhook_allow = webhook_allow or AllowList()
         self.secret_overlap_ms = secret_overlap_ms
-        self.channel_stats = channel_stats
-        self.delivery_settings = delivery_settings
+        self.channel_stats = channel_stats or NoDeliveries()
+        self.delivery_settings = delivery_settings or DeliverySettings()
         self.stopping = asyncio.Event()
         self._open_subscriptions: dict[tuple[str, str], tuple[asyncio.Event, Subscriber]] = {}
 
@@ -169,7 +169,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
             for path in paths:
                 if path not in _UPDATABLE:
                     raise convert.invalid("update_mask", f"{path!r} cannot be updated")
-            merged.CopyFrom(self._to_proto(current))  # type: ignore[arg-type]
+            merged.CopyFrom(self._to_proto(current))
             merged.ClearField("condition")            # the stored text is the source of truth
             if "condition" in paths:
                 merged.ClearField("condition_text")
@@ -306,7 +306,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
             yield service_pb2.StreamAlertsResponse(caught_up=service_pb2.CaughtUp(last_id=last))
             while True:
                 try:
-                    rec = await sub.next(heartbeat)
+                    live = await sub.next(heartbeat)
                 except SlowConsumer:
                     if self.stopping.is_set():
                         raise UnavailableError("the server is shutting down") from None
@@ -314,11 +314,11 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                         f"this stream fell {self.hub.queue_size} alerts behind and was ended; "
                         f"resume after alert {last}", reason="SLOW_CONSUMER",
                         metadata={"resume_after": str(last)}) from None
-                if rec is None:
+                if live is None:
                     yield service_pb2.StreamAlertsResponse(heartbeat=self._heartbeat())
-                elif rec.alert_id > last:
-                    last = rec.alert_id
-                    yield service_pb2.StreamAlertsResponse(alert=convert.alert_to_proto(rec))
+                elif live.alert_id > last:
+                    last = live.alert_id
+                    yield service_pb2.StreamAlertsResponse(alert=convert.alert_to_proto(live))
         finally:
             self.hub.unsubscribe(sub)
 
@@ -430,7 +430,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                 async for msg in room():
                     yield msg
                 try:
-                    rec = await sub.next(heartbeat)
+                    live = await sub.next(heartbeat)
                 except SlowConsumer:
                     if self.stopping.is_set():
                         raise UnavailableError("the server is shutting down") from None
@@ -441,12 +441,12 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                         f"this subscription fell {self.hub.queue_size} alerts behind; reopen it "
                         f"to resume after alert {acked}", reason="SLOW_CONSUMER",
                         metadata={"resume_after": str(acked)}) from None
-                if rec is None:
+                if live is None:
                     yield service_pb2.SubscribeResponse(heartbeat=self._heartbeat())
-                elif rec.alert_id > last:
-                    last = rec.alert_id
-                    unacked.append(rec.alert_id)
-                    yield service_pb2.SubscribeResponse(alert=convert.alert_to_proto(rec))
+                elif live.alert_id > last:
+                    last = live.alert_id
+                    unacked.append(live.alert_id)
+                    yield service_pb2.SubscribeResponse(alert=convert.alert_to_proto(live))
         finally:
             reader.cancel()
             self.hub.unsubscribe(sub)

@@ -9,8 +9,8 @@ rule, never per tick.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -24,7 +24,6 @@ from alerts.rules.compiler import CompiledRule, compile_rule, qualify
 from alerts.rules.format import format_series
 from alerts.rules.parser import parse_condition
 from alerts_core import KINDS, MODES, OPS, Engine
-
 
 CHECKPOINT_MAGIC = b"AKC1"
 _KIND_NAMES = {v: k for k, v in KINDS.items()}

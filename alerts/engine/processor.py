@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -458,8 +458,8 @@ class AlertProcessor:
         for rid in sorted(rule_ids):
             st = self.kernel.rule_state(rid)
             out.append(TriggerState(
-                rule_id=rid, owner=self._rules[rid].owner, fires=int(st["fires"]),
-                last_fire_ms=st["last_fire_ms"], armed=bool(st["armed"]),
+                rule_id=rid, owner=self._rules[rid].owner, fires=cast(int, st["fires"]),
+                last_fire_ms=cast("int | None", st["last_fire_ms"]), armed=bool(st["armed"]),
                 completed=bool(st["completed"]), expired=bool(st["expired"]),
             ))
         return out

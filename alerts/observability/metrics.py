@@ -107,4 +107,6 @@ def start_metrics_server(listen: str, app: App) -> str:
         raise UnavailableError(f"cannot serve metrics on {listen}: {exc}") from None
     app.on_stop.append(server.shutdown)
     bound_host, bound_port = server.server_address[:2]
+    if isinstance(bound_host, bytes):
+        bound_host = bound_host.decode()
     return f"{bound_host}:{bound_port}"

@@ -172,7 +172,8 @@ class _Emitter:
         if name == "bb":
             k = float(node.params[1])
             ints = [int(node.params[0])]
-        params = tuple((ints + [0, 0, 0])[:3])
+        padded = [*ints, 0, 0, 0]
+        params = (padded[0], padded[1], padded[2])
         out_index = spec.outputs.index(output) if output else 0
         label = format_series(
             ast.Series(node.name, tuple(node.params), node.timeframe or tf, node.symbol,

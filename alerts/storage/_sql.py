@@ -24,8 +24,8 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from alerts.errors import (
-    AlreadyExistsError,
     AbortedError,
+    AlreadyExistsError,
     FailedPreconditionError,
     FieldViolation,
     InvalidArgumentError,

@@ -316,7 +316,7 @@ def test_create_is_idempotent_by_request_id_and_ids_are_unique(served) -> None: 
 
 
 def test_update_masks_etags_and_kind(served) -> None:  # type: ignore[no-untyped-def]
-    server, stub = served
+    _, stub = served
     made = stub.CreateChannel(service_pb2.CreateChannelRequest(
         channel=every_kind()["mail"], channel_id="mail"))
     mask = field_mask_pb2.FieldMask

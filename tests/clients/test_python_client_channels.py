@@ -13,9 +13,9 @@ from tests.support.server import running_server, server_config
 
 @pytest.fixture
 def client(tmp_path: Path):  # type: ignore[no-untyped-def]
-    with running_server(server_config(tmp_path, webhook_allow="127.0.0.0/8")) as (server, _):
-        with AlertsClient(server.target, timeout=10) as c:
-            yield c
+    with (running_server(server_config(tmp_path, webhook_allow="127.0.0.0/8")) as (server, _),
+          AlertsClient(server.target, timeout=10) as c):
+        yield c
 
 
 def test_channel_methods(client: AlertsClient) -> None:

@@ -7,6 +7,7 @@ reclaimed; the GIL is released; bad input is counted or refused, never a crash.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 
@@ -47,7 +48,7 @@ def comparable(fired: list[Fired]) -> list[tuple]:
     """Fires as tuples with undefined values as None (NaN never equals itself)."""
     return [
         (f.rule_id, f.symbol, f.time_ms, f.kind, f.bar_open_ms, f.trade_id, f.rank, f.price,
-         tuple(None if v != v else v for v in f.values))
+         tuple(None if math.isnan(v) else v for v in f.values))
         for f in fired
     ]
 

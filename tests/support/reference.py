@@ -308,10 +308,10 @@ def compare_with_talib(
 
     first_ours = int(np.argmax(have)) if have.any() else None
     first_ref = int(np.argmax(expected)) if expected.any() else None
-    lines = [f"{label}: {int(bad.sum()) + int((~inside).sum())} of {n} bars disagree with TA-Lib "
-             f"(value {int(bad_value.sum())}, ours undefined {int(missing.sum())}, "
-             f"ours defined where ref is not {int(extra.sum())}); "
-             f"first defined index ours={first_ours} ref={first_ref}; m={m:.17g}"]
+    lines = [(f"{label}: {int(bad.sum()) + int((~inside).sum())} of {n} bars disagree with "
+              f"TA-Lib (value {int(bad_value.sum())}, ours undefined {int(missing.sum())}, "
+              f"ours defined where ref is not {int(extra.sum())}); "
+              f"first defined index ours={first_ours} ref={first_ref}; m={m:.17g}")]
     if bad.any():
         i = int(np.argmax(bad))
         why = ("value outside tolerance" if bad_value[i] else

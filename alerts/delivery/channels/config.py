@@ -218,7 +218,7 @@ def channel_config(kind: str, data: Mapping[str, Any] | ChannelConfig) -> Channe
             violations=(FieldViolation("channel.config", f"unknown kind {kind!r}"),))
     cls = _CLASSES[kind]
     if isinstance(data, cls):
-        return data  # type: ignore[no-any-return]
+        return data
     if not isinstance(data, Mapping):
         raise config_error(kind, "config", f"expected a mapping, got {type(data).__name__}")
     defaults = {name: "" if f.default is MISSING else f.default  # required fields are strings
@@ -243,4 +243,4 @@ def channel_config(kind: str, data: Mapping[str, Any] | ChannelConfig) -> Channe
     for key in _REQUIRED[kind]:
         if not values.get(key):
             raise config_error(kind, key, "is required")
-    return cls(**values)  # type: ignore[no-any-return]
+    return cls(**values)

@@ -51,7 +51,7 @@ class AlertsClient:
             *channel_options,
         ]
         self.channel = grpc.insecure_channel(target, options=options)
-        self.stub = service_pb2_grpc.AlertServiceStub(self.channel)  # type: ignore[no-untyped-call]
+        self.stub = service_pb2_grpc.AlertServiceStub(self.channel)
         self._sleep: Callable[[float], object] = time.sleep
 
     # lifecycle ---------------------------------------------------------------
@@ -105,12 +105,12 @@ class AlertsClient:
         convert.fill_rule(rule, fields)
         request = service_pb2.CreateRuleRequest(rule=rule, rule_id=rule_id or "",
                                                 request_id=request_id or str(uuid.uuid4()))
-        return self._unary(self.stub.CreateRule, request)  # type: ignore[no-any-return]
+        return self._unary(self.stub.CreateRule, request)
 
     def get_rule(self, rule_id: str) -> rules_pb2.Rule:
         """One rule, by id (``my-rule``) or name (``rules/my-rule``)."""
         request = service_pb2.GetRuleRequest(name=convert.rule_name(rule_id))
-        return self._unary(self.stub.GetRule, request)  # type: ignore[no-any-return]
+        return self._unary(self.stub.GetRule, request)
 
     def list_rules(self, *, filter: str = "", order_by: str = "",
                    page_size: int = 0) -> Iterator[rules_pb2.Rule]:
@@ -136,7 +136,7 @@ class AlertsClient:
         paths = convert.fill_rule(rule, fields)
         request = service_pb2.UpdateRuleRequest(
             rule=rule, update_mask=field_mask_pb2.FieldMask(paths=paths))
-        return self._unary(self.stub.UpdateRule, request)  # type: ignore[no-any-return]
+        return self._unary(self.stub.UpdateRule, request)
 
     def delete_rule(self, rule_id: str, *, etag: str = "", allow_missing: bool = False) -> None:
         """Delete a rule. A retry after UNAVAILABLE accepts that the first attempt deleted it."""
@@ -156,7 +156,7 @@ class AlertsClient:
             fields["timeframe"] = timeframe
         convert.fill_rule(rule, fields)
         request = service_pb2.ValidateRuleRequest(rule=rule)
-        return self._unary(self.stub.ValidateRule, request)  # type: ignore[no-any-return]
+        return self._unary(self.stub.ValidateRule, request)
 
     # channels ----------------------------------------------------------------
     def create_channel(self, channel: channels_pb2.Channel, *, channel_id: str | None = None,
@@ -167,12 +167,12 @@ class AlertsClient:
         request = service_pb2.CreateChannelRequest(
             channel=channel, channel_id=channel_id or "",
             request_id=request_id or str(uuid.uuid4()))
-        return self._unary(self.stub.CreateChannel, request)  # type: ignore[no-any-return]
+        return self._unary(self.stub.CreateChannel, request)
 
     def get_channel(self, channel_id: str) -> channels_pb2.Channel:
         """One channel, by id (``hook``) or name (``channels/hook``); secrets are never sent."""
         request = service_pb2.GetChannelRequest(name=convert.channel_name(channel_id))
-        return self._unary(self.stub.GetChannel, request)  # type: ignore[no-any-return]
+        return self._unary(self.stub.GetChannel, request)
 
     def list_channels(self, *, filter: str = "",
                       page_size: int = 0) -> Iterator[channels_pb2.Channel]:
@@ -193,7 +193,7 @@ class AlertsClient:
         ``channel.etag`` to refuse the change if the channel changed meanwhile."""
         request = service_pb2.UpdateChannelRequest(
             channel=channel, update_mask=field_mask_pb2.FieldMask(paths=list(paths)))
-        return self._unary(self.stub.UpdateChannel, request)  # type: ignore[no-any-return]
+        return self._unary(self.stub.UpdateChannel, request)
 
     def delete_channel(self, channel_id: str, *, etag: str = "", force: bool = False) -> None:
         """Delete a channel (``force``: also from the rules that name it). A retry after
@@ -223,7 +223,7 @@ class AlertsClient:
         requests = convert.tick_requests(source, ticks, batch, fill_gaps=fill_gaps,
                                          watermark_ms=watermark_ms)
         try:
-            return self.stub.PublishTicks(  # type: ignore[no-any-return]
+            return self.stub.PublishTicks(
                 requests, timeout=self.timeout if timeout is None else timeout)
         except grpc.RpcError as exc:
             raise AlertsError.from_rpc_error(exc) from None
