@@ -52,7 +52,7 @@ class Config:
         return tuple(e.strip() for e in self.webhook_allow.split(",") if e.strip())
     # market sources (the DataManager); off by default: `alerts serve` needs no network
     market_sources: bool = False
-    market_routes: str = "binance=binance;binance-usdm=binance-usdm;us=yahoo,alphavantage"
+    market_routes: str = "binance=binance;binance-usdm=binance-usdm;us=yahoo"
     binance_ws_url: str = "wss://stream.binance.com:9443"
     binance_rest_url: str = "https://api.binance.com"
     binance_usdm_ws_url: str = "wss://fstream.binance.com"
@@ -61,7 +61,7 @@ class Config:
     alphavantage_key: str = ""
     yahoo_url: str = "https://query1.finance.yahoo.com"
     feed_stale_after_ms: int = 30_000      # the active source failed: down or silent this long
-    feed_stale_after_by_venue: str = ""    # per venue, e.g. "us=180000" (slow polls)
+    feed_stale_after_by_venue: str = "us=180000"  # per venue: stock sources poll minute bars
     feed_recover_after_ms: int = 10_000    # a better source healthy this long: switch back
     feed_check_interval_ms: int = 1_000
     feed_standby_ticks: int = 100_000      # ticks a recovering source may hold for a switch back

@@ -13,8 +13,10 @@ from collections.abc import Callable
 from alerts.config import Config
 from alerts.engine.feeds.routes import parse_routes
 from alerts.errors import InvalidArgumentError
+from alerts.market.alphavantage import AlphaVantageSource
 from alerts.market.base import MarketSource
 from alerts.market.binance import SPOT, USDM, BinanceSource
+from alerts.market.yahoo import YahooSource
 
 SourceFactory = Callable[[Config], MarketSource]
 
@@ -24,9 +26,12 @@ FACTORIES: dict[str, SourceFactory] = {
     "binance-usdm": lambda c: BinanceSource(USDM, ws_url=c.binance_usdm_ws_url,
                                             rest_url=c.binance_usdm_rest_url,
                                             name="binance-usdm"),
+    "yahoo": lambda c: YahooSource(base_url=c.yahoo_url, name="yahoo"),
+    "alphavantage": lambda c: AlphaVantageSource(api_key=c.alphavantage_key,
+                                                 base_url=c.alphavantage_url,
+                                                 name="alphavantage"),
 }
-"""Source name -> factory (the stock sources, ``yahoo`` and ``alphavantage``, join when
-their branch lands)."""
+"""Source name -> factory."""
 
 
 def build_sources(config: Config) -> dict[str, MarketSource]:

@@ -68,6 +68,18 @@ def test_the_binance_sources_are_made_from_the_settings(monkeypatch: pytest.Monk
         build_sources(Config(market_routes="us=keyed"))
 
 
+def test_the_stock_sources_are_made_from_the_settings() -> None:
+    sources = build_sources(Config(market_sources=True))      # the default routes
+    assert sorted(sources) == ["binance", "binance-usdm", "yahoo"]
+    assert not sources["yahoo"].fill_gaps                     # no bars for nights and weekends
+    keyed = build_sources(Config(market_routes="us=yahoo,alphavantage", alphavantage_key="k",
+                                 alphavantage_url="http://127.0.0.1:9"))
+    assert [s.name for s in keyed.values()] == ["yahoo", "alphavantage"]
+    with pytest.raises(InvalidArgumentError,
+                       match="market source alphavantage: an Alpha Vantage API key is required"):
+        build_sources(Config(market_routes="us=yahoo,alphavantage"))
+
+
 def test_per_venue_times_parse_and_bad_ones_are_refused() -> None:
     assert parse_venue_times("us=180000; binance=5000", "k") == {"us": 180_000, "binance": 5000}
     for bad in ("us", "us=x", "us=-1", "us=1;us=2"):
