@@ -46,6 +46,25 @@ class Config:
     delivery_attempt_timeout_s: float = 60.0  # the outbox's bound on one attempt
     webhook_rate_per_s: float = 20.0        # requests per second per webhook endpoint
     webhook_max_concurrency: int = 4        # requests in flight per webhook endpoint
+    # the channel senders' settings, named as DeliverySettings names them
+    default_timeout_s: float = 10.0         # one delivery attempt, when a channel sets none
+    webhook_ca_file: str = ""               # extra CAs for https endpoints; empty: the system's
+    discord_api_base: str = "https://discord.com/api"
+    telegram_api_base: str = "https://api.telegram.org"
+    twilio_api_base: str = "https://api.twilio.com"
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from: str = ""                   # E.164 sender number, or ...
+    twilio_messaging_service_sid: str = ""  # ... a messaging service
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_username: str = ""                 # empty: no AUTH
+    smtp_password: str = ""
+    smtp_from: str = "alerts@localhost"
+    smtp_starttls: bool = True
+    smtp_implicit_tls: bool = False         # TLS from the first byte (port 465)
+    smtp_ca_file: str = ""
+    smtp_verify_tls: bool = True
 
     def webhook_allow_list(self) -> tuple[str, ...]:
         """``webhook_allow`` as its entries."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -141,11 +141,7 @@ async def build_server(config: Config,
         if not config.webhook_rate_per_s > 0 or config.webhook_max_concurrency < 1:
             raise InvalidArgumentError(
                 "webhook_rate_per_s must be > 0 and webhook_max_concurrency >= 1")
-        delivery_settings = DeliverySettings(
-            webhook_allow=config.webhook_allow_list(),
-            webhook_rate_per_s=config.webhook_rate_per_s,
-            webhook_burst=max(1, math.ceil(config.webhook_rate_per_s)),
-            webhook_max_concurrency=config.webhook_max_concurrency)
+        delivery_settings = delivery_settings_of(config)
         directory = StoreChannelDirectory(store, delivery_settings)
         outbox = Outbox(
             store, directory,
@@ -191,6 +187,17 @@ async def build_server(config: Config,
     if feeds is not None:
         feeds.health_listener = app._source_health
     return app
+
+
+def delivery_settings_of(config: Config) -> DeliverySettings:
+    """The senders' settings: every ``DeliverySettings`` field ``Config`` has by the same name."""
+    same = {f.name: getattr(config, f.name) for f in fields(DeliverySettings)
+            if f.name in _CONFIG_FIELDS}
+    return DeliverySettings(**{**same, "webhook_allow": config.webhook_allow_list(),
+                               "webhook_burst": max(1, math.ceil(config.webhook_rate_per_s))})
+
+
+_CONFIG_FIELDS = frozenset(f.name for f in fields(Config))
 
 
 def _websocket_settings(config: Config) -> WebSocketSettings:

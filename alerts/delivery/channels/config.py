@@ -16,7 +16,7 @@ default timeout and limits.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field
 from typing import Any
 
 from alerts.delivery.channels.url_guard import AllowList
@@ -82,33 +82,6 @@ class DeliverySettings:
         if not 0 < self.smtp_port < 65536:
             raise InvalidArgumentError("delivery setting smtp_port must be 1..65535")
         AllowList.parse(self.webhook_allow)  # a malformed network is refused here
-
-    @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], where: str = "delivery") -> DeliverySettings:
-        """Settings from a TOML table or strings (environment): numbers and booleans are
-        converted, ``webhook_allow`` takes a list or a comma-separated string; an unknown key
-        or a bad value is an ``InvalidArgumentError`` naming ``where``."""
-        known: dict[str, Any] = {f.name: f.default for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for key, raw in data.items():
-            key = key.replace("-", "_")
-            if key not in known:
-                raise InvalidArgumentError(f"{where}: unknown setting {key!r}")
-            default = known[key]
-            try:
-                if isinstance(default, tuple):
-                    items = raw.split(",") if isinstance(raw, str) else list(raw)
-                    value: Any = tuple(str(i).strip() for i in items if str(i).strip())
-                elif isinstance(default, bool):
-                    value = raw if isinstance(raw, bool) else str(raw).lower() in (
-                        "1", "true", "yes", "on")
-                else:
-                    value = type(default)(raw)
-            except (TypeError, ValueError):
-                raise InvalidArgumentError(f"{where}: {key} = {raw!r} is not a "
-                                           f"{type(default).__name__}") from None
-            values[key] = value
-        return cls(**values)
 
 
 @dataclass(frozen=True)

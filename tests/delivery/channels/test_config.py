@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from alerts.delivery.channels.config import (
@@ -59,20 +61,28 @@ def test_unknown_kind() -> None:
     assert "websocket" in err.value.message
 
 
-def test_settings_from_toml_table_and_environment_strings() -> None:
-    from_toml = DeliverySettings.from_mapping({"webhook_allow": ["127.0.0.1", "10.0.0.0/8"],
-                                               "smtp_port": 2525, "smtp_starttls": False})
-    assert from_toml.webhook_allow == ("127.0.0.1", "10.0.0.0/8")
-    assert from_toml.smtp_port == 2525 and from_toml.smtp_starttls is False
-    from_env = DeliverySettings.from_mapping({"webhook-allow": "127.0.0.1, ::1",
-                                              "default_timeout_s": "2.5",
-                                              "smtp_verify_tls": "false"})
-    assert from_env.webhook_allow == ("127.0.0.1", "::1")
-    assert from_env.default_timeout_s == 2.5 and from_env.smtp_verify_tls is False
+def test_settings_come_from_the_service_configuration(tmp_path: Path) -> None:
+    from alerts.api.server import delivery_settings_of
+    from alerts.config import Config
+
+    toml = tmp_path / "alerts.toml"
+    toml.write_text('webhook_allow = "127.0.0.1, 10.0.0.0/8"\nsmtp_port = 2525\n'
+                    'smtp_starttls = false\nwebhook_rate_per_s = 2.5\n')
+    settings = delivery_settings_of(Config.load(str(toml), env={
+        "ALERTS_DEFAULT_TIMEOUT_S": "2.5", "ALERTS_SMTP_VERIFY_TLS": "false",
+        "ALERTS_TWILIO_ACCOUNT_SID": "AC1", "ALERTS_TELEGRAM_API_BASE": "http://127.0.0.1:9"}))
+    assert settings.webhook_allow == ("127.0.0.1", "10.0.0.0/8")
+    assert settings.smtp_port == 2525 and settings.smtp_starttls is False
+    assert settings.default_timeout_s == 2.5 and settings.smtp_verify_tls is False
+    assert settings.twilio_account_sid == "AC1"
+    assert settings.telegram_api_base == "http://127.0.0.1:9"
+    assert (settings.webhook_rate_per_s, settings.webhook_burst) == (2.5, 3)
     with pytest.raises(InvalidArgumentError, match="unknown setting 'smtp_hots'"):
-        DeliverySettings.from_mapping({"smtp_hots": "x"})
+        Config.load(None, env={}, smtp_hots="x")
     with pytest.raises(InvalidArgumentError, match="smtp_port = 'abc' is not a int"):
-        DeliverySettings.from_mapping({"smtp_port": "abc"})
+        Config.load(env={"ALERTS_SMTP_PORT": "abc"})
+    with pytest.raises(InvalidArgumentError, match="smtp_port must be 1..65535"):
+        delivery_settings_of(Config(smtp_port=0))
 
 
 @pytest.mark.parametrize("changes,problem", [
