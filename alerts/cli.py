@@ -503,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code is None:
             raise
         print(f"alerts: error: {code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
-        return 1
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

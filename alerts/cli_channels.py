@@ -119,17 +119,7 @@ def _channel(args: argparse.Namespace) -> tuple[Any, list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import grpc
-
-    from alerts.cli import CliError
-
-    try:
-        return _run(args)
-    except grpc.RpcError as exc:
-        raise CliError(f"{exc.code().name}: {exc.details()}") from None
-
-
-def _run(args: argparse.Namespace) -> int:
+    """One ``alerts channels`` command (a server's error is reported by ``alerts.cli.main``)."""
     import sys
 
     from google.protobuf import field_mask_pb2, json_format

@@ -100,7 +100,7 @@ def test_a_channel_in_use_needs_force(target, capsys: pytest.CaptureFixture[str]
     assert main(["rules", "--server", target.target, "create", "--symbol", "X", "--condition",
                  "price > 1", "--id", "r1", "--channel", "ws"]) == 0
     assert main(["rules", "--server", target.target, "create", "--symbol", "X", "--condition",
-                 "price > 1", "--channel", "nope"]) == 1   # the rules commands exit 1 on errors
+                 "price > 1", "--channel", "nope"]) == 2
     assert "rule.channels[0]: no channel 'channels/nope'" in capsys.readouterr().err
     code, _, err = run(target, capsys, "delete", "ws")
     assert code == 2 and "FAILED_PRECONDITION" in err and "r1" in err

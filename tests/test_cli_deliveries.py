@@ -53,5 +53,5 @@ def test_list_shows_dead_letters_and_redeliver_sends_them_again(
         assert main(["deliveries", "--server", server.target, "list", "hook-0"]) == 0
         states = [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()]
         assert states == ["DELIVERED", "DEAD", "DEAD"]
-        assert main(["deliveries", "--server", server.target, "list", "nope"]) == 1
+        assert main(["deliveries", "--server", server.target, "list", "nope"]) == 2
         assert "NOT_FOUND" in capsys.readouterr().err

@@ -113,10 +113,10 @@ def test_rules_and_tail_commands_against_a_server(tmp_path: Path) -> None:
         assert cli("rules", "list", "--filter", "NOT symbol = test:B", "--order-by",
                    "display_name desc").stdout.startswith("rules/cli-rule\t")
         bad_filter = cli("rules", "list", "--filter", "symbol = test:A OR")
-        assert bad_filter.returncode == 1
+        assert bad_filter.returncode == 2
         assert bad_filter.stderr.startswith("alerts: error: INVALID_ARGUMENT: filter: 1:19: expected a field ")
         bad = cli("rules", "create", "--symbol", "X", "--condition", "price >")
-        assert bad.returncode == 1
+        assert bad.returncode == 2
         assert bad.stderr.startswith("alerts: error: INVALID_ARGUMENT: 1:8: ")
         tail = subprocess.Popen([sys.executable, "-m", "alerts.cli", "tail", "--server",
                                  server.target, "--resume-after", "0"],

@@ -33,7 +33,7 @@ from alerts.api.channel_convert import (
     check_channel_id,
 )
 from alerts.api.channel_filter import parse_channel_filter
-from alerts.api.requests import MAX_PAGE_SIZE, check_deadline, page_size
+from alerts.api.request_checks import MAX_PAGE_SIZE, check_deadline, page_size
 from alerts.delivery.channel_stats import ChannelStats, ChannelStatsProvider
 from alerts.delivery.channels.base import Delivery
 from alerts.delivery.channels.config import DeliverySettings

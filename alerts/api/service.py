@@ -23,9 +23,9 @@ from alerts.api import convert, delivery_convert
 from alerts.api.channel_convert import channel_id_of
 from alerts.api.channel_service import ChannelMethods
 from alerts.api.conditions import condition_to_proto, series_to_proto, timeframe_to_proto
-from alerts.api.requests import MAX_PAGE_SIZE
-from alerts.api.requests import check_deadline as _check_deadline
-from alerts.api.requests import page_size as _page_size
+from alerts.api.request_checks import MAX_PAGE_SIZE
+from alerts.api.request_checks import check_deadline as _check_deadline
+from alerts.api.request_checks import page_size as _page_size
 from alerts.api.rule_filter import parse_rule_query
 from alerts.delivery.channel_stats import ChannelStatsProvider, NoDeliveries
 from alerts.delivery.channels.config import DeliverySettings
