@@ -96,6 +96,10 @@ def _parse_order(text: str) -> list[tuple[str, bool]]:
     return out
 
 
+DEFAULT_ORDER = (("create_time", False), ("name", False))
+"""The order of an empty ``order_by``, which is also the store's own order."""
+
+
 @dataclass(frozen=True)
 class RuleQuery:
     """A parsed ListRules request: what the store can narrow by, the rest, the order."""

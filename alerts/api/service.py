@@ -26,7 +26,7 @@ from alerts.api.conditions import condition_to_proto, series_to_proto, timeframe
 from alerts.api.request_checks import MAX_PAGE_SIZE
 from alerts.api.request_checks import check_deadline as _check_deadline
 from alerts.api.request_checks import page_size as _page_size
-from alerts.api.rule_filter import parse_rule_query
+from alerts.api.rule_filter import DEFAULT_ORDER, parse_rule_query
 from alerts.delivery.channel_stats import ChannelStatsProvider, NoDeliveries
 from alerts.delivery.channels.config import DeliverySettings
 from alerts.delivery.channels.url_guard import AllowList
@@ -134,6 +134,13 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
         query = parse_rule_query(request.filter, request.order_by, self.processor.qualify)
         size = _page_size(request.page_size)
         owner = self._owner(context)
+        if not request.filter.strip() and query.order == DEFAULT_ORDER:
+            # every rule in the store's own order: its pages, and a count
+            recs, store_token = await self.store.list_rules(
+                owner, page_size=size, page_token=request.page_token or None)
+            return service_pb2.ListRulesResponse(
+                rules=[self._to_proto(r) for r in recs], next_page_token=store_token or "",
+                total_size=await self.store.count_rules(owner))
         scope = [owner, request.filter, request.order_by]
         after = None if not request.page_token else decode_page_token(
             request.page_token, scope, query.valid_key)

@@ -394,6 +394,10 @@ class SqlStore(Store):
         last = rules[-1]
         return rules, _paging.encode_token(scope, last.create_time_ms, last.rule_id)
 
+    async def count_rules(self, owner: str) -> int:
+        async with self._read() as conn:
+            return int(await conn.fetchval("SELECT COUNT(*) FROM rules WHERE owner = $1", owner))
+
     async def update_rule(self, rec: RuleRecord, *, expected_etag: str | None) -> RuleRecord:
         async with self._write() as tx:
             # Channels first, as delete_channel locks them: one lock order, no deadlock.

@@ -115,6 +115,10 @@ class Store(ABC):
         """
 
     @abstractmethod
+    async def count_rules(self, owner: str) -> int:
+        """How many rules the owner has."""
+
+    @abstractmethod
     async def update_rule(self, rec: RuleRecord, *, expected_etag: str | None) -> RuleRecord:
         """Replace the rule (owner, rule_id) with ``rec``'s fields and return it as stored.
 

@@ -193,6 +193,8 @@ async def test_list_rules_pages_in_create_time_then_id_order(
 
     everything, last = await store.list_rules("alice", page_size=0, page_token=None)
     assert [r.rule_id for r in everything] == expected and last is None
+    assert await store.count_rules("alice") == len(expected)
+    assert await store.count_rules("nobody") == 0
 
     spy, _ = await store.list_rules("alice", page_size=10, page_token=None, symbol="us:SPY")
     assert [r.rule_id for r in spy] == ["b", "a", "g"]
