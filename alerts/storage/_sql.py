@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from alerts.errors import (
@@ -207,6 +207,22 @@ def _size(page_size: int) -> int:
     return min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
+@dataclass(frozen=True)
+class _Kind:
+    """A resource table with client-chosen ids and AIP-155 request ids (``<noun>_requests``)."""
+
+    noun: str
+    table: str
+    id_column: str
+    columns: str
+    from_row: Callable[[Row], Any]
+
+
+_RULES = _Kind("rule", "rules", "rule_id", _codec.RULE_COLUMNS, _codec.rule_from_row)
+_CHANNELS = _Kind("channel", "channels", "channel_id", _codec.CHANNEL_COLUMNS,
+                  _codec.channel_from_row)
+
+
 class SqlStore(Store):
     """A ``Store`` over SQL; subclasses provide connections and the dialect name."""
 
@@ -278,6 +294,56 @@ class SqlStore(Store):
         async with self._read() as conn:
             return int(await conn.fetchval("SELECT MAX(version) FROM schema_version") or 0)
 
+    async def _create_once(self, tx: Connection, kind: _Kind, owner: str, resource_id: str,
+                           request_id: str | None, now: int,
+                           insert: Callable[[], Awaitable[bool]]) -> Any:
+        """A create with an optional request id (AIP-155), inside the transaction ``tx``.
+
+        A request id seen for the owner within ``REQUEST_ID_RETENTION_MS`` returns the
+        resource that request created (``NotFoundError`` if it has since been deleted) and
+        inserts nothing; otherwise ``insert()`` runs (False: the id is taken, which is
+        ``AlreadyExistsError`` unless a concurrent twin of the request committed meanwhile)
+        and the request id is remembered. Returns None when this call inserted.
+        """
+        requests = f"{kind.noun}_requests"
+        if request_id:
+            await tx.execute(f"DELETE FROM {requests} WHERE create_time_ms < $1",
+                             now - REQUEST_ID_RETENTION_MS)
+            earlier = await self._of_request(tx, kind, owner, request_id)
+            if earlier is not None:
+                return earlier
+        if not await insert():
+            if request_id:
+                earlier = await self._of_request(tx, kind, owner, request_id)
+                if earlier is not None:
+                    return earlier
+            raise AlreadyExistsError(f"{kind.noun} {resource_id!r} already exists",
+                                     metadata={kind.id_column: resource_id})
+        if request_id:
+            await tx.execute(
+                f"INSERT INTO {requests} (owner, request_id, {kind.id_column}, create_time_ms)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (owner, request_id) DO NOTHING",
+                owner, request_id, resource_id, now)
+        return None
+
+    async def _of_request(self, tx: Connection, kind: _Kind, owner: str,
+                          request_id: str) -> Any:
+        """The resource a remembered request id created, or None."""
+        resource_id = await tx.fetchval(
+            f"SELECT {kind.id_column} FROM {kind.noun}_requests"
+            " WHERE owner = $1 AND request_id = $2 AND create_time_ms >= $3",
+            owner, request_id, self._clock() - REQUEST_ID_RETENTION_MS)
+        if resource_id is None:
+            return None
+        row = await tx.fetchrow(
+            f"SELECT {kind.columns} FROM {kind.table} WHERE owner = $1 AND {kind.id_column} = $2",
+            owner, resource_id)
+        if row is None:
+            raise NotFoundError(
+                f"{kind.noun} {resource_id!r}, created by request {request_id!r}, has since"
+                " been deleted", metadata={kind.id_column: resource_id})
+        return kind.from_row(row)
+
     # -- rules -----------------------------------------------------------------------------
 
     async def create_rule(self, rec: RuleRecord, request_id: str | None = None) -> RuleRecord:
@@ -291,58 +357,13 @@ class SqlStore(Store):
                 revision=1,
             )
             stored = replace(stored, etag=_codec.rule_etag(stored))
-            if request_id:
-                await tx.execute(
-                    "DELETE FROM rule_requests WHERE create_time_ms < $1",
-                    now - REQUEST_ID_RETENTION_MS,
-                )
-                earlier = await self._rule_of_request(tx, rec.owner, request_id)
-                if earlier is not None:
-                    return earlier
-            await self._check_channels(tx, rec)
-            if await tx.fetchrow(_INSERT_RULE, *_codec.rule_params(stored)) is None:
-                if request_id:
-                    # A concurrent twin of this request may have committed meanwhile.
-                    earlier = await self._rule_of_request(tx, rec.owner, request_id)
-                    if earlier is not None:
-                        return earlier
-                raise AlreadyExistsError(
-                    f"rule {rec.rule_id!r} already exists", metadata={"rule_id": rec.rule_id}
-                )
-            if request_id:
-                await tx.execute(
-                    "INSERT INTO rule_requests (owner, request_id, rule_id, create_time_ms)"
-                    " VALUES ($1, $2, $3, $4) ON CONFLICT (owner, request_id) DO NOTHING",
-                    rec.owner,
-                    request_id,
-                    rec.rule_id,
-                    now,
-                )
-        return stored
 
-    async def _rule_of_request(
-        self, tx: Connection, owner: str, request_id: str
-    ) -> RuleRecord | None:
-        rule_id = await tx.fetchval(
-            "SELECT rule_id FROM rule_requests WHERE owner = $1 AND request_id = $2"
-            " AND create_time_ms >= $3",
-            owner,
-            request_id,
-            self._clock() - REQUEST_ID_RETENTION_MS,
-        )
-        if rule_id is None:
-            return None
-        row = await tx.fetchrow(
-            f"SELECT {_codec.RULE_COLUMNS} FROM rules WHERE owner = $1 AND rule_id = $2",
-            owner,
-            rule_id,
-        )
-        if row is None:
-            raise NotFoundError(
-                f"rule {rule_id!r}, created by request {request_id!r}, has since been deleted",
-                metadata={"rule_id": rule_id},
-            )
-        return _codec.rule_from_row(row)
+            async def insert() -> bool:
+                await self._check_channels(tx, rec)
+                return await tx.fetchrow(_INSERT_RULE, *_codec.rule_params(stored)) is not None
+            earlier = await self._create_once(tx, _RULES, rec.owner, rec.rule_id, request_id,
+                                              now, insert)
+        return stored if earlier is None else earlier
 
     async def get_rule(self, owner: str, rule_id: str) -> RuleRecord:
         async with self._read() as conn:
@@ -482,58 +503,12 @@ class SqlStore(Store):
                 revision=1,
             )
             stored = replace(stored, etag=_codec.channel_etag(stored))
-            if request_id:
-                await tx.execute(
-                    "DELETE FROM channel_requests WHERE create_time_ms < $1",
-                    now - REQUEST_ID_RETENTION_MS,
-                )
-                earlier = await self._channel_of_request(tx, rec.owner, request_id)
-                if earlier is not None:
-                    return earlier
-            if await tx.fetchrow(_INSERT_CHANNEL, *_codec.channel_params(stored)) is None:
-                if request_id:
-                    earlier = await self._channel_of_request(tx, rec.owner, request_id)
-                    if earlier is not None:
-                        return earlier
-                raise AlreadyExistsError(
-                    f"channel {rec.channel_id!r} already exists",
-                    metadata={"channel_id": rec.channel_id},
-                )
-            if request_id:
-                await tx.execute(
-                    "INSERT INTO channel_requests (owner, request_id, channel_id, create_time_ms)"
-                    " VALUES ($1, $2, $3, $4) ON CONFLICT (owner, request_id) DO NOTHING",
-                    rec.owner,
-                    request_id,
-                    rec.channel_id,
-                    now,
-                )
-        return stored
 
-    async def _channel_of_request(
-        self, tx: Connection, owner: str, request_id: str
-    ) -> ChannelRecord | None:
-        channel_id = await tx.fetchval(
-            "SELECT channel_id FROM channel_requests WHERE owner = $1 AND request_id = $2"
-            " AND create_time_ms >= $3",
-            owner,
-            request_id,
-            self._clock() - REQUEST_ID_RETENTION_MS,
-        )
-        if channel_id is None:
-            return None
-        row = await tx.fetchrow(
-            f"SELECT {_codec.CHANNEL_COLUMNS} FROM channels WHERE owner = $1 AND channel_id = $2",
-            owner,
-            channel_id,
-        )
-        if row is None:
-            raise NotFoundError(
-                f"channel {channel_id!r}, created by request {request_id!r}, has since been"
-                " deleted",
-                metadata={"channel_id": channel_id},
-            )
-        return _codec.channel_from_row(row)
+            async def insert() -> bool:
+                return await tx.fetchrow(_INSERT_CHANNEL, *_codec.channel_params(stored)) is not None
+            earlier = await self._create_once(tx, _CHANNELS, rec.owner, rec.channel_id,
+                                              request_id, now, insert)
+        return stored if earlier is None else earlier
 
     async def get_channel(self, owner: str, channel_id: str) -> ChannelRecord:
         async with self._read() as conn:
