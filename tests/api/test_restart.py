@@ -10,11 +10,7 @@ time), and no alert identity appears twice. Run on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +24,7 @@ from google.protobuf import timestamp_pb2
 from alerts.v1 import market_pb2, rules_pb2, service_pb2, service_pb2_grpc
 from tests.support import market_data as md
 from tests.support.postgres import fresh_databases
+from tests.support.server import ServeProcess
 
 RULES = [
     ("cross", "BTCUSDT", "close(1m) crosses_above sma(3, 1m)", "ONCE_PER_BAR_CLOSE"),
@@ -52,31 +49,6 @@ def ts(ms: int) -> timestamp_pb2.Timestamp:
     return out
 
 
-class Server:
-    def __init__(self, store_url: str) -> None:
-        env = dict(os.environ, ALERTS_CHECKPOINT_INTERVAL_MS="20000", GRPC_VERBOSITY="NONE")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "alerts.cli", "serve", "--grpc-listen", "127.0.0.1:0",
-             "--metrics-listen", "", "--ws-listen", "", "--store", store_url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("alerts: gRPC on 127.0.0.1:"), (line, self.proc.stderr.read())
-        port = int(line.split("127.0.0.1:")[1].split(",")[0])
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        self.stub = service_pb2_grpc.AlertServiceStub(self.channel)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-        self.channel.close()
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(60) == 0
-        self.channel.close()
-
-
 def publish(stub: service_pb2_grpc.AlertServiceStub, df: pd.DataFrame) -> None:
     ticks = [market_pb2.Tick(symbol=s, price=p, quantity=q, event_time=ts(t), trade_id=i)
              for s, p, q, t, i in zip(df["symbol"], df["price"], df["qty"], df["time_ms"],
@@ -92,7 +64,7 @@ def watermark(stub: service_pb2_grpc.AlertServiceStub) -> int | None:
 
 
 def run(store_url: str, data: pd.DataFrame, kill_after: int | None, seed: int) -> list[tuple]:
-    server = Server(store_url)
+    server = ServeProcess(store_url, ALERTS_CHECKPOINT_INTERVAL_MS="20000")
     for rid, symbol, cond, mode in RULES:
         server.stub.CreateRule(service_pb2.CreateRuleRequest(
             rule_id=rid, rule=rules_pb2.Rule(symbol=symbol, condition_text=cond,
@@ -112,7 +84,7 @@ def run(store_url: str, data: pd.DataFrame, kill_after: int | None, seed: int) -
             sender.join()
         else:
             server.kill()
-        server = Server(store_url)
+        server = ServeProcess(store_url, ALERTS_CHECKPOINT_INTERVAL_MS="20000")
         mark = watermark(server.stub)
         start = 0 if mark is None else int(np.searchsorted(data["time_ms"].to_numpy(), mark))
     for s in range(start, len(data), BATCH):

@@ -10,10 +10,6 @@ every alert id that arrives is one the store issued. Run on SQLite and PostgreSQ
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import grpc
@@ -21,7 +17,7 @@ import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
 
 from alerts.config import Config
-from alerts.v1 import channels_pb2, deliveries_pb2, rules_pb2, service_pb2, service_pb2_grpc
+from alerts.v1 import channels_pb2, deliveries_pb2, rules_pb2, service_pb2
 from tests.support.delivery import (
     DELIVERED,
     check_delivered,
@@ -31,7 +27,7 @@ from tests.support.delivery import (
     stored_ids,
     wait_until,
 )
-from tests.support.server import running_server, server_config
+from tests.support.server import ServeProcess, running_server, server_config
 from tests.support.webhook_receiver import ACCEPT, Behaviour, WebhookReceiver
 
 DEAD = deliveries_pb2.Delivery.STATE_DEAD
@@ -122,33 +118,10 @@ def test_dead_letters_appear_only_after_the_retry_period_and_are_redelivered(
         assert deliveries(stub, "hook-1", DEAD) == []
 
 
-class ServerProcess:
-    """``alerts serve`` as a subprocess, so it can be killed with SIGKILL."""
-
-    def __init__(self, store_url: str) -> None:
-        env = dict(os.environ, GRPC_VERBOSITY="NONE", ALERTS_WEBHOOK_ALLOW="127.0.0.1",
-                   ALERTS_DELIVERY_FIRST_RETRY_S="0.05", ALERTS_DELIVERY_MAX_RETRY_S="0.3")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "alerts.cli", "serve", "--grpc-listen", "127.0.0.1:0",
-             "--metrics-listen", "", "--ws-listen", "", "--store", store_url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("alerts: gRPC on 127.0.0.1:"), (
-            line, self.proc.stderr.read() if self.proc.stderr else "")
-        port = int(line.split("127.0.0.1:")[1].split(",")[0])
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        self.stub = service_pb2_grpc.AlertServiceStub(self.channel)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-        self.channel.close()
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        assert self.proc.wait(60) == 0
-        self.channel.close()
+def server_process(store_url: str) -> ServeProcess:
+    """A killable server delivering to loopback receivers with short retry delays."""
+    return ServeProcess(store_url, ALERTS_WEBHOOK_ALLOW="127.0.0.1",
+                        ALERTS_DELIVERY_FIRST_RETRY_S="0.05", ALERTS_DELIVERY_MAX_RETRY_S="0.3")
 
 
 @pytest.mark.timeout(300)
@@ -158,7 +131,7 @@ def test_sigkill_mid_delivery_then_restart_delivers_everything(
     slow.behaviour = Behaviour(status=204, delay_s=0.5)  # requests in flight at the kill
     other.behaviour = Behaviour(status=500)              # deliveries pending at the kill
     prepare(store_url, receivers)
-    server = ServerProcess(store_url)
+    server = server_process(store_url)
     try:
         fire(server.stub, 30)
         ids = stored_ids(server.stub)
@@ -170,7 +143,7 @@ def test_sigkill_mid_delivery_then_restart_delivers_everything(
             server.kill()
     assert slow.accepted_ids() != ids                    # the kill came mid-delivery
     slow.behaviour = other.behaviour = ACCEPT
-    server = ServerProcess(store_url)
+    server = server_process(store_url)
     try:
         assert stored_ids(server.stub) == ids
         check_delivered(server.stub, receivers, 30)

@@ -1,8 +1,13 @@
-"""A real server on loopback for tests: its own event loop in a thread, port 0."""
+"""Real servers on loopback for tests: in a thread with its own event loop (``ServerThread``)
+or as an ``alerts serve`` subprocess that can be killed with SIGKILL (``ServeProcess``); port 0."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -85,3 +90,31 @@ def running_server(config: Config) -> Iterator[tuple[ServerThread, service_pb2_g
     finally:
         channel.close()
         server.stop()
+
+
+class ServeProcess:
+    """``alerts serve`` as a subprocess (store ``store_url``, settings ``ALERTS_*`` in ``env``)."""
+
+    def __init__(self, store_url: str, **env: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "alerts.cli", "serve", "--grpc-listen", "127.0.0.1:0",
+             "--metrics-listen", "", "--ws-listen", "", "--store", store_url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, GRPC_VERBOSITY="NONE", **env))
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line.startswith("alerts: gRPC on 127.0.0.1:"), (
+            line, self.proc.stderr.read() if self.proc.stderr else "")
+        port = int(line.split("127.0.0.1:")[1].split(",")[0])
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.stub = service_pb2_grpc.AlertServiceStub(self.channel)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(30)
+        self.channel.close()
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        assert self.proc.wait(60) == 0
+        self.channel.close()
