@@ -248,7 +248,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                                 trigger_mode=MODE_ENUM[mode])))
                     if app.feeds is not None:
                         await app.feeds.idle()          # subscribed, warmed up from history
-                    listed = await stub.ListRules(service_pb2.ListRulesRequest())
+                    # a rule shows WARMING_UP until its first evaluation after the history
+                    # (a bar-close rule: its timeframe's next close), at most 30 s here
+                    settled = time.monotonic() + 30
+                    while True:
+                        listed = await stub.ListRules(service_pb2.ListRulesRequest())
+                        if time.monotonic() > settled or all(
+                                r.state != rules_pb2.Rule.STATE_WARMING_UP
+                                for r in listed.rules):
+                            break
+                        await asyncio.sleep(0.2)
                     for r in listed.rules:
                         print(f"{r.name}: {r.symbol} {r.condition_text} "
                               f"[{rules_pb2.TriggerMode.Name(r.trigger_mode)}] "
