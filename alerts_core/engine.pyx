@@ -94,6 +94,11 @@ cdef enum:
     PREFETCH_STATE = 6          # ticks ahead: its bars and rules (struct already near)
 
 cdef int64_t NO_TIME = INT64_MIN
+cdef int64_t MINUTE_MS = 60000
+
+cdef enum:
+    TAPE_LEN = 8                # closed minutes a symbol's tape keeps
+    TF_MINUTE = 1               # timeframe index of 1m
 
 
 cdef inline size_t _align8(size_t n) noexcept nogil:
@@ -203,6 +208,14 @@ ctypedef struct Symbol:
     int dd_cap
     int dd_last                 # the run touched last (monotonic ids extend it)
     IntList tick_rules          # rules evaluated on this symbol's ticks
+    # the tape: its last minutes as 1-minute bars, whatever timeframes are in use,
+    # so that a state added while it trades can be seeded exactly (seed())
+    Bar tape_forming
+    bint tape_has
+    int64_t tape_from           # every minute from here on is in the tape (NO_TIME: none)
+    int tape_head
+    int tape_len
+    Bar tape[TAPE_LEN]          # closed minutes, a ring
 
 
 ctypedef struct Group:
@@ -224,6 +237,7 @@ ctypedef struct Group:
     int n_series
     int cap_series
     IntList close_rules         # rules evaluated at this group's closes
+    int pending                 # added while its symbol traded: seed() rebuilds its bars
 
 
 ctypedef struct Source:
@@ -519,6 +533,53 @@ cdef void group_reset(Group* g) noexcept nogil:
     for q in range(g.n_series):
         series_reset(g.series[q])
 
+
+# ------------------------------------------------------------- tape helpers --
+
+cdef inline void tape_clear(Symbol* sym) noexcept nogil:
+    sym.tape_has = False
+    sym.tape_len = 0
+    sym.tape_head = 0
+    sym.tape_from = NO_TIME
+
+
+cdef inline void tape_merge(Symbol* sym, int64_t t, bint whole, double o, double h, double l,
+                            double c, double v, double qv, int64_t n) noexcept nogil:
+    """Data at time t into the symbol's minute tape (``whole``: it starts its minute)."""
+    cdef int64_t m = floor_to(t, MINUTE_MS)
+    cdef Bar* old
+    if sym.tape_has and m > sym.tape_forming.t0:
+        if sym.tape_len == TAPE_LEN:
+            old = &sym.tape[sym.tape_head]      # the oldest minute leaves the tape
+            if old.t0 + MINUTE_MS > sym.tape_from:
+                sym.tape_from = old.t0 + MINUTE_MS
+        else:
+            sym.tape_len += 1
+        sym.tape[sym.tape_head] = sym.tape_forming
+        sym.tape_head = (sym.tape_head + 1) % TAPE_LEN
+        sym.tape_has = False
+    if sym.tape_from == NO_TIME:
+        sym.tape_from = m if whole else m + MINUTE_MS
+    bar_merge(&sym.tape_forming, &sym.tape_has, t, MINUTE_MS, o, h, l, c, v, qv, n)
+
+
+cdef inline const Bar* tape_at(const Symbol* sym, int i) noexcept nogil:
+    """The i-th closed minute of the tape, oldest first."""
+    return &sym.tape[(sym.tape_head - sym.tape_len + i + TAPE_LEN) % TAPE_LEN]
+
+
+ctypedef struct Seeding:
+    # one group being seeded: history and tape minutes aggregated into its bars
+    Group* g
+    bint whole                  # the group itself is new: its bars are rebuilt too
+    int64_t cutoff              # its bars ending at or before this are closed
+    bint fill
+    Bar forming
+    bint has_forming
+    Bar last_closed
+    bint has_closed
+
+
 # ------------------------------------------------------------------- Engine --
 
 cdef class Engine:
@@ -658,6 +719,7 @@ cdef class Engine:
         s.next_end = NO_TIME
         s.dd_bucket = NO_TIME
         s.vwap_day = NO_TIME
+        s.tape_from = NO_TIME
         self.syms[sid] = s
         self.n_symbols += 1
         return s
@@ -812,6 +874,7 @@ cdef class Engine:
             if g != NULL:
                 group_reset(g)
                 g.closed_through = floor_to(T, g.tf_ms)
+        tape_clear(sym)
 
     cdef void _close(self, Group* g) noexcept nogil:
         cdef Bar b
@@ -923,6 +986,7 @@ cdef class Engine:
         sym.last_price = price
         sym.last_time = t
         sym.started = True
+        tape_merge(sym, t, False, price, price, price, price, qty, price * qty, 1)
         for q in range(N_TF):
             g = <Group*>sym.groups[q]
             if g != NULL and t >= g.first_t0 and bar_merge(&g.forming, &g.has_forming, t,
@@ -970,6 +1034,10 @@ cdef class Engine:
         sym.last_price = c
         sym.last_time = end - 1
         sym.started = True
+        if base <= TF_MINUTE:
+            tape_merge(sym, t0, t0 % MINUTE_MS == 0, o, h, l, c, v, qv, n)
+        else:
+            tape_clear(sym)             # coarser bars say nothing of single minutes
         for q in range(base, N_TF):
             g = <Group*>sym.groups[q]
             if g != NULL and t0 >= g.first_t0 and bar_merge(&g.forming, &g.has_forming, t0,
@@ -1373,6 +1441,256 @@ cdef class Engine:
         if self.nomem:
             raise MemoryError("alerts_core: out of memory")
 
+    # ------------------------------------------------------------- seeding --
+    #
+    # A state (timeframe or indicator) added to a symbol that is trading would
+    # start at its next whole bar. seed() gives it the bars it missed instead:
+    # history (closed bars, e.g. REST klines) up to a whole minute S, then the
+    # symbol's own tape of minutes from S on, aggregated exactly as live ticks
+    # would have been. Every pending series restarts and steps through those
+    # bars; a pending group also gets its closed bars and its forming bar. The
+    # rules reading a seeded state are then evaluated once, paused, so their
+    # crossing memory holds the last values and nothing fires (as a warm-up).
+
+    def pending_timeframes(self, int32_t sid):
+        """Timeframe indices with states added while the symbol traded (1s never seeds)."""
+        cdef Symbol* sym
+        cdef Group* g
+        cdef int t, q
+        out = []
+        if sid < 0 or sid >= self.syms_cap or self.syms[sid] == NULL:
+            return out
+        sym = self.syms[sid]
+        for t in range(TF_MINUTE, N_TF):
+            g = <Group*>sym.groups[t]
+            if g == NULL:
+                continue
+            if g.pending:
+                out.append(t)
+                continue
+            for q in range(g.n_series):
+                if g.series[q].pending:
+                    out.append(t)
+                    break
+        return out
+
+    def tape_from(self, int32_t sid):
+        """The first minute of the symbol's tape (seed history must reach it), or None."""
+        if sid < 0 or sid >= self.syms_cap or self.syms[sid] == NULL:
+            return None
+        cdef int64_t t = self.syms[sid].tape_from
+        return None if t == NO_TIME else t
+
+    def seed(self, int32_t sid, list segments):
+        """Seed the pending states of a trading symbol from history.
+
+        ``segments``: ``(timeframe, start_ms, end_ms, open_time_ms, open, high, low,
+        close, volume, quote_volume, trades)`` in time order and contiguous, the last
+        of 1-minute bars: closed bars, each entering its timeframe and every coarser
+        one. History is used up to S, the later of the tape's first minute and the
+        start of the last segment; the tape follows from S. Returns the number of
+        states seeded, or -1 when the history ends before the tape begins (nothing
+        changes: fetch history up to a later minute).
+        """
+        cdef Symbol* sym
+        cdef Seeding zs[N_TF]
+        cdef Seeding* z
+        cdef int nz = 0, t, q, i, j, tb, seeded = 0
+        cdef int64_t S, end, step
+        cdef bint fill, some
+        cdef Group* g
+        cdef Bar b
+        cdef const int64_t[::1] ot
+        cdef const double[::1] o, h, l, c, v, qv
+        cdef const int64_t[::1] n
+        if sid < 0 or sid >= self.syms_cap or self.syms[sid] == NULL:
+            return 0
+        sym = self.syms[sid]
+        if not segments:
+            raise ValueError("no history")
+        for seg in segments:
+            if len(seg) != 11 or not 0 <= seg[0] < N_TF:
+                raise ValueError("bad history segment")
+            for col in seg[4:]:
+                if len(col) != len(seg[3]):
+                    raise ValueError("bar columns must have the same length")
+        last = segments[len(segments) - 1]      # (no wraparound in this module)
+        if last[0] != TF_MINUTE:
+            raise ValueError("the last history segment must be 1-minute bars")
+        if not sym.started or not self.pending_timeframes(sid):
+            return 0
+        end = last[2]
+        if sym.tape_from == NO_TIME or end < sym.tape_from:
+            return -1
+        S = max(sym.tape_from, <int64_t>last[1])
+        fill = sym.source >= 0 and self.sources[sym.source].fill_gaps
+        for t in range(TF_MINUTE, N_TF):
+            g = <Group*>sym.groups[t]
+            if g == NULL:
+                continue
+            z = &zs[nz]
+            memset(z, 0, sizeof(Seeding))
+            z.g = g
+            z.whole = g.pending != 0
+            z.cutoff = floor_to(sym.advanced_to, g.tf_ms)
+            z.fill = fill
+            some = z.whole
+            for q in range(g.n_series):
+                if g.series[q].pending:
+                    series_reset(g.series[q])
+                    some = True
+            if z.whole:
+                g.hist_len = 0
+                g.hist_head = 0
+            if some:
+                nz += 1
+        # history before S
+        for seg in segments:
+            tb = seg[0]
+            step = tf_ms(tb)
+            ot, o, h, l, c, v, qv, n = seg[3], seg[4], seg[5], seg[6], seg[7], seg[8], seg[9], seg[10]
+            for i in range(ot.shape[0]):
+                b.t0 = ot[i]
+                if b.t0 + step > S or b.t0 < seg[1] or b.t0 % step != 0:
+                    continue
+                if not (l[i] > 0.0 and h[i] < INFINITY and l[i] <= o[i] and l[i] <= c[i]
+                        and o[i] <= h[i] and c[i] <= h[i] and v[i] >= 0.0 and qv[i] >= 0.0
+                        and n[i] >= 0):
+                    continue
+                b.open, b.high, b.low, b.close = o[i], h[i], l[i], c[i]
+                b.volume, b.quote_volume, b.trades = v[i], qv[i], n[i]
+                for j in range(nz):
+                    if zs[j].g.tf >= tb:
+                        self._seed_bar(&zs[j], &b)
+        # the tape from S
+        for i in range(sym.tape_len + 1):
+            if i < sym.tape_len:
+                b = tape_at(sym, i)[0]
+            elif sym.tape_has:
+                b = sym.tape_forming
+            else:
+                break
+            if b.t0 < S:
+                continue
+            for j in range(nz):
+                self._seed_bar(&zs[j], &b)
+        for j in range(nz):
+            seeded += self._seed_finish(&zs[j])
+        self._prime(sym)
+        sym.next_end = NO_TIME
+        return seeded
+
+    cdef void _seed_bar(self, Seeding* z, const Bar* b) noexcept nogil:
+        cdef int64_t step = z.g.tf_ms
+        cdef int64_t bucket = floor_to(b.t0, step)
+        if z.has_forming and bucket > z.forming.t0:
+            self._seed_close(z, &z.forming)
+            z.has_forming = False
+        self._seed_fill(z, bucket)
+        bar_merge(&z.forming, &z.has_forming, b.t0, step, b.open, b.high, b.low, b.close,
+                  b.volume, b.quote_volume, b.trades)
+
+    cdef void _seed_fill(self, Seeding* z, int64_t upto) noexcept nogil:
+        """Flat bars for the empty buckets before ``upto`` (with fill_gaps, as _close)."""
+        cdef Bar f
+        while z.fill and z.has_closed and z.last_closed.t0 + z.g.tf_ms < upto:
+            f.t0 = z.last_closed.t0 + z.g.tf_ms
+            f.open = z.last_closed.close
+            f.high = f.open
+            f.low = f.open
+            f.close = f.open
+            f.volume = 0.0
+            f.quote_volume = 0.0
+            f.trades = 0
+            self._seed_close(z, &f)
+
+    cdef void _seed_close(self, Seeding* z, const Bar* b) noexcept nogil:
+        cdef Group* g = z.g
+        cdef Series* s
+        cdef double out[MAX_OUT]
+        cdef int q, o
+        if b.t0 + g.tf_ms > z.cutoff:
+            return                      # not closed yet (cannot happen for whole minutes)
+        for q in range(g.n_series):
+            s = g.series[q]
+            if s.pending:
+                series_step(s, b, out, True)
+                for o in range(s.n_out):
+                    s.closed[o] = out[o]
+                    if s.hist != NULL:
+                        ring_push(&s.hist[o], out[o])
+        if z.whole:
+            group_hist_push(g, b)
+        z.last_closed = b[0]
+        z.has_closed = True
+
+    cdef int _seed_finish(self, Seeding* z) noexcept:
+        """Close what ended by the cutoff; a new group takes the bars; returns states seeded."""
+        cdef Group* g = z.g
+        cdef int q, n = 0
+        if z.has_forming and z.forming.t0 + g.tf_ms <= z.cutoff:
+            self._seed_close(z, &z.forming)
+            z.has_forming = False
+        self._seed_fill(z, z.cutoff)
+        if z.whole:
+            if z.has_closed:
+                g.last_closed = z.last_closed
+                g.has_closed = True
+                if g.closed_through == NO_TIME or z.cutoff > g.closed_through:
+                    g.closed_through = z.cutoff
+            if not g.has_forming and z.has_forming:
+                g.forming = z.forming
+                g.has_forming = True
+            g.first_t0 = NO_TIME
+            g.pending = 2               # seeded now (see _prime)
+            n += 1
+        for q in range(g.n_series):
+            if g.series[q].pending:
+                g.series[q].pending = 2
+                g.series[q].peek_stamp = 0
+                n += 1
+        return n
+
+    cdef void _prime(self, Symbol* sym):
+        """Evaluate, paused, every rule reading a state seeded now; then clear the marks."""
+        cdef int idx, i, t, q
+        cdef Rule* r
+        cdef Operand* op
+        cdef Group* g
+        cdef bint hit, was
+        for idx in range(self.rules_cap):
+            r = self.rules[idx] if self.rules != NULL else NULL
+            if r == NULL:
+                continue
+            hit = False
+            for i in range(r.n_operands):
+                op = &r.operands[i]
+                if op.sym != sym or op.kind == K_PRICE or op.kind == K_VWAP:
+                    continue
+                if op.kind < K_VWAP:
+                    hit = hit or op.g.pending == 2
+                else:
+                    hit = hit or op.s.pending == 2
+            if r.tf >= 0 and sym.groups[r.tf] != NULL:
+                hit = hit or (<Group*>sym.groups[r.tf]).pending == 2
+            if not hit:
+                continue
+            was = r.paused
+            r.paused = True
+            self.stamp += 1
+            self._evaluate(r, idx, r.mode == MODE_ONCE_PER_BAR_CLOSE, sym.last_time, 0,
+                           NO_TIME, EV_TICK)
+            r.paused = was
+        for t in range(N_TF):
+            g = <Group*>sym.groups[t]
+            if g == NULL:
+                continue
+            if g.pending == 2:
+                g.pending = 0
+            for q in range(g.n_series):
+                if g.series[q].pending == 2:
+                    g.series[q].pending = 0
+
     def clear_events(self, *, bint release=False):
         """Drop the last batch's events now; ``release`` also gives back a grown buffer."""
         self._reset_events(release)
@@ -1433,8 +1751,10 @@ cdef class Engine:
         if sym.closed_until != NO_TIME:
             g.closed_through = floor_to(sym.closed_until, g.tf_ms)
         if sym.started:
-            # the symbol is trading: its first bar of this timeframe is the next whole one
+            # the symbol is trading: its first bar of this timeframe is the next whole
+            # one, unless seed() gives it the bars before
             g.first_t0 = floor_to(sym.last_time, g.tf_ms) + g.tf_ms
+            g.pending = True
         sym.groups[tf] = g
         sym.next_end = NO_TIME
         self.n_groups += 1
@@ -1483,6 +1803,7 @@ cdef class Engine:
         for q in range(MAX_OUT):
             s.closed[q] = NAN
         s.group = g
+        s.pending = sym.started
         if series_alloc_windows(s) < 0:
             series_free(s)
             raise MemoryError()

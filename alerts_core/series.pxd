@@ -100,3 +100,4 @@ ctypedef struct Series:
     Ring* hist              # n_out rings of past closed outputs (x[k]), or NULL
     int hist_cap            # capacity of each hist ring
     void* group             # owning Group (engine.pyx)
+    int pending             # added while its symbol traded: seed() rebuilds it from history

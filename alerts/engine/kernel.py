@@ -29,6 +29,19 @@ CHECKPOINT_MAGIC = b"AKC1"
 _KIND_NAMES = {v: k for k, v in KINDS.items()}
 
 
+class BarColumns(NamedTuple):
+    """Closed bars of one timeframe as contiguous columns."""
+
+    open_ms: npt.NDArray[np.int64]
+    open: npt.NDArray[np.float64]
+    high: npt.NDArray[np.float64]
+    low: npt.NDArray[np.float64]
+    close: npt.NDArray[np.float64]
+    volume: npt.NDArray[np.float64]
+    quote_volume: npt.NDArray[np.float64]
+    trades: npt.NDArray[np.int64]
+
+
 @dataclass(frozen=True)
 class Fired:
     """One rule fire decided by the core."""
@@ -345,6 +358,36 @@ class Kernel:
         accepted, late, invalid = counts
         self.last_counts = TickCounts(accepted, late, 0, invalid)
         return self._fired()
+
+    def pending_timeframes(self, symbol: str) -> list[str]:
+        """Timeframes of states added while ``symbol`` traded that ``seed`` would fill."""
+        sid = self._ids.get(symbol)
+        return [] if sid is None else [TIMEFRAMES[t] for t in self.engine.pending_timeframes(sid)]
+
+    def tape_from(self, symbol: str) -> int | None:
+        """The first minute of the symbol's tape: seed history must reach it."""
+        sid = self._ids.get(symbol)
+        return None if sid is None else self.engine.tape_from(sid)
+
+    def seed(self, symbol: str,
+             segments: Sequence[tuple[str, int, int, BarColumns]]) -> int:
+        """Seed the states added to ``symbol`` while it traded from history.
+
+        ``segments``: ``(timeframe, start_ms, end_ms, columns)`` in time order,
+        contiguous, the last of 1-minute bars. Returns the states seeded (0: none
+        pending), or -1 when the history ends before the symbol's tape begins.
+        Intrabar and bar-close rules reading a seeded state are evaluated once,
+        paused: their crossing memory is primed and nothing fires.
+        """
+        sid = self._ids.get(symbol)
+        if sid is None:
+            return 0
+        for timeframe, *_ in segments:
+            if timeframe not in TIMEFRAMES:
+                raise InvalidArgumentError(f"unknown timeframe {timeframe!r}")
+        return int(self.engine.seed(sid, [
+            (TIMEFRAMES.index(tf), int(start), int(end), *cols)
+            for tf, start, end, cols in segments]))
 
     def advance_clock(self, source: int, time_ms: int) -> list[Fired]:
         """Move a source's clock (watermark or wall clock); closes quiet symbols' bars."""

@@ -24,7 +24,7 @@ from typing import Protocol, cast
 import numpy as np
 
 from alerts.delivery.hub import AlertHub
-from alerts.engine.kernel import Fired, Kernel, Snapshot, TickCounts
+from alerts.engine.kernel import BarColumns, Fired, Kernel, Snapshot, TickCounts
 from alerts.engine.messages import render
 from alerts.errors import FieldViolation, InvalidArgumentError, UnavailableError
 from alerts.market.base import Bar
@@ -63,6 +63,17 @@ class PublishResult:
     duplicate: int
     watermark_ms: int | None
     alerts: list[AlertRecord]
+
+
+def bar_columns(bars: Sequence[Bar]) -> BarColumns:
+    """Bars as the core's columns."""
+    n = len(bars)
+    col = np.fromiter
+    return BarColumns(
+        col((b.open_ms for b in bars), np.int64, n), col((b.open for b in bars), float, n),
+        col((b.high for b in bars), float, n), col((b.low for b in bars), float, n),
+        col((b.close for b in bars), float, n), col((b.volume for b in bars), float, n),
+        col((b.quote_volume for b in bars), float, n), col((b.trades for b in bars), np.int64, n))
 
 
 def symbols_read(compiled: CompiledRule) -> frozenset[str]:
@@ -341,16 +352,31 @@ class AlertProcessor:
             return accepted
 
     def _run_bars(self, src: int, timeframe: str, sid: int, bars: list[Bar]) -> int:
-        n = len(bars)
-        col = np.fromiter
-        self.kernel.process_bars(
-            src, timeframe, np.full(n, sid, np.int32),
-            col((b.open_ms for b in bars), np.int64, n), col((b.open for b in bars), float, n),
-            col((b.high for b in bars), float, n), col((b.low for b in bars), float, n),
-            col((b.close for b in bars), float, n), col((b.volume for b in bars), float, n),
-            col((b.quote_volume for b in bars), float, n),
-            col((b.trades for b in bars), np.int64, n))
+        self.kernel.process_bars(src, timeframe, np.full(len(bars), sid, np.int32),
+                                 *bar_columns(bars))
         return self.kernel.last_counts.accepted
+
+    async def pending_timeframes(self, symbol: str) -> list[str]:
+        """Timeframes of states added to ``symbol`` while it traded, not yet seeded."""
+        async with self._lock:
+            return self.kernel.pending_timeframes(symbol)
+
+    async def seed(self, symbol: str, segments: Sequence[tuple[str, int, int, list[Bar]]]
+                   ) -> int:
+        """Give the states added to a trading ``symbol`` the history they missed.
+
+        ``segments``: ``(timeframe, start_ms, end_ms, bars)`` in time order, the last of
+        1-minute bars; the engine's own recent minutes follow them (``Kernel.seed``).
+        Returns the states seeded, or -1 when the history ends before those minutes.
+        """
+        async with self._lock:
+            self._check_open()
+            cols = [(tf, a, b, bar_columns(bars)) for tf, a, b, bars in segments]
+            loop = asyncio.get_running_loop()
+            seeded = await loop.run_in_executor(self._worker, self.kernel.seed, symbol, cols)
+            if seeded > 0:
+                self._dirty = True
+            return seeded
 
     async def commit_notices(self, alerts: Sequence[NewAlert]) -> list[AlertRecord]:
         """Commit alerts no rule decided (DATA_QUALITY, SYSTEM) and fan them out.

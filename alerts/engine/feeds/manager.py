@@ -33,8 +33,15 @@ order) and go through ``process_bars``; the minute [T, T+1m), partly missed befo
 the subscription, is taken from history as a closed 1-minute bar just before
 anything at or after T+1m is passed on for the venue, and the symbol's held ticks
 from T+1m on follow. Its rules therefore start exactly as if they had been fed
-those bars live (paused) and fire from T+1m on. A symbol already trading is not
-warmed: a new indicator on it starts at the next whole bar (README).
+those bars live (paused) and fire from T+1m on.
+
+**Seeding** a symbol already trading (``_seed``): a rule loaded on it may add
+states (a timeframe, an indicator) the engine does not have yet. History for
+just those timeframes, ending at the venue's last whole minute, goes to the
+core's ``seed``, which joins it to the symbol's own recent minutes: the new
+states are exactly what they would be had they been there all along, and the
+rule is ACTIVE at once. Without history (or if it fails) they warm up live from
+their next whole bar, and a GAP notice says so.
 """
 
 from __future__ import annotations
@@ -182,6 +189,8 @@ class DataManager:
         self._control: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._warmups: dict[str, asyncio.Task[None]] = {}
+        self._seeds: dict[str, asyncio.Task[None]] = {}
+        self._reseed: set[str] = set()      # a rule came while the symbol was being seeded
         self._resumes: set[asyncio.Task[Any]] = set()
         self._serving: dict[str, bool] = {}
         self._messages: dict[str, tuple[float, int]] = {}
@@ -222,12 +231,13 @@ class DataManager:
 
     async def stop(self) -> None:
         """Cancel every task, then stop every source (stopping twice is harmless)."""
-        tasks = [*self._tasks, *self._resumes, *self._warmups.values()]
+        tasks = [*self._tasks, *self._resumes, *self._warmups.values(), *self._seeds.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
         self._warmups.clear()
+        self._seeds.clear()
         if self._started:
             for rs in self._routes.values():
                 for src in rs.sources:
@@ -263,6 +273,8 @@ class DataManager:
             readers.add(rule_id)
         for symbol in before - symbols:
             self._drop_reader(symbol, rule_id)
+        for symbol in symbols:
+            self._control.put_nowait(("seed", symbol))
 
     def rule_removed(self, rule_id: str) -> None:
         old = self._rules.pop(rule_id, None)
@@ -295,6 +307,8 @@ class DataManager:
                     await self._subscribe(rs, symbol)
                 elif op == "unsubscribe" and symbol not in self._readers:
                     await self._unsubscribe(rs, symbol)
+                elif op == "seed":
+                    self._seed_soon(rs, symbol)
             except UnavailableError:
                 return          # shutting down
             except Exception:  # logged; the next change retries the symbol
@@ -514,6 +528,50 @@ class DataManager:
             if held_until >= w.cut_ms:
                 await self._finish_warmups(rs, held_until)
 
+    # seeding new states of a trading symbol ---------------------------------------
+    def _seed_soon(self, rs: _RouteState, symbol: str) -> None:
+        st = rs.symbols.get(symbol)
+        if st is None or (st.warming is not None and st.warming.cut_ms is None):
+            return              # not followed, or waiting for history (seeded after it)
+        if symbol in self._seeds:
+            self._reseed.add(symbol)
+            return
+        task = asyncio.create_task(self._seed(rs, symbol))
+        self._seeds[symbol] = task
+        task.add_done_callback(lambda t: self._seeds.pop(symbol, None)
+                               if self._seeds.get(symbol) is t else None)
+
+    async def _seed(self, rs: _RouteState, symbol: str) -> None:
+        try:
+            while True:
+                self._reseed.discard(symbol)
+                await self._seed_once(rs, symbol)
+                if symbol not in self._reseed:
+                    return
+        except UnavailableError:
+            pass                # shutting down
+        except Exception as exc:  # noqa: BLE001 - the new states then warm up from live data
+            log.warning("seed_failed", symbol=symbol, error=repr(exc))
+            await self._notify(rs, rs.active, SourceEvent(
+                "GAP", rs.names[rs.active], self.clock(),
+                f"no history for the new indicators of {symbol} ({exc}); they warm up from "
+                "live data", symbol))
+
+    async def _seed_once(self, rs: _RouteState, symbol: str) -> None:
+        timeframes = await self.processor.pending_timeframes(symbol)
+        if not timeframes:
+            return
+        clock = self._live_clock(rs)
+        end = floor_to(clock if clock is not None else self.clock(), MINUTE_MS)
+        segments = [(tf, a, b, await self._history(rs, symbol, tf, a, b))
+                    for tf, a, b in history_plan(timeframes, end, self.warmup_bars)]
+        seeded = await self.processor.seed(symbol, segments)
+        if seeded < 0:
+            raise AlertsError(f"history up to {end} ends before the engine's recent minutes")
+        bars = sum(len(b) for *_, b in segments)
+        self.metrics.warmup_bars.labels(rs.route.venue).inc(bars)
+        log.info("seeded", symbol=symbol, states=seeded, bars=bars, timeframes=timeframes)
+
     def _live_clock(self, rs: _RouteState) -> int | None:
         """The venue's clock, if a live symbol drives it (after a restart it is the
         checkpoint's until then, which says nothing about where live data is now)."""
@@ -598,6 +656,7 @@ class DataManager:
                                              fill_gaps=rs.fill_gaps)
                 self.metrics.warmup_bars.labels(rs.route.venue).inc(len(bars))
             st.warming = None
+            self._seed_soon(rs, symbol)     # a rule that came during the warm-up
             live_from = w.cut_ms if bars else start
             st.last_ms = live_from - 1
             source = rs.names[rs.active]
@@ -619,6 +678,7 @@ class DataManager:
         """Without history: pass every held tick on, then the live ones."""
         w = st.warming
         st.warming = None
+        self._seed_soon(rs, symbol)
         if w is not None and rs.symbols.get(symbol) is st:
             source = rs.names[rs.active]
             good = [t for t in w.held if st.accept(t, source)]
@@ -628,9 +688,9 @@ class DataManager:
     async def idle(self) -> None:
         """Wait until every rule change is applied to the subscriptions and warm-ups end."""
         await self._control.join()
-        while self._warmups or self._resumes:
+        while self._warmups or self._resumes or self._seeds:
             await asyncio.gather(*self._warmups.values(), *self._resumes,
-                                 return_exceptions=True)
+                                 *self._seeds.values(), return_exceptions=True)
 
     # health and failover -----------------------------------------------------------
     async def _monitor_loop(self) -> None:

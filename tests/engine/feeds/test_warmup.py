@@ -118,6 +118,47 @@ async def test_a_new_rule_is_active_at_once_and_fires_as_if_fed_live() -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_rule_on_a_trading_symbol_is_seeded_and_fires_as_if_it_had_been_there() -> None:
+    """The symbol trades (another rule follows it) when an rsi(14, 1h) rule is created:
+    the rule is ACTIVE at once and fires exactly as the same rule created with the first."""
+    k = klines()
+    first = int(k.open_time_ms.iloc[3000]) + 37_000
+    late = first + 135 * MINUTE_MS + 21_000                     # mid-minute, mid-hour
+    t1 = first - first % MINUTE_MS
+    live = [t for t in ticks_of(k[(k.open_time_ms >= t1) &
+                                  (k.open_time_ms < t1 + 900 * MINUTE_MS)])
+            if t.time_ms >= first]
+    before, after = [t for t in live if t.time_ms < late], [t for t in live if t.time_ms >= late]
+    bars = {(SYMBOL, "1m"): one_minute_bars(k), (SYMBOL, "1h"): hour_bars(k)}
+
+    async def run(late_rule: bool) -> list[tuple[object, ...]]:
+        src = ScriptedSource("src")
+        src.bars = bars
+        # every bar there is (both runs' rsi start at the data's first hour)
+        async with engine("binance=src", [src], warmup_bars=1_000,
+                          clock=lambda: first) as e:
+            await e.add_rule("base", "LINKUSDT", "sma(3, 1m) > 0")
+            if not late_rule:
+                await e.add_rule("rsi", "LINKUSDT", CONDITION)
+            await push_all(src, before)
+            if late_rule:
+                calls = len(src.history_calls)
+                await e.add_rule("rsi", "LINKUSDT", CONDITION)
+                assert await state(e, "rsi") == rules_pb2.Rule.STATE_ACTIVE   # no tick since
+                seeded = src.history_calls[calls:]
+                # history of the 1h timeframe only, up to the venue's last whole minute
+                assert [c[1] for c in seeded] == ["1h", "1m"]
+                assert seeded[-1][3] == before[-1].time_ms - before[-1].time_ms % MINUTE_MS
+            await push_all(src, after)
+            return [a for a in rule_alerts(await e.alerts())
+                    if a[0] == "rsi" and int(str(a[2])) >= late]
+
+    seeded, reference = await run(True), await run(False)
+    assert len(reference) >= 3
+    assert seeded == reference
+
+
+@pytest.mark.asyncio
 async def test_without_history_the_symbol_goes_live_with_every_tick() -> None:
     src = ScriptedSource("src")
     async with engine("binance=src", [src], warmup_wait_ms=5_000) as e:
