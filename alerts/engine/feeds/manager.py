@@ -76,6 +76,10 @@ _RESTART_GAP_MS = 7 * 86_400_000
 #: treated as failed (the source's health then says why; the service goes on).
 CALL_TIMEOUT_S = 10.0
 
+#: How long seeding a trading symbol waits for the venue to close the minute its
+#: tape starts at (a symbol that went live without history, in its first minute).
+SEED_WAIT_S = 90.0
+
 
 @dataclass
 class _Warming:
@@ -558,11 +562,21 @@ class DataManager:
                 "live data", symbol))
 
     async def _seed_once(self, rs: _RouteState, symbol: str) -> None:
+        """History up to the venue's last whole minute, joined to the symbol's tape.
+
+        A symbol that went live without history has a tape from the minute after its
+        first tick: until the venue's clock closes that minute, history cannot reach
+        it, so the seed waits for it (at most ``SEED_WAIT_S``).
+        """
         timeframes = await self.processor.pending_timeframes(symbol)
         if not timeframes:
             return
-        clock = self._live_clock(rs)
-        end = floor_to(clock if clock is not None else self.clock(), MINUTE_MS)
+        tape = self.processor.kernel.tape_from(symbol)
+        deadline = time.monotonic() + SEED_WAIT_S
+        while tape is not None and (self._clock_minute(rs) < tape
+                                    and time.monotonic() < deadline):
+            await asyncio.sleep(0.5)
+        end = self._clock_minute(rs)
         segments = [(tf, a, b, await self._history(rs, symbol, tf, a, b))
                     for tf, a, b in history_plan(timeframes, end, self.warmup_bars)]
         seeded = await self.processor.seed(symbol, segments)
@@ -571,6 +585,11 @@ class DataManager:
         bars = sum(len(b) for *_, b in segments)
         self.metrics.warmup_bars.labels(rs.route.venue).inc(bars)
         log.info("seeded", symbol=symbol, states=seeded, bars=bars, timeframes=timeframes)
+
+    def _clock_minute(self, rs: _RouteState) -> int:
+        """The last whole minute of the venue's clock (of the wall clock without one)."""
+        clock = self._live_clock(rs)
+        return floor_to(clock if clock is not None else self.clock(), MINUTE_MS)
 
     def _live_clock(self, rs: _RouteState) -> int | None:
         """The venue's clock, if a live symbol drives it (after a restart it is the

@@ -94,3 +94,50 @@ async def test_warm_up_from_the_exchange_klines_fires_as_the_live_run(
     assert len(warmed) >= 3
     assert [key(a) for a in warmed] == [key(a) for a in live if a.event_time_ms >= cut]
     assert len([a for a in live if a.event_time_ms < cut]) >= 2   # RSI defined before it
+
+
+async def test_a_rule_on_a_trading_symbol_is_seeded_from_the_exchange(
+        spot: ReplayExchange, shared_data: Path) -> None:  # noqa: F811
+    """BTCUSDT trades (another rule follows it from before its first trade) when the rsi
+    rule is created: its new indicator is seeded from the exchange's klines and the
+    symbol's own recent minutes, and from then on it fires as the live run's rule."""
+    first = int(binance_spot_trades("BTCUSDT")["time_ms"].iloc[0])
+    start = first - first % MINUTE_MS
+    create_at = start + 6 * MINUTE_MS + 20_000
+    end = start + 11 * MINUTE_MS
+    src = BinanceSource(SPOT, ws_url=spot.ws_url, rest_url=spot.rest_url, name="binance",
+                        backoff_base_s=0.05)
+    async with engine("binance=binance", [src], warmup_wait_ms=20_000) as e:
+        await spot.run_until(first - 1)
+        base = asyncio.create_task(e.add_rule("base", "BTCUSDT", "sma(2, 1m) > 0",
+                                              mode="ONCE_PER_BAR_CLOSE"))
+        await spot.wait_subscribed("btcusdt@aggTrade", timeout=10)
+        t = first - 1
+        while not base.done():                      # live trades date the (empty) history
+            t += STEP
+            await spot.run_until(t)
+            await asyncio.wait({base}, timeout=2)
+        await base
+        while t < create_at:
+            t = min(t + STEP, create_at)
+            await spot.run_until(t)
+        await until(lambda: (e.processor.source_clock("feed:binance") or 0) >= create_at - 1)
+        await e.add_rule("rsi", "BTCUSDT", "rsi(3, 1m) > 0", mode="ONCE_PER_BAR_CLOSE")
+        assert await state(e, "rsi") == rules_pb2.Rule.STATE_ACTIVE
+        while t < end:
+            t = min(t + STEP, end)
+            await spot.run_until(t)
+        await until(lambda: (e.processor.source_clock("feed:binance") or 0) >= end)
+        seeded = [a for a in await e.alerts()
+                  if a.rule_id == "rsi" and a.event_time_ms <= end - GRACE]
+    async with ReplayExchange.from_files([shared_data / SPOT_TRADES_FILE], speed=0,
+                                         paused=True, kline_update_s=0.1) as fresh:
+        live, _, _ = await replay(fresh, None, end)
+
+    def key(a: AlertRecord) -> tuple[object, ...]:
+        return a.event_time_ms, a.bar_open_ms, a.values, a.price
+
+    assert len(seeded) >= 3
+    # the first close after the creation already fires, with the live run's RSI
+    assert min(a.event_time_ms for a in seeded) == create_at - create_at % MINUTE_MS + MINUTE_MS
+    assert [key(a) for a in seeded] == [key(a) for a in live if a.event_time_ms > create_at]
