@@ -468,6 +468,18 @@ cdef inline bint bar_merge(Bar* f, bint* has, int64_t t, int64_t step, double o,
         return False
 
 
+cdef inline void flat_after(const Bar* last, int64_t step, Bar* out) noexcept nogil:
+    """The bar after ``last`` when nothing traded: flat at its close, no volume."""
+    out.t0 = last.t0 + step
+    out.open = last.close
+    out.high = last.close
+    out.low = last.close
+    out.close = last.close
+    out.volume = 0.0
+    out.quote_volume = 0.0
+    out.trades = 0
+
+
 cdef inline double bar_field(const Bar* b, int kind) noexcept nogil:
     if kind == K_OPEN:
         return b.open
@@ -887,14 +899,7 @@ cdef class Engine:
             b = g.forming
             g.has_forming = False
         else:
-            b.t0 = g.last_closed.t0 + g.tf_ms
-            b.open = g.last_closed.close
-            b.high = b.open
-            b.low = b.open
-            b.close = b.open
-            b.volume = 0.0
-            b.quote_volume = 0.0
-            b.trades = 0
+            flat_after(&g.last_closed, g.tf_ms, &b)
         g.last_closed = b
         g.has_closed = True
         group_hist_push(g, &b)
@@ -1058,14 +1063,7 @@ cdef class Engine:
             out[0] = g.forming
             return True
         if g.has_closed and g.sym.source >= 0 and self.sources[g.sym.source].fill_gaps:
-            out.t0 = g.last_closed.t0 + g.tf_ms
-            out.open = g.last_closed.close
-            out.high = out.open
-            out.low = out.open
-            out.close = out.open
-            out.volume = 0.0
-            out.quote_volume = 0.0
-            out.trades = 0
+            flat_after(&g.last_closed, g.tf_ms, out)
             return True
         return False
 
@@ -1594,14 +1592,7 @@ cdef class Engine:
         """Flat bars for the empty buckets before ``upto`` (with fill_gaps, as _close)."""
         cdef Bar f
         while z.fill and z.has_closed and z.last_closed.t0 + z.g.tf_ms < upto:
-            f.t0 = z.last_closed.t0 + z.g.tf_ms
-            f.open = z.last_closed.close
-            f.high = f.open
-            f.low = f.open
-            f.close = f.open
-            f.volume = 0.0
-            f.quote_volume = 0.0
-            f.trades = 0
+            flat_after(&z.last_closed, z.g.tf_ms, &f)
             self._seed_close(z, &f)
 
     cdef void _seed_close(self, Seeding* z, const Bar* b) noexcept nogil:
