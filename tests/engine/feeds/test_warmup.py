@@ -159,6 +159,38 @@ async def test_a_rule_on_a_trading_symbol_is_seeded_and_fires_as_if_it_had_been_
 
 
 @pytest.mark.asyncio
+async def test_a_symbol_live_without_history_is_seeded_once_its_first_minute_closes() -> None:
+    """The symbol went live mid-minute T without history, so the engine has only part of
+    T: a rule created then is seeded when the venue reaches T+1m, with the whole kline
+    of T from history, and is ACTIVE at once (sma(2, 1m) live would need T+1m and T+2m)."""
+    t = 1_723_161_600_000
+    sym = "binance:BTCUSDT"
+    src = ScriptedSource("src")
+    async with engine("binance=src", [src]) as e:
+        task = asyncio.create_task(e.add_rule("base", "BTCUSDT", "price > 0"))
+        await src.wait_for(lambda: sym in src.symbols)
+        await src.push([Tick(sym, 100.0, 1.0, t + 10_000, 1)])
+        await task                                  # no history: live from the first tick
+        src.bars = {(sym, "1m"): [Bar(sym, "1m", t - MINUTE_MS, 90.0, 91.0, 89.0, 90.0, 5.0),
+                                  Bar(sym, "1m", t, 95.0, 101.0, 94.0, 100.0, 7.0)]}
+        created = asyncio.create_task(e.add_rule("sma", "BTCUSDT", "sma(2, 1m) > 0",
+                                                 mode="ONCE_PER_BAR_CLOSE"))
+        await src.push([Tick(sym, 101.0, 1.0, t + 20_000, 2)])
+        await asyncio.wait({created}, timeout=0.6)
+        assert not created.done()                   # waits for the minute to close
+        await src.push([Tick(sym, 104.0, 1.0, t + MINUTE_MS + 5_000, 3)])
+        await created
+        assert await state(e, "sma") == rules_pb2.Rule.STATE_ACTIVE
+        assert src.history_calls[-1][1:] == ("1m", t + MINUTE_MS - 500 * MINUTE_MS,
+                                             t + MINUTE_MS)
+        await src.push([Tick(sym, 110.0, 1.0, t + 2 * MINUTE_MS + 5_000, 4)])
+        fired = [a for a in await e.alerts() if a.rule_id == "sma"]
+    # the close of T+1m, averaging the kline of T (close 100) with T+1m (close 104)
+    assert [(a.bar_open_ms, a.values) for a in fired] == [
+        (t + MINUTE_MS, (("sma(2, 1m)", 102.0),))]
+
+
+@pytest.mark.asyncio
 async def test_without_history_the_symbol_goes_live_with_every_tick() -> None:
     src = ScriptedSource("src")
     async with engine("binance=src", [src], warmup_wait_ms=5_000) as e:
