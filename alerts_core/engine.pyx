@@ -95,10 +95,12 @@ cdef enum:
 
 cdef int64_t NO_TIME = INT64_MIN
 cdef int64_t MINUTE_MS = 60000
+cdef int64_t DAY_MS = 86400000
 
 cdef enum:
     TAPE_LEN = 8                # closed minutes a symbol's tape keeps
     TF_MINUTE = 1               # timeframe index of 1m
+    TF_HOUR = 4                 # timeframe index of 1h
 
 
 cdef inline size_t _align8(size_t n) noexcept nogil:
@@ -199,6 +201,7 @@ ctypedef struct Symbol:
     int64_t next_end            # earliest end of a pending bar (INT64_MIN: recompute)
     void* groups[N_TF]          # Group* per timeframe in use
     int vwap_refs
+    int vwap_pending            # vwap() added while it traded: seed() sums its day so far
     int64_t vwap_day
     KSum vwap_pv
     KSum vwap_v
@@ -573,6 +576,17 @@ cdef inline void tape_merge(Symbol* sym, int64_t t, bint whole, double o, double
     if sym.tape_from == NO_TIME:
         sym.tape_from = m if whole else m + MINUTE_MS
     bar_merge(&sym.tape_forming, &sym.tape_has, t, MINUTE_MS, o, h, l, c, v, qv, n)
+
+
+cdef inline void vwap_add(Symbol* sym, int64_t t, double pv, double v) noexcept nogil:
+    """Price x volume and volume at time t into the symbol's VWAP of the UTC day."""
+    cdef int64_t day = floor_to(t, DAY_MS)
+    if day != sym.vwap_day:
+        sym.vwap_day = day
+        ksum_clear(&sym.vwap_pv)
+        ksum_clear(&sym.vwap_v)
+    ksum_add(&sym.vwap_pv, pv)
+    ksum_add(&sym.vwap_v, v)
 
 
 cdef inline const Bar* tape_at(const Symbol* sym, int i) noexcept nogil:
@@ -1000,13 +1014,7 @@ cdef class Engine:
                 if g.forming.t0 + g.tf_ms < sym.next_end:
                     sym.next_end = g.forming.t0 + g.tf_ms
         if sym.vwap_refs:
-            bucket = floor_to(t, 86400000)
-            if bucket != sym.vwap_day:
-                sym.vwap_day = bucket
-                ksum_clear(&sym.vwap_pv)
-                ksum_clear(&sym.vwap_v)
-            ksum_add(&sym.vwap_pv, price * qty)
-            ksum_add(&sym.vwap_v, qty)
+            vwap_add(sym, t, price * qty, qty)
         self._evaluate_tick_rules(sym, t, tid)
         return ST_ACCEPTED
 
@@ -1043,6 +1051,8 @@ cdef class Engine:
             tape_merge(sym, t0, t0 % MINUTE_MS == 0, o, h, l, c, v, qv, n)
         else:
             tape_clear(sym)             # coarser bars say nothing of single minutes
+        if sym.vwap_refs:
+            vwap_add(sym, t0, qv, v)
         for q in range(base, N_TF):
             g = <Group*>sym.groups[q]
             if g != NULL and t0 >= g.first_t0 and bar_merge(&g.forming, &g.has_forming, t0,
@@ -1470,6 +1480,8 @@ cdef class Engine:
                 if g.series[q].pending:
                     out.append(t)
                     break
+        if sym.vwap_pending:            # the day so far: hours, then minutes
+            out = sorted(set(out) | {TF_MINUTE, TF_HOUR})
         return out
 
     def tape_from(self, int32_t sid):
@@ -1494,7 +1506,7 @@ cdef class Engine:
         cdef Seeding zs[N_TF]
         cdef Seeding* z
         cdef int nz = 0, t, q, i, j, tb, seeded = 0
-        cdef int64_t S, end, step
+        cdef int64_t S, end, step, day
         cdef bint fill, some
         cdef Group* g
         cdef Bar b
@@ -1542,6 +1554,11 @@ cdef class Engine:
                 g.hist_head = 0
             if some:
                 nz += 1
+        day = floor_to(sym.last_time, DAY_MS)
+        if sym.vwap_pending:
+            ksum_clear(&sym.vwap_pv)
+            ksum_clear(&sym.vwap_v)
+            sym.vwap_day = day
         # history before S
         for seg in segments:
             tb = seg[0]
@@ -1560,6 +1577,8 @@ cdef class Engine:
                 for j in range(nz):
                     if zs[j].g.tf >= tb:
                         self._seed_bar(&zs[j], &b)
+                if sym.vwap_pending and b.t0 >= day:
+                    vwap_add(sym, b.t0, b.quote_volume, b.volume)
         # the tape from S
         for i in range(sym.tape_len + 1):
             if i < sym.tape_len:
@@ -1572,8 +1591,13 @@ cdef class Engine:
                 continue
             for j in range(nz):
                 self._seed_bar(&zs[j], &b)
+            if sym.vwap_pending and b.t0 >= day:
+                vwap_add(sym, b.t0, b.quote_volume, b.volume)
         for j in range(nz):
             seeded += self._seed_finish(&zs[j])
+        if sym.vwap_pending:
+            sym.vwap_pending = 2        # seeded now (see _prime)
+            seeded += 1
         self._prime(sym)
         sym.next_end = NO_TIME
         return seeded
@@ -1656,9 +1680,11 @@ cdef class Engine:
             hit = False
             for i in range(r.n_operands):
                 op = &r.operands[i]
-                if op.sym != sym or op.kind == K_PRICE or op.kind == K_VWAP:
+                if op.sym != sym or op.kind == K_PRICE:
                     continue
-                if op.kind < K_VWAP:
+                if op.kind == K_VWAP:
+                    hit = hit or sym.vwap_pending == 2
+                elif op.kind < K_VWAP:
                     hit = hit or op.g.pending == 2
                 else:
                     hit = hit or op.s.pending == 2
@@ -1672,6 +1698,8 @@ cdef class Engine:
             self._evaluate(r, idx, r.mode == MODE_ONCE_PER_BAR_CLOSE, sym.last_time, 0,
                            NO_TIME, EV_TICK)
             r.paused = was
+        if sym.vwap_pending == 2:
+            sym.vwap_pending = 0
         for t in range(N_TF):
             g = <Group*>sym.groups[t]
             if g == NULL:
@@ -1981,6 +2009,11 @@ cdef class Engine:
                 if kind == K_PRICE:
                     pass
                 elif kind == K_VWAP:
+                    if sym.vwap_refs == 0:      # nothing summed while nobody read it
+                        ksum_clear(&sym.vwap_pv)
+                        ksum_clear(&sym.vwap_v)
+                        sym.vwap_day = NO_TIME
+                        sym.vwap_pending = sym.started
                     sym.vwap_refs += 1
                 elif kind < K_VWAP:
                     o.g = self._group(sym, tf)

@@ -79,6 +79,8 @@ LATE_RULES = [
     # bars of a new group read back by offset
     ("close_15m", "close(15m)[2] < close(15m) and macd(3, 6, 2, 15m).hist > 0",
      "ONCE_PER_BAR_CLOSE"),
+    # the session VWAP: the day so far, not from the rule's creation on
+    ("vwap", "price crosses vwap()", "EVERY_TIME"),
 ]
 LIVE_FROM = T0 + 36 * HOUR      # history bars before, ticks after
 END = LIVE_FROM + 8 * HOUR
@@ -116,7 +118,7 @@ def test_a_late_rule_fires_as_if_it_had_been_there(added_at: int, seeded_at: int
     tape = kernel.tape_from(SYM)
     assert tape is not None and tape <= cut
     seeded = kernel.seed(SYM, [("1m", T0, cut, minute_bars(ticks, T0, cut))])
-    assert seeded == 7      # the 15m and 1h groups; ema(20, 1m), rsi, ema, sma and macd
+    assert seeded == 8      # the 15m and 1h groups; ema(20, 1m), rsi, ema, sma, macd; vwap
     assert kernel.pending_timeframes(SYM) == []
     for rid, _, _ in LATE_RULES:
         state = kernel.rule_state(rid)
