@@ -79,6 +79,14 @@ class Config:
     alphavantage_url: str = "https://www.alphavantage.co"
     alphavantage_key: str = ""
     yahoo_url: str = "https://query1.finance.yahoo.com"
+    # the polled stock sources: how often, how late a bar is final, the request budget (0: no limit)
+    yahoo_poll_interval_s: float = 60.0
+    yahoo_settle_s: float = 60.0
+    yahoo_requests_per_minute: int = 30
+    alphavantage_poll_interval_s: float = 60.0
+    alphavantage_settle_s: float = 60.0
+    alphavantage_requests_per_minute: int = 0
+    alphavantage_requests_per_day: int = 25    # the free key's limit
     feed_stale_after_ms: int = 30_000      # the active source failed: down or silent this long
     feed_stale_after_by_venue: str = "us=180000"  # per venue: stock sources poll minute bars
     feed_recover_after_ms: int = 10_000    # a better source healthy this long: switch back

@@ -322,7 +322,7 @@ class AlertProcessor:
         return None if src is None else self.kernel.engine.source_clock(src)
 
     async def warm_up(self, source: str, symbol: str, segments: Sequence[tuple[str, list[Bar]]],
-                      *, fill_gaps: bool = True) -> int:
+                      *, fill_gaps: bool = True, grace_ms: int | None = None) -> int:
         """Feed closed history bars of ``symbol`` through the core (returns bars accepted).
 
         ``segments`` are (timeframe, bars) in time order; each bar enters its timeframe
@@ -332,7 +332,7 @@ class AlertProcessor:
         """
         async with self._lock:
             self._check_open()
-            src = self._source(source, fill_gaps)
+            src = self._source(source, fill_gaps, grace_ms)
             sid = self.kernel.symbol_id(symbol)
             readers = self.readers(symbol)
             for rid in readers:
@@ -394,22 +394,25 @@ class AlertProcessor:
             self.metrics.alerts.inc(len(records))
         return records
 
-    def _source(self, source: str, fill_gaps: bool) -> int:
+    def _source(self, source: str, fill_gaps: bool, grace_ms: int | None) -> int:
+        """The engine clock of ``source``, added at its first use (grace None: the service's)."""
         src = self._sources.get(source)
         if src is None:
-            src = self.kernel.add_source(fill_gaps=fill_gaps, grace_ms=self.grace_ms, name=source)
+            src = self.kernel.add_source(
+                fill_gaps=fill_gaps, grace_ms=self.grace_ms if grace_ms is None else grace_ms,
+                name=source)
             self._sources[source] = src
         return src
 
     # ticks ------------------------------------------------------------------
     async def publish(self, source: str, batch: TickBatch, *, watermark_ms: int | None = None,
-                      fill_gaps: bool = True) -> PublishResult:
+                      fill_gaps: bool = True, grace_ms: int | None = None) -> PublishResult:
         """Validate, apply, commit, fan out; answers after the commit."""
         received = now_ms()
         validate_ticks(batch, now=received)
         async with self._lock:
             self._check_open()
-            src = self._source(source, fill_gaps)
+            src = self._source(source, fill_gaps, grace_ms)
             loop = asyncio.get_running_loop()
             fired, counts = await loop.run_in_executor(
                 self._worker, self._run_batch, src, batch, watermark_ms)

@@ -85,10 +85,13 @@ class MarketSink(Protocol):
 
 
 class MarketSource(ABC):
-    """One feed. ``name`` is its clock's name in the engine; ``fill_gaps`` its bar policy."""
+    """One feed. ``name`` is its clock's name in the engine; ``fill_gaps`` its bar policy;
+    ``grace_ms`` how long after its end a bar closes on the watermark (None: the service's
+    ``grace_ms``; 0 for a source whose watermarks are exact)."""
 
     name: str
     fill_gaps: bool = True
+    grace_ms: int | None = None
 
     @abstractmethod
     async def start(self, sink: MarketSink) -> None:

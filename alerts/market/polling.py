@@ -9,8 +9,8 @@ and the budget is spread fairly over the symbols. What reaches the engine:
   to the provider's delay). Each is delivered once, in time order, as the four
   ticks of ``bar_ticks`` (exact OHLCV in the engine's 1m bar), then the
   source's watermark moves to the end of the delivered time so the bars close
-  (the engine's source should use ``fill_gaps=False`` and ``grace_ms=0``: the
-  watermark is exact, and minutes with no trades have no bar).
+  (the source's ``fill_gaps = False`` and ``grace_ms = 0`` are its engine
+  clock's: the watermark is exact, and minutes with no trades have no bar).
 * The source is one clock for all its symbols, so time is delivered up to a
   common *frontier*: the oldest "known through" time of the symbols being
   followed. A symbol holds the frontier back until it has been polled. One
@@ -146,6 +146,7 @@ class PollingSource(MarketSource):
     """A MarketSource that polls an HTTP provider for 1-minute bars."""
 
     fill_gaps = False
+    grace_ms = 0
     provider: ClassVar[str]
     default_base_url: ClassVar[str]
     default_limits: ClassVar[BudgetLimits]

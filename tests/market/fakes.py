@@ -8,8 +8,10 @@ first, numbers as strings; Yahoo times as unix seconds with ``null`` rows for
 minutes without trades. What "now" is comes from a ``FakeClock`` shared with
 the source under test, so only bars that have ended by then are served (and,
 with ``forming``, the current minute with partial values, as the live
-providers do). Switches make it answer each documented error and limit body,
+providers do; any ``Clock`` serves, e.g. the shifted wall clock of an
+end-to-end test). Switches make it answer each documented error and limit body,
 Yahoo's plain-text 429, slow answers, malformed JSON and revised bars.
+``in_thread`` serves it from its own event loop, for tests that block on gRPC.
 
 ``FakeClock`` is virtual time: ``sleep`` moves it forward at once. When it
 passes ``stop_at`` the sleeper parks and ``reached`` is set, so a test runs a
@@ -20,8 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -33,6 +37,7 @@ from aiohttp import web
 
 from alerts.engine.kernel import Fired, Kernel
 from alerts.market.base import SourceEvent, Tick
+from alerts.market.clock import Clock
 
 EASTERN = ZoneInfo("US/Eastern")
 MINUTE_MS = 60_000
@@ -99,7 +104,7 @@ class FakeStockProvider:
     """Alpha Vantage and Yahoo answers over real bars; see the module docstring."""
 
     bars: Mapping[str, pd.DataFrame]          # ticker -> us_stocks_1m frame
-    clock: FakeClock
+    clock: Clock
     forming: bool = False                     # also serve the current minute, partial
     null_gaps: bool = False                   # Yahoo: null rows for minutes without trades
     # (ticker or None for all, failure, from, to clock time): every call in [from, to) fails
@@ -107,6 +112,8 @@ class FakeStockProvider:
     # failures for the next calls, in order: a key of AV_MESSAGES, "yahoo_429",
     # "yahoo_429_edge" (with Retry-After), "yahoo_422", "malformed", "slow" (1 s), "http_500"
     script: deque[str] = field(default_factory=deque)
+    failing: str | None = None                # every call fails so (a script kind) while set
+    retry_after_s: int = 120                  # the Retry-After of "yahoo_429_edge"
     # (from clock time, ticker, bar open ms, new close): the provider restates a bar
     revisions: list[tuple[float, str, int, float]] = field(default_factory=list)
     requests: list[Seen] = field(default_factory=list)
@@ -159,6 +166,8 @@ class FakeStockProvider:
         if kind is None and self.script:
             kind = self.script.popleft()
         if kind is None:
+            kind = self.failing
+        if kind is None:
             return None
         if kind in AV_MESSAGES:
             return web.json_response(AV_MESSAGES[kind])
@@ -166,7 +175,7 @@ class FakeStockProvider:
             return web.Response(status=429, text="Too Many Requests\r\n")
         if kind == "yahoo_429_edge":
             return web.Response(status=429, text="Edge: Too Many Requests",
-                                headers={"Retry-After": "120"})
+                                headers={"Retry-After": str(self.retry_after_s)})
         if kind == "yahoo_422":
             return web.json_response({"chart": {"result": None, "error": {
                 "code": "Unprocessable Entity",
@@ -274,6 +283,21 @@ class FakeStockProvider:
             result["indicators"] = {"quote": [{}]}
         return web.Response(text=json.dumps({"chart": {"result": [result], "error": None}}),
                             content_type="application/json")
+
+
+@contextmanager
+def in_thread(fake: FakeStockProvider) -> Iterator[str]:
+    """Serve ``fake`` from an event loop of its own in a thread; yields its base URL."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield asyncio.run_coroutine_threadsafe(fake.start(), loop).result(10)
+    finally:
+        asyncio.run_coroutine_threadsafe(fake.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
 
 
 @dataclass

@@ -21,6 +21,8 @@ from alerts.config import Config
 from alerts.market.base import MarketSource
 from alerts.v1 import service_pb2_grpc
 
+ROOT = Path(__file__).resolve().parents[2]     # the repository: ``tests`` is importable from it
+
 
 class ServerThread:
     """Runs ``build_server(config)`` on a private loop; ``stop()`` shuts it down gracefully."""
@@ -93,11 +95,21 @@ def running_server(config: Config) -> Iterator[tuple[ServerThread, service_pb2_g
 
 
 class ServeProcess:
-    """``alerts serve`` as a subprocess (store ``store_url``, settings ``ALERTS_*`` in ``env``)."""
+    """``alerts serve`` as a subprocess (store ``store_url``, settings ``ALERTS_*`` in ``env``).
 
-    def __init__(self, store_url: str, **env: str) -> None:
+    ``clock_shift_s`` moves the wall clock its polled market sources read ahead
+    (``tests/support/shifted_clock.py``).
+    """
+
+    def __init__(self, store_url: str, *, clock_shift_s: float | None = None,
+                 **env: str) -> None:
+        command = ["-m", "alerts.cli"]
+        if clock_shift_s is not None:
+            command = ["-m", "tests.support.shifted_clock", repr(clock_shift_s)]
+            env = {"PYTHONPATH": os.pathsep.join(
+                p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p), **env}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "alerts.cli", "serve", "--grpc-listen", "127.0.0.1:0",
+            [sys.executable, *command, "serve", "--grpc-listen", "127.0.0.1:0",
              "--metrics-listen", "", "--ws-listen", "", "--store", store_url],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env=dict(os.environ, GRPC_VERBOSITY="NONE", **env))

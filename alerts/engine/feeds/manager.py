@@ -124,6 +124,7 @@ class _RouteState:
         self.sources = sources
         self.names = [s.name for s in sources]
         self.fill_gaps = sources[0].fill_gaps
+        self.grace_ms = sources[0].grace_ms
         self.active = 0
         self.active_since_ms = 0            # wall clock of the last switch or first symbol
         self.symbols: dict[str, _Symbol] = {}
@@ -473,7 +474,7 @@ class DataManager:
         )
         try:
             await self.processor.publish(rs.route.clock, batch, watermark_ms=watermark_ms,
-                                         fill_gaps=rs.fill_gaps)
+                                         fill_gaps=rs.fill_gaps, grace_ms=rs.grace_ms)
         except UnavailableError:
             pass                # shutting down; resumed from the checkpoint's watermark
         except AlertsError as exc:
@@ -523,7 +524,7 @@ class DataManager:
                 log.info("no_history", symbol=symbol)
                 return
             fed = await self.processor.warm_up(rs.route.clock, symbol, segments,
-                                               fill_gaps=rs.fill_gaps)
+                                               fill_gaps=rs.fill_gaps, grace_ms=rs.grace_ms)
             self.metrics.warmup_bars.labels(rs.route.venue).inc(fed)
             w.cut_ms = end + MINUTE_MS
             log.info("warmed_up", symbol=symbol, bars=fed, live_from_ms=w.cut_ms,
@@ -638,7 +639,7 @@ class DataManager:
                     await self._go_live(rs, symbol, restored)   # no history: live at once
                     continue
                 fed = await self.processor.warm_up(rs.route.clock, symbol, segments,
-                                                   fill_gaps=rs.fill_gaps)
+                                                   fill_gaps=rs.fill_gaps, grace_ms=rs.grace_ms)
                 self.metrics.warmup_bars.labels(rs.route.venue).inc(fed)
                 w.cut_ms = end + MINUTE_MS
                 log.info("resumed", symbol=symbol, bars=fed, live_from_ms=end + MINUTE_MS)
@@ -672,7 +673,7 @@ class DataManager:
                     log.warning("warm_up_minute_failed", symbol=symbol, error=repr(exc))
             if bars:
                 await self.processor.warm_up(rs.route.clock, symbol, [("1m", bars)],
-                                             fill_gaps=rs.fill_gaps)
+                                             fill_gaps=rs.fill_gaps, grace_ms=rs.grace_ms)
                 self.metrics.warmup_bars.labels(rs.route.venue).inc(len(bars))
             st.warming = None
             self._seed_soon(rs, symbol)     # a rule that came during the warm-up

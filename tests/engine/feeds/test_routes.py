@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import pytest
 
 from alerts.config import Config
 from alerts.engine.feeds import Route, build_sources, catalog, parse_routes
 from alerts.engine.feeds.routes import parse_venue_times
 from alerts.errors import InvalidArgumentError
+from alerts.market.alphavantage import AlphaVantageSource
+from alerts.market.budget import BudgetLimits
+from alerts.market.polling import PollSettings
+from alerts.market.yahoo import YahooSource
 
 
 def test_routes_parse_in_order_of_preference() -> None:
@@ -72,12 +79,54 @@ def test_the_stock_sources_are_made_from_the_settings() -> None:
     sources = build_sources(Config(market_sources=True))      # the default routes
     assert sorted(sources) == ["binance", "binance-usdm", "yahoo"]
     assert not sources["yahoo"].fill_gaps                     # no bars for nights and weekends
+    assert sources["yahoo"].grace_ms == 0                     # its watermarks are exact
+    assert sources["binance"].grace_ms is None                # the service's grace_ms
     keyed = build_sources(Config(market_routes="us=yahoo,alphavantage", alphavantage_key="k",
                                  alphavantage_url="http://127.0.0.1:9"))
     assert [s.name for s in keyed.values()] == ["yahoo", "alphavantage"]
     with pytest.raises(InvalidArgumentError,
                        match="market source alphavantage: an Alpha Vantage API key is required"):
         build_sources(Config(market_routes="us=yahoo,alphavantage"))
+
+
+def test_the_stock_sources_poll_and_spend_as_configured() -> None:
+    routes = "us=yahoo,alphavantage"
+    default = build_sources(Config(market_routes=routes, alphavantage_key="k"))
+    yahoo, av = default["yahoo"], default["alphavantage"]
+    assert isinstance(yahoo, YahooSource) and isinstance(av, AlphaVantageSource)
+    assert yahoo.settings == av.settings == PollSettings()
+    assert yahoo.budget.limits == YahooSource.default_limits
+    assert av.budget.limits == AlphaVantageSource.default_limits
+
+    config = Config.load(env={
+        "ALERTS_MARKET_ROUTES": routes, "ALERTS_ALPHAVANTAGE_KEY": "k",
+        "ALERTS_YAHOO_POLL_INTERVAL_S": "5", "ALERTS_YAHOO_SETTLE_S": "0",
+        "ALERTS_YAHOO_REQUESTS_PER_MINUTE": "0", "ALERTS_ALPHAVANTAGE_POLL_INTERVAL_S": "2.5",
+        "ALERTS_ALPHAVANTAGE_SETTLE_S": "90", "ALERTS_ALPHAVANTAGE_REQUESTS_PER_MINUTE": "75",
+        "ALERTS_ALPHAVANTAGE_REQUESTS_PER_DAY": "0"})
+    tuned = build_sources(config)
+    yahoo, av = tuned["yahoo"], tuned["alphavantage"]
+    assert isinstance(yahoo, YahooSource) and isinstance(av, AlphaVantageSource)
+    assert (yahoo.settings.poll_interval_s, yahoo.settings.settle_s) == (5.0, 0.0)
+    assert (av.settings.poll_interval_s, av.settings.settle_s) == (2.5, 90.0)
+    assert yahoo.budget.limits == BudgetLimits(min_interval_s=0.5)          # 0: no limit
+    assert av.budget.limits == BudgetLimits(per_minute=75, min_interval_s=1.0)
+
+
+@pytest.mark.parametrize(("setting", "message"), [
+    ({"yahoo_requests_per_minute": -1},
+     "market source yahoo: yahoo_requests_per_minute must be >= 0 (0: no limit), not -1"),
+    ({"alphavantage_requests_per_day": -5},
+     "market source alphavantage: alphavantage_requests_per_day must be >= 0"),
+    ({"yahoo_poll_interval_s": 0.0},
+     "market source yahoo: poll_interval_s and timeout_s must be > 0"),
+    ({"alphavantage_settle_s": -1.0}, "market source alphavantage: settle_s must be >= 0"),
+])
+def test_bad_poll_settings_are_refused_in_one_line(setting: dict[str, Any],
+                                                   message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=re.escape(message)):
+        build_sources(Config(market_routes="us=yahoo,alphavantage", alphavantage_key="k",
+                             **setting))
 
 
 def test_per_venue_times_parse_and_bad_ones_are_refused() -> None:
