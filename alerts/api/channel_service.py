@@ -76,7 +76,9 @@ def test_alert(rec: ChannelRecord, message: str, now: int) -> AlertRecord:
                        f"{channel_name(rec.channel_id)} works.")
     return AlertRecord(alert_id=0, owner=rec.owner, rule_id="", symbol="test:TEST",
                        kind="SYSTEM", message=text, condition_text="", event_time_ms=now,
-                       receive_time_ms=now, decide_time_ms=now, commit_time_ms=now)
+                       receive_time_ms=now, decide_time_ms=now, commit_time_ms=now,
+                       details={"reason": "CHANNEL_TEST",
+                                "resource": channel_name(rec.channel_id)})
 
 
 def _valid_key(key: list[object]) -> bool:

@@ -40,6 +40,14 @@ MODES = {
 MODE_ENUM = {name: value for value, name in MODES.items() if value}
 KINDS = {"RULE": alerts_pb2.ALERT_KIND_RULE, "DATA_QUALITY": alerts_pb2.ALERT_KIND_DATA_QUALITY,
          "SYSTEM": alerts_pb2.ALERT_KIND_SYSTEM}
+#: DATA_QUALITY alert details' ``event`` (a source event kind) -> its proto issue
+DATA_QUALITY_ISSUES = {
+    "STALE": alerts_pb2.DATA_QUALITY_ISSUE_STALE_FEED,
+    "GAP": alerts_pb2.DATA_QUALITY_ISSUE_GAP,
+    "RECONNECT": alerts_pb2.DATA_QUALITY_ISSUE_RECONNECT,
+    "RATE_LIMITED": alerts_pb2.DATA_QUALITY_ISSUE_RATE_LIMITED,
+    "RECOVERED": alerts_pb2.DATA_QUALITY_ISSUE_RECOVERED,
+}
 KIND_NAMES = {v: k for k, v in KINDS.items()}
 
 
@@ -203,6 +211,18 @@ def alert_to_proto(rec: AlertRecord) -> alerts_pb2.Alert:
     )
     if rec.bar_open_ms is not None:
         out.bar_open_time.CopyFrom(ts(rec.bar_open_ms))
+    if rec.kind == "DATA_QUALITY":
+        event = rec.details.get("event", "")
+        dq = out.data_quality
+        dq.issue = DATA_QUALITY_ISSUES.get(event, alerts_pb2.DATA_QUALITY_ISSUE_UNSPECIFIED)
+        dq.source = rec.details.get("source", "")
+        dq.detail = rec.details.get("detail", "")
+        # a problem starts at its event; a recovery ends the one before it
+        (dq.end_time if event == "RECOVERED" else dq.start_time).CopyFrom(
+            ts(rec.event_time_ms))
+    elif rec.kind == "SYSTEM":
+        out.system.reason = rec.details.get("reason", "")
+        out.system.resource = rec.details.get("resource", "")
     for label, value in rec.values:
         defined = not math.isnan(value)
         out.operand_values.add(label=label, value=value if defined else 0.0, defined=defined)

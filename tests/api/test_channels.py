@@ -533,6 +533,8 @@ def test_test_channel_signs_with_both_secrets_during_rotation(served) -> None:  
         payload = Webhook(old).verify(first.body, first.headers)
         assert payload["type"] == "alert.fired"
         assert payload["data"]["message"] == "ping" and payload["data"]["kind"] == "SYSTEM"
+        assert payload["data"]["details"] == {"reason": "CHANNEL_TEST",
+                                              "resource": "channels/hook"}
         stub.UpdateChannel(service_pb2.UpdateChannelRequest(
             channel=channels_pb2.Channel(name="channels/hook", webhook=channels_pb2.WebhookConfig(
                 signing_secret=CLIENT_SECRET)),

@@ -64,6 +64,14 @@ def test_data_quality_alerts_and_source_health_over_grpc(tmp_path: Path) -> None
                                  "connection 1 reopened after 2.1 s")
         assert first.event_time.ToMilliseconds() == T0 + 1
         assert (second.symbol, second.event_time.ToMilliseconds()) == ("binance:BTCUSDT", T0 + 2)
+        # the same as structured details: what, which source, since when
+        assert (first.data_quality.issue, first.data_quality.source,
+                first.data_quality.detail) == (alerts_pb2.DATA_QUALITY_ISSUE_RECONNECT, "ws",
+                                               "connection 1 reopened after 2.1 s")
+        assert first.data_quality.start_time.ToMilliseconds() == T0 + 1
+        assert not first.data_quality.HasField("end_time")
+        assert (second.data_quality.issue, second.data_quality.detail) == (
+            alerts_pb2.DATA_QUALITY_ISSUE_GAP, "trades 7..9 missing")
 
         # the primary fails: health flips, the venue goes to the fallback, bots are told
         ws.health_now = SourceHealth(up=False, detail="connection refused")
@@ -74,6 +82,7 @@ def test_data_quality_alerts_and_source_health_over_grpc(tmp_path: Path) -> None
         assert app.feeds.active_source("binance") == "rest"
         stale = next(stream).alert
         assert "ws is down or silent: binance switched to rest" in stale.message
+        assert stale.data_quality.issue == alerts_pb2.DATA_QUALITY_ISSUE_STALE_FEED
         stream.cancel()
 
         listed = stub.ListAlerts(service_pb2.ListAlertsRequest(filter=service_pb2.AlertFilter(

@@ -176,6 +176,10 @@ def test_a_yahoo_rate_limit_and_outage_are_reported_and_recovered_from(tmp_path:
         recovered = next(quality)
         assert recovered.message == ("data quality: feed recovered on yahoo: "
                                      "requests answered again")
+        assert (recovered.data_quality.issue, recovered.data_quality.source) == (
+            alerts_pb2.DATA_QUALITY_ISSUE_RECOVERED, "yahoo")
+        assert recovered.data_quality.HasField("end_time")
+        assert limited.data_quality.issue == alerts_pb2.DATA_QUALITY_ISSUE_RATE_LIMITED
         wait_health(server, "yahoo", SERVING)
         fired = next(rules)
         assert fired.id > recovered.id                  # nothing got through the fault

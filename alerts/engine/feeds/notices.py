@@ -44,6 +44,7 @@ def alerts_for(event: SourceEvent, *, symbol: str, owners: Iterable[str], positi
         NewAlert(owner=owner, rule_id=RULE_ID, symbol=symbol, kind="DATA_QUALITY",
                  message=message, condition_text="", event_time_ms=event.time_ms,
                  receive_time_ms=now_ms, decide_time_ms=now_ms, rank=rank,
-                 details={"source": event.source, "event": event.kind})
+                 details={"source": event.source, "event": event.kind,
+                          "detail": event.detail})
         for owner in sorted(set(owners))
     ]
