@@ -137,6 +137,7 @@ class _RouteState:
         self.resuming = False
         self.resume_held: list[tuple[str, Sequence[Tick]]] = []
         self.resume_mark: int | None = None
+        self.withheld: int | None = None    # a watermark not passed on yet (warm-ups)
         self.first_tick = asyncio.Event()
         self.first_ms: int | None = None
 
@@ -382,7 +383,20 @@ class DataManager:
                 rs.resume_mark = max(rs.resume_mark or time_ms, time_ms)
             elif pos == rs.active:
                 await self._finish_warmups(rs, time_ms)
-                await self._publish(rs, [], watermark_ms=time_ms)
+                rs.withheld = max(rs.withheld or time_ms, time_ms)
+                await self._release_watermark(rs)
+
+    async def _release_watermark(self, rs: _RouteState) -> None:
+        """Pass the venue's watermark on, but not past a warming symbol's held ticks
+        (the engine would count them late once they are passed on)."""
+        if rs.withheld is None:
+            return
+        held = [st.warming.first_ms for st in rs.symbols.values()
+                if st.warming is not None and st.warming.first_ms is not None]
+        mark = min([rs.withheld, *held])
+        if mark == rs.withheld:
+            rs.withheld = None
+        await self._publish(rs, [], watermark_ms=mark)
 
     async def event(self, event: SourceEvent) -> None:
         self.metrics.source_events.labels(event.source, event.kind).inc()
@@ -683,6 +697,7 @@ class DataManager:
             good = [t for t in w.held if t.time_ms >= live_from and st.accept(t, source)]
             if good:
                 await self._publish(rs, good)
+            await self._release_watermark(rs)
 
     async def _warmup_failed(self, rs: _RouteState, symbol: str, st: _Symbol,
                              exc: Exception) -> None:
@@ -704,6 +719,7 @@ class DataManager:
             good = [t for t in w.held if st.accept(t, source)]
             if good:
                 await self._publish(rs, good)
+        await self._release_watermark(rs)
 
     async def idle(self) -> None:
         """Wait until every rule change is applied to the subscriptions and warm-ups end."""

@@ -204,6 +204,37 @@ async def test_without_history_the_symbol_goes_live_with_every_tick() -> None:
         assert [a.trade_id for a in await e.alerts()] == [1, 3]
 
 
+@pytest.mark.asyncio
+async def test_a_watermark_during_a_warm_up_does_not_make_the_held_ticks_late() -> None:
+    """A polled source sends a closed bar's ticks and then its watermark (the bar's end)
+    while the new symbol's history is still being fetched: the engine gets the watermark
+    only up to the held ticks, then all of it once they are in, so the bar closes."""
+    t = 1_723_161_600_000
+    sym = "us:AAPL"
+    src = ScriptedSource("src", fill_gaps=False)
+    src.grace_ms = 0                # as a poller's: its watermark closes the bar
+    gate = asyncio.Event()
+    fetch = src.history
+
+    async def slow_history(symbol: str, timeframe: str, start: int, end: int) -> list[Bar]:
+        await gate.wait()
+        return await fetch(symbol, timeframe, start, end)
+
+    src.history = slow_history      # type: ignore[method-assign]
+    async with engine("us=src", [src], warmup_wait_ms=5_000) as e:
+        created = asyncio.create_task(e.add_rule("c", "us:AAPL", "close(1m) > 100",
+                                                 mode="ONCE_PER_BAR_CLOSE"))
+        await src.wait_for(lambda: sym in src.symbols)
+        await src.push([Tick(sym, 101.0, 5.0, t + 1_000, 0), Tick(sym, 102.0, 5.0, t + 59_000, 0)])
+        await src.mark(t + MINUTE_MS)                 # the bar is over: its watermark
+        assert e.processor.source_clock("feed:us") == t + 1_000     # held back
+        gate.set()                                    # history (none) arrives
+        await created
+        assert e.processor.source_clock("feed:us") == t + MINUTE_MS
+        fired = await e.alerts()
+    assert [(a.bar_open_ms, a.price) for a in fired] == [(t, 102.0)]
+
+
 def test_history_plan_covers_every_timeframe_once_and_ends_on_the_minute() -> None:
     end = 1_771_000_000_000 - 1_771_000_000_000 % MINUTE_MS + 17 * MINUTE_MS
     plan = history_plan({"5m", "4h", "1h"}, end, 100)
