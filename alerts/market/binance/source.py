@@ -80,6 +80,7 @@ class BinanceSource(MarketSource):
         backfill_retries: int = 20,
         backfill_concurrency: int = 4,
         probe_after_s: float | None = 5.0,
+        progress_every_s: float = 5.0,
     ) -> None:
         if not 1 <= streams_per_connection <= MAX_STREAMS_PER_CONNECTION:
             raise InvalidArgumentError(
@@ -99,6 +100,7 @@ class BinanceSource(MarketSource):
         self.max_batch = max_batch
         self.max_backlog = max_backlog
         self.backfill_retries = backfill_retries
+        self.progress_every_s = progress_every_s
         self.probe_after_s = probe_after_s if clock_streams else None
         self.rest = BinanceRestClient(venue, base_url=rest_url, weight_budget=weight_budget,
                                       on_rate_limited=self._rest_rate_limited,
@@ -395,13 +397,23 @@ class BinanceSource(MarketSource):
                     self._intake.qualified.get(sym))
 
     async def _backfill_step(self, sym: str) -> None:
-        """Fetch until the held trades join up and REST has nothing newer."""
+        """Fetch until the held trades join up and REST has nothing newer (a long one logs
+        its progress every ``progress_every_s``)."""
         stuck = 0
+        fetched = 0
+        started = report = time.monotonic()
         while True:
             rows = await self.rest.agg_trades(sym, from_id=self._seq.next_id(sym), limit=PAGE)
             got = self._seq.absorb(sym, rows)
             self._intake.queue(got)
             held = self._seq.held_ids(sym)
+            fetched += len(rows)
+            if time.monotonic() - report >= self.progress_every_s:
+                report = time.monotonic()
+                log.info("binance_backfill_progress", source=self.name, symbol=sym,
+                         trades=fetched, next_id=self._seq.next_id(sym),
+                         live_from_id=held[0] if held else None,
+                         elapsed_s=round(report - started, 1))
             if not held and len(rows) < PAGE:
                 return                              # caught up with the present
             if got:

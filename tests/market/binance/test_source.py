@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+import structlog
 
 from alerts.errors import InvalidArgumentError
 from alerts.market.base import Tick
@@ -145,22 +146,32 @@ async def test_streams_are_split_over_connections(spot: ReplayExchange) -> None:
 async def test_a_dropped_connection_is_reconnected_and_backfilled(spot: ReplayExchange) -> None:
     sink = Sink()
     start = t0()
-    async with running(spot, sink) as src:
-        await src.subscribe(["BTCUSDT", "ETHUSDT"])
-        await spot.wait_subscribed("ethusdt@aggTrade", timeout=5)
-        await spot.run_until(start + MIN)
-        await delivered(sink, want(start + MIN))
-        spot.faults.drop(after_messages=300)           # cut mid-stream; the rest is lost to it
-        await spot.run_until(start + 4 * MIN)
-        await delivered(sink, want(start + 4 * MIN))
-        kinds = sink.kinds()
-        assert "RECONNECT" in kinds and "GAP" in kinds
-        await sink.until(lambda: sink.kinds()[-1] == "RECOVERED")
-        gaps = [e for e in sink.events if e.kind == "GAP"]
-        assert all("aggregate ids" in e.detail and e.symbol in ("binance:BTCUSDT",
-                                                                "binance:ETHUSDT") for e in gaps)
-        h = src.health()
-        assert h.reconnects == 1 and h.extra["backfilled"] > 0 and h.up
+    with structlog.testing.capture_logs() as logs:
+        async with running(spot, sink, progress_every_s=0) as src:
+            await _dropped_and_backfilled(spot, sink, src, start)
+    progress = [e for e in logs if e["event"] == "binance_backfill_progress"]
+    assert progress and all(e["trades"] > 0 and e["next_id"] > 0 for e in progress)
+    assert {e["symbol"] for e in progress} <= {"BTCUSDT", "ETHUSDT"}
+
+
+async def _dropped_and_backfilled(spot: ReplayExchange, sink: Sink, src: BinanceSource,
+                                  start: int) -> None:
+    """Subscribe, run, cut the connection mid-stream: every trade still arrives."""
+    await src.subscribe(["BTCUSDT", "ETHUSDT"])
+    await spot.wait_subscribed("ethusdt@aggTrade", timeout=5)
+    await spot.run_until(start + MIN)
+    await delivered(sink, want(start + MIN))
+    spot.faults.drop(after_messages=300)           # cut mid-stream; the rest is lost to it
+    await spot.run_until(start + 4 * MIN)
+    await delivered(sink, want(start + 4 * MIN))
+    kinds = sink.kinds()
+    assert "RECONNECT" in kinds and "GAP" in kinds
+    await sink.until(lambda: sink.kinds()[-1] == "RECOVERED")
+    gaps = [e for e in sink.events if e.kind == "GAP"]
+    assert all("aggregate ids" in e.detail and e.symbol in ("binance:BTCUSDT",
+                                                            "binance:ETHUSDT") for e in gaps)
+    h = src.health()
+    assert h.reconnects == 1 and h.extra["backfilled"] > 0 and h.up
 
 
 async def test_a_silent_stall_is_stale_then_backfilled(spot: ReplayExchange) -> None:
