@@ -599,6 +599,7 @@ ctypedef struct Seeding:
     Group* g
     bint whole                  # the group itself is new: its bars are rebuilt too
     int64_t cutoff              # its bars ending at or before this are closed
+    int64_t start               # history starts here: a bar opening before it is partial
     bint fill
     Bar forming
     bint has_forming
@@ -1543,6 +1544,7 @@ cdef class Engine:
             z.g = g
             z.whole = g.pending != 0
             z.cutoff = floor_to(sym.advanced_to, g.tf_ms)
+            z.start = segments[0][1]
             z.fill = fill
             some = z.whole
             for q in range(g.n_series):
@@ -1605,6 +1607,8 @@ cdef class Engine:
     cdef void _seed_bar(self, Seeding* z, const Bar* b) noexcept nogil:
         cdef int64_t step = z.g.tf_ms
         cdef int64_t bucket = floor_to(b.t0, step)
+        if bucket < z.start:
+            return                      # its bar would miss what came before the history
         if z.has_forming and bucket > z.forming.t0:
             self._seed_close(z, &z.forming)
             z.has_forming = False

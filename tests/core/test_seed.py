@@ -170,3 +170,20 @@ def test_nothing_pending_means_nothing_to_seed() -> None:
     cut = T0 + 50 * MIN
     assert kernel.seed(SYM, [("1m", T0, cut, minute_bars(ticks, T0, cut))]) == 0
     assert kernel.seed("t:unknown", [("1m", T0, cut, minute_bars(ticks, T0, cut))]) == 0
+
+
+def test_history_starting_mid_bar_does_not_make_a_partial_bar() -> None:
+    """History from 10:30 gives the 1h state the same bars as history from 11:00."""
+    ticks = walk(T0, END)
+    runs = []
+    for start in (T0 + 30 * MIN, T0 + HOUR):
+        kernel = Kernel()
+        src = kernel.add_source()
+        kernel.add_rule(BASE_RULE[0], SYM, BASE_RULE[1], mode=BASE_RULE[2])
+        run_bars(kernel, src, minute_bars(ticks, T0, LIVE_FROM))
+        run_ticks(kernel, src, ticks, LIVE_FROM, LIVE_FROM + 20 * MIN)
+        kernel.add_rule("ema", SYM, "ema(10, 1h) > 0", mode="ONCE_PER_BAR_CLOSE")
+        cut = LIVE_FROM + 17 * MIN
+        assert kernel.seed(SYM, [("1m", start, cut, minute_bars(ticks, start, cut))]) == 2
+        runs.append(kernel.snapshot(SYM, 3))
+    assert runs[0] is not None and runs[0] == runs[1]

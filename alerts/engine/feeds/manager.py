@@ -594,6 +594,8 @@ class DataManager:
         end = self._clock_minute(rs)
         segments = [(tf, a, b, await self._history(rs, symbol, tf, a, b))
                     for tf, a, b in history_plan(timeframes, end, self.warmup_bars)]
+        if not any(bars for *_, bars in segments):
+            raise AlertsError("the source has no history")
         seeded = await self.processor.seed(symbol, segments)
         if seeded < 0:
             raise AlertsError(f"history up to {end} ends before the engine's recent minutes")
