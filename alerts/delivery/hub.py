@@ -34,11 +34,13 @@ class Subscriber:
         """The next alert, or None after `timeout` seconds; raises SlowConsumer when dropped."""
         if self.slow:
             raise SlowConsumer()
-        if not self.queue.empty():            # no timer and no task when one is waiting
+        if not self.queue.empty():            # no timer when one is waiting
             item = self.queue.get_nowait()
         else:
+            # not wait_for: its task around get() costs two more loop turns to wake up
             try:
-                item = await asyncio.wait_for(self.queue.get(), timeout)
+                async with asyncio.timeout(timeout):
+                    item = await self.queue.get()
             except TimeoutError:
                 return None
         if item is None:

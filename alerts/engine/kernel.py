@@ -141,11 +141,11 @@ class Kernel:
     def intern(self, symbols: Sequence[str] | npt.NDArray[np.str_] | npt.NDArray[np.object_]
                ) -> npt.NDArray[np.int32]:
         """Names to ids: one dict lookup per name (a new name is added)."""
-        ids = self._ids
-        lookup = self.symbol_id
         n = len(symbols)
-        return np.fromiter((ids[s] if s in ids else lookup(s) for s in map(str, symbols)),
-                           np.int32, n)
+        try:
+            return np.fromiter(map(self._ids.__getitem__, symbols), np.int32, n)
+        except KeyError:    # a name not seen before
+            return np.fromiter(map(self.symbol_id, map(str, symbols)), np.int32, n)
 
     # sources ---------------------------------------------------------------
     def add_source(self, *, fill_gaps: bool = True, grace_ms: int = 1000,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
+import operator
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from alerts.delivery.hub import AlertHub
 from alerts.engine.kernel import BarColumns, Fired, Kernel, Snapshot, TickCounts
@@ -36,6 +38,8 @@ from alerts.storage.records import AlertRecord, Checkpoint, NewAlert, RuleRecord
 
 #: A tick more than this far ahead of the wall clock is refused.
 MAX_FUTURE_MS = 60_000
+#: Symbols as published -> qualified, for this many distinct names (then it starts over).
+QUALIFIED_CACHE_SIZE = 100_000
 
 
 def now_ms() -> int:
@@ -94,8 +98,7 @@ class RuleListener(Protocol):
 def validate_ticks(batch: TickBatch, *, now: int, field: str = "ticks") -> None:
     """Refuse the whole batch at its first bad tick, naming ``ticks[i].field``."""
     checks = (
-        ("symbol", np.array([not s or s.endswith(":") for s in batch.symbols], bool),
-         "a symbol is required"),
+        ("symbol", _bad_symbols(batch.symbols), "a symbol is required"),
         ("price", ~(np.isfinite(batch.price) & (batch.price > 0)),
          "price must be finite and > 0"),
         ("quantity", ~(np.isfinite(batch.qty) & (batch.qty >= 0)),
@@ -115,6 +118,16 @@ def validate_ticks(batch: TickBatch, *, now: int, field: str = "ticks") -> None:
         raise InvalidArgumentError(f"{path}: {why}", violations=(FieldViolation(path, why),))
 
 
+def _bad_symbols(symbols: Sequence[str]) -> npt.NDArray[np.bool_]:
+    """Which symbols are empty or end in ':' (a venue without a name)."""
+    if all(symbols) and not any(map(_ENDS_IN_COLON, symbols)):   # the usual case, in C
+        return np.zeros(len(symbols), bool)
+    return np.array([not s or s.endswith(":") for s in symbols], bool)
+
+
+_ENDS_IN_COLON = operator.methodcaller("endswith", ":")
+
+
 class AlertProcessor:
     """Owns the kernel; the only writer of alerts and trigger states."""
 
@@ -131,6 +144,7 @@ class AlertProcessor:
         self._rules: dict[str, RuleRecord] = {}
         self._sources: dict[str, int] = {}
         self._compiled: dict[str, CompiledRule] = {}
+        self._qualified: dict[str, str] = {}
         self.metrics = Metrics()
         self.checkpoint_interval_ms = checkpoint_interval_ms
         self._dirty = False                 # ticks applied since the last checkpoint
@@ -495,6 +509,18 @@ class AlertProcessor:
 
     def qualify(self, symbol: str) -> str:
         return qualify(symbol, self.default_venue)
+
+    def qualify_all(self, symbols: Sequence[str]) -> list[str]:
+        """``qualify`` of each symbol ("" stays ""), remembered for the next batches."""
+        known = self._qualified
+        out = list(map(known.get, symbols))     # per tick, in C: the names seen before
+        if None in out:
+            if len(known) > QUALIFIED_CACHE_SIZE:
+                known.clear()
+            for i, symbol in enumerate(symbols):
+                if out[i] is None:
+                    out[i] = known[symbol] = self.qualify(symbol) if symbol else ""
+        return cast(list[str], out)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -6,8 +6,8 @@ SQLite back end rewrites ``$n`` to its ``?n``. Optional filters add fixed clause
 with their own placeholders: values always travel as parameters.
 
 A back end supplies connections (``_read`` for single statements outside a
-transaction, ``_write`` for a transaction) and may override ``_insert_alerts``
-and ``_lock_schema``.
+transaction, ``_write`` for a transaction) and may override ``_insert_alerts``,
+``_lock_schema`` and ``_in_transaction``.
 
 Commit order: every ``commit_batch`` starts by updating the single row of
 ``alert_counter`` (which holds the last issued id). That row lock serialises
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from alerts.errors import (
     AbortedError,
@@ -54,6 +54,8 @@ from alerts.storage.records import (
     SubscriptionRecord,
     TriggerState,
 )
+
+T = TypeVar("T")
 
 Clock = Callable[[], int]
 """Returns the current time in epoch milliseconds."""
@@ -240,6 +242,15 @@ class SqlStore(Store):
     @abstractmethod
     def _write(self) -> AbstractAsyncContextManager[Connection]:
         """A connection inside a transaction, committed on normal exit, else rolled back."""
+
+    async def _in_transaction(self, body: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
+        """``body(tx)`` in one write transaction, like ``_write``.
+
+        ``body`` awaits nothing but ``tx``, so a back end may run it whole elsewhere
+        (SQLite: on its connection's thread, in one hand-over instead of one per statement).
+        """
+        async with self._write() as tx:
+            return await body(tx)
 
     async def _lock_schema(self, tx: Connection) -> None:
         """Keeps concurrent openers from migrating at the same time (if ``_write`` does not)."""
@@ -641,7 +652,7 @@ class SqlStore(Store):
         states: Sequence[TriggerState],
         watermarks: Mapping[str, int],
     ) -> list[AlertRecord]:
-        async with self._write() as tx:
+        async def body(tx: Connection) -> list[AlertRecord]:
             # Taking the counter row first serialises committers (see the module docstring).
             counter = await tx.fetchrow(
                 "UPDATE alert_counter SET last_id = last_id WHERE id = 1"
@@ -670,7 +681,9 @@ class SqlStore(Store):
                     stored[-1].alert_id,
                     commit_time_ms,
                 )
-        return stored
+            return stored
+
+        return await self._in_transaction(body)
 
     async def list_alerts(
         self,

@@ -40,6 +40,16 @@ def test_queued_alerts_come_in_order_then_a_timeout_gives_none() -> None:
     asyncio.run(run())
 
 
+def test_a_waiting_subscriber_gets_an_alert_published_meanwhile() -> None:
+    async def run() -> None:
+        hub = AlertHub()
+        sub = hub.subscribe("local", lambda _: True)
+        asyncio.get_running_loop().call_soon(hub.publish, [alert(7)])  # once next() waits
+        assert sub.queue.empty()
+        assert await sub.next(5) == alert(7)
+    asyncio.run(run())
+
+
 def test_close_ends_every_subscriber_even_one_already_dropped() -> None:
     async def run() -> None:
         hub = AlertHub(queue_size=1)

@@ -635,3 +635,17 @@ async def test_an_unopenable_sqlite_file_is_unavailable(tmp_path: Path) -> None:
     garbage.write_bytes(b"this is not a database" * 100)
     with pytest.raises(UnavailableError):
         await open_store(f"sqlite:///{garbage}")
+
+
+async def test_a_closed_store_refuses_calls_and_calls_in_flight_end(store_url: str) -> None:
+    store = await open_store(store_url)
+    [stored] = await store.commit_batch([alert(0)], [], {})
+    reads = [asyncio.create_task(store.list_alerts("alice", limit=5)) for _ in range(20)]
+    await store.close()
+    outcomes = await asyncio.wait_for(asyncio.gather(*reads, return_exceptions=True), 10)
+    for outcome in outcomes:
+        assert outcome == [stored] or isinstance(outcome, UnavailableError), outcome
+    with pytest.raises(UnavailableError):
+        await store.list_alerts("alice", limit=5)
+    with pytest.raises(UnavailableError):
+        await store.commit_batch([alert(1)], [], {})
