@@ -86,6 +86,16 @@ LIVE_FROM = T0 + 36 * HOUR      # history bars before, ticks after
 END = LIVE_FROM + 8 * HOUR
 
 
+def trading(ticks: dict[str, np.ndarray], until_ms: int) -> tuple[Kernel, int]:
+    """A kernel whose symbol trades: the base rule, history bars, then ticks up to a time."""
+    kernel = Kernel()
+    src = kernel.add_source()
+    kernel.add_rule(BASE_RULE[0], SYM, BASE_RULE[1], mode=BASE_RULE[2])
+    run_bars(kernel, src, minute_bars(ticks, T0, LIVE_FROM))
+    run_ticks(kernel, src, ticks, LIVE_FROM, until_ms)
+    return kernel, src
+
+
 def reference(ticks: dict[str, np.ndarray]) -> list[Fired]:
     """The late rules loaded from the start: history bars, then the ticks."""
     kernel = Kernel()
@@ -104,11 +114,7 @@ def test_a_late_rule_fires_as_if_it_had_been_there(added_at: int, seeded_at: int
     ticks = walk(T0, END)
     expected = [key(f) for f in reference(ticks) if f.rule_id != "base" and f.time_ms > seeded_at]
 
-    kernel = Kernel()
-    src = kernel.add_source()
-    kernel.add_rule(BASE_RULE[0], SYM, BASE_RULE[1], mode=BASE_RULE[2])
-    run_bars(kernel, src, minute_bars(ticks, T0, LIVE_FROM))
-    run_ticks(kernel, src, ticks, LIVE_FROM, added_at)
+    kernel, src = trading(ticks, added_at)
     for rid, cond, mode in LATE_RULES:
         kernel.add_rule(rid, SYM, cond, mode=mode)
     assert set(kernel.pending_timeframes(SYM)) == {"1m", "15m", "1h"}
@@ -132,11 +138,7 @@ def test_a_late_rule_fires_as_if_it_had_been_there(added_at: int, seeded_at: int
 def test_unseeded_rule_starts_at_the_next_whole_bar() -> None:
     """Without a seed, the late 1h rule has nothing until a whole hour has closed twice."""
     ticks = walk(T0, END)
-    kernel = Kernel()
-    src = kernel.add_source()
-    kernel.add_rule(BASE_RULE[0], SYM, BASE_RULE[1], mode=BASE_RULE[2])
-    run_bars(kernel, src, minute_bars(ticks, T0, LIVE_FROM))
-    run_ticks(kernel, src, ticks, LIVE_FROM, LIVE_FROM + 30 * MIN)
+    kernel, src = trading(ticks, LIVE_FROM + 30 * MIN)
     kernel.add_rule("rsi_1h", SYM, "rsi(2, 1h) > 0", mode="ONCE_PER_BAR_CLOSE")
     fired = run_ticks(kernel, src, ticks, LIVE_FROM + 30 * MIN, END)
     first = min(f.time_ms for f in fired if f.rule_id == "rsi_1h")
@@ -145,11 +147,7 @@ def test_unseeded_rule_starts_at_the_next_whole_bar() -> None:
 
 def test_history_that_ends_before_the_tape_is_refused_and_changes_nothing() -> None:
     ticks = walk(T0, END)
-    kernel = Kernel()
-    src = kernel.add_source()
-    kernel.add_rule(BASE_RULE[0], SYM, BASE_RULE[1], mode=BASE_RULE[2])
-    run_bars(kernel, src, minute_bars(ticks, T0, LIVE_FROM))
-    run_ticks(kernel, src, ticks, LIVE_FROM, LIVE_FROM + 60 * MIN)
+    kernel, _ = trading(ticks, LIVE_FROM + 60 * MIN)
     kernel.add_rule("rsi_1h", SYM, "rsi(14, 1h) > 0", mode="ONCE_PER_BAR_CLOSE")
     tape = kernel.tape_from(SYM)
     assert tape is not None and tape > LIVE_FROM + 40 * MIN     # the tape keeps minutes only
@@ -177,11 +175,7 @@ def test_history_starting_mid_bar_does_not_make_a_partial_bar() -> None:
     ticks = walk(T0, END)
     runs = []
     for start in (T0 + 30 * MIN, T0 + HOUR):
-        kernel = Kernel()
-        src = kernel.add_source()
-        kernel.add_rule(BASE_RULE[0], SYM, BASE_RULE[1], mode=BASE_RULE[2])
-        run_bars(kernel, src, minute_bars(ticks, T0, LIVE_FROM))
-        run_ticks(kernel, src, ticks, LIVE_FROM, LIVE_FROM + 20 * MIN)
+        kernel, _ = trading(ticks, LIVE_FROM + 20 * MIN)
         kernel.add_rule("ema", SYM, "ema(10, 1h) > 0", mode="ONCE_PER_BAR_CLOSE")
         cut = LIVE_FROM + 17 * MIN
         assert kernel.seed(SYM, [("1m", start, cut, minute_bars(ticks, start, cut))]) == 2
