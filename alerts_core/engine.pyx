@@ -561,8 +561,12 @@ cdef inline void tape_clear(Symbol* sym) noexcept nogil:
 cdef inline void tape_merge(Symbol* sym, int64_t t, bint whole, double o, double h, double l,
                             double c, double v, double qv, int64_t n) noexcept nogil:
     """Data at time t into the symbol's minute tape (``whole``: it starts its minute)."""
-    cdef int64_t m = floor_to(t, MINUTE_MS)
+    cdef int64_t m
     cdef Bar* old
+    if sym.tape_has and sym.tape_forming.t0 <= t < sym.tape_forming.t0 + MINUTE_MS:
+        bar_merge(&sym.tape_forming, &sym.tape_has, t, MINUTE_MS, o, h, l, c, v, qv, n)
+        return                          # the minute goes on: the per-tick path
+    m = floor_to(t, MINUTE_MS)
     if sym.tape_has and m > sym.tape_forming.t0:
         if sym.tape_len == TAPE_LEN:
             old = &sym.tape[sym.tape_head]      # the oldest minute leaves the tape
@@ -1670,38 +1674,23 @@ cdef class Engine:
                 n += 1
         return n
 
-    cdef void _prime(self, Symbol* sym):
-        """Evaluate, paused, every rule reading a state seeded now; then clear the marks."""
-        cdef int idx, i, t, q
-        cdef Rule* r
-        cdef Operand* op
+    cdef void _prime(self, Symbol* sym) noexcept nogil:
+        """Evaluate, paused, every rule reading a state seeded now; then clear the marks.
+
+        The rules reading the symbol are its tick rules and the bar-close rules of its
+        groups (a tick rule with moves is in a group's list too: it is skipped there).
+        """
+        cdef int t, q
         cdef Group* g
-        cdef bint hit, was
-        for idx in range(self.rules_cap):
-            r = self.rules[idx] if self.rules != NULL else NULL
-            if r == NULL:
+        for q in range(sym.tick_rules.n):
+            self._prime_rule(sym, sym.tick_rules.v[q])
+        for t in range(N_TF):
+            g = <Group*>sym.groups[t]
+            if g == NULL:
                 continue
-            hit = False
-            for i in range(r.n_operands):
-                op = &r.operands[i]
-                if op.sym != sym or op.kind == K_PRICE:
-                    continue
-                if op.kind == K_VWAP:
-                    hit = hit or sym.vwap_pending == 2
-                elif op.kind < K_VWAP:
-                    hit = hit or op.g.pending == 2
-                else:
-                    hit = hit or op.s.pending == 2
-            if r.tf >= 0 and sym.groups[r.tf] != NULL:
-                hit = hit or (<Group*>sym.groups[r.tf]).pending == 2
-            if not hit:
-                continue
-            was = r.paused
-            r.paused = True
-            self.stamp += 1
-            self._evaluate(r, idx, r.mode == MODE_ONCE_PER_BAR_CLOSE, sym.last_time, 0,
-                           NO_TIME, EV_TICK)
-            r.paused = was
+            for q in range(g.close_rules.n):
+                if self.rules[g.close_rules.v[q]].mode == MODE_ONCE_PER_BAR_CLOSE:
+                    self._prime_rule(sym, g.close_rules.v[q])
         if sym.vwap_pending == 2:
             sym.vwap_pending = 0
         for t in range(N_TF):
@@ -1713,6 +1702,32 @@ cdef class Engine:
             for q in range(g.n_series):
                 if g.series[q].pending == 2:
                     g.series[q].pending = 0
+
+    cdef void _prime_rule(self, Symbol* sym, int32_t idx) noexcept nogil:
+        cdef Rule* r = self.rules[idx]
+        cdef Operand* op
+        cdef int i
+        cdef bint hit = r.tf >= 0 and sym.groups[r.tf] != NULL and (
+            (<Group*>sym.groups[r.tf]).pending == 2)
+        cdef bint was
+        for i in range(r.n_operands):
+            op = &r.operands[i]
+            if op.sym != sym or op.kind == K_PRICE:
+                continue
+            if op.kind == K_VWAP:
+                hit = hit or sym.vwap_pending == 2
+            elif op.kind < K_VWAP:
+                hit = hit or op.g.pending == 2
+            else:
+                hit = hit or op.s.pending == 2
+        if not hit:
+            return
+        was = r.paused
+        r.paused = True
+        self.stamp += 1
+        self._evaluate(r, idx, r.mode == MODE_ONCE_PER_BAR_CLOSE, sym.last_time, 0, NO_TIME,
+                       EV_TICK)
+        r.paused = was
 
     def clear_events(self, *, bint release=False):
         """Drop the last batch's events now; ``release`` also gives back a grown buffer."""
