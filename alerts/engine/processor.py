@@ -370,10 +370,11 @@ class AlertProcessor:
                                  *bar_columns(bars))
         return self.kernel.last_counts.accepted
 
-    async def pending_timeframes(self, symbol: str) -> list[str]:
-        """Timeframes of states added to ``symbol`` while it traded, not yet seeded."""
+    async def pending(self, symbol: str) -> tuple[list[str], int | None]:
+        """Timeframes of states added to ``symbol`` while it traded, not yet seeded, and
+        the first minute of its tape (seed history must reach it)."""
         async with self._lock:
-            return self.kernel.pending_timeframes(symbol)
+            return self.kernel.pending_timeframes(symbol), self.kernel.tape_from(symbol)
 
     async def seed(self, symbol: str, segments: Sequence[tuple[str, int, int, list[Bar]]]
                    ) -> int:

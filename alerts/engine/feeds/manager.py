@@ -138,6 +138,7 @@ class _RouteState:
         self.resume_held: list[tuple[str, Sequence[Tick]]] = []
         self.resume_mark: int | None = None
         self.withheld: int | None = None    # a watermark not passed on yet (warm-ups)
+        self.advanced = asyncio.Event()     # set whenever data went to the venue's clock
         self.first_tick = asyncio.Event()
         self.first_ms: int | None = None
 
@@ -489,6 +490,7 @@ class DataManager:
         try:
             await self.processor.publish(rs.route.clock, batch, watermark_ms=watermark_ms,
                                          fill_gaps=rs.fill_gaps, grace_ms=rs.grace_ms)
+            rs.advanced.set()
         except UnavailableError:
             pass                # shutting down; resumed from the checkpoint's watermark
         except AlertsError as exc:
@@ -583,14 +585,17 @@ class DataManager:
         first tick: until the venue's clock closes that minute, history cannot reach
         it, so the seed waits for it (at most ``SEED_WAIT_S``).
         """
-        timeframes = await self.processor.pending_timeframes(symbol)
+        timeframes, tape = await self.processor.pending(symbol)
         if not timeframes:
             return
-        tape = self.processor.kernel.tape_from(symbol)
-        deadline = time.monotonic() + SEED_WAIT_S
-        while tape is not None and (self._clock_minute(rs) < tape
-                                    and time.monotonic() < deadline):
-            await asyncio.sleep(0.5)
+        if tape is not None:
+            try:
+                async with asyncio.timeout(SEED_WAIT_S):
+                    while self._clock_minute(rs) < tape:
+                        rs.advanced.clear()
+                        await rs.advanced.wait()
+            except TimeoutError:
+                pass            # seed() then says the history does not reach the tape
         end = self._clock_minute(rs)
         segments = [(tf, a, b, await self._history(rs, symbol, tf, a, b))
                     for tf, a, b in history_plan(timeframes, end, self.warmup_bars)]
