@@ -71,6 +71,15 @@ async def running(ex: ReplayExchange, sink: Sink, venue: Any = SPOT, **kw: Any
         await src.stop()
 
 
+async def first_minute(spot: ReplayExchange, sink: Sink, src: BinanceSource, start: int
+                       ) -> None:
+    """Follow both symbols and deliver the file's first minute, uninterrupted."""
+    await src.subscribe(["BTCUSDT", "ETHUSDT"])
+    await spot.wait_subscribed("ethusdt@aggTrade", timeout=5)
+    await spot.run_until(start + MIN)
+    await delivered(sink, want(start + MIN))
+
+
 async def delivered(sink: Sink, expected: list[Tick], timeout: float = 30.0) -> None:
     """Wait until the sink holds as many ticks as expected, then compare exactly."""
     await sink.until(lambda: len(sink.received) >= len(expected), timeout)
@@ -157,10 +166,7 @@ async def test_a_dropped_connection_is_reconnected_and_backfilled(spot: ReplayEx
 async def _dropped_and_backfilled(spot: ReplayExchange, sink: Sink, src: BinanceSource,
                                   start: int) -> None:
     """Subscribe, run, cut the connection mid-stream: every trade still arrives."""
-    await src.subscribe(["BTCUSDT", "ETHUSDT"])
-    await spot.wait_subscribed("ethusdt@aggTrade", timeout=5)
-    await spot.run_until(start + MIN)
-    await delivered(sink, want(start + MIN))
+    await first_minute(spot, sink, src, start)
     spot.faults.drop(after_messages=300)           # cut mid-stream; the rest is lost to it
     await spot.run_until(start + 4 * MIN)
     await delivered(sink, want(start + 4 * MIN))
@@ -178,10 +184,7 @@ async def test_a_silent_stall_is_stale_then_backfilled(spot: ReplayExchange) -> 
     sink = Sink()
     start = t0()
     async with running(spot, sink, stale_after_s=0.6) as src:
-        await src.subscribe(["BTCUSDT", "ETHUSDT"])
-        await spot.wait_subscribed("ethusdt@aggTrade", timeout=5)
-        await spot.run_until(start + MIN)
-        await delivered(sink, want(start + MIN))
+        await first_minute(spot, sink, src, start)
         spot.faults.stall(3.0)                         # no frames, no pings, nothing read
         await spot.run_until(start + 3 * MIN)          # published into the void
         await delivered(sink, want(start + 3 * MIN))
@@ -194,10 +197,7 @@ async def test_a_short_silence_is_probed_for_lost_trades(spot: ReplayExchange) -
     sink = Sink()
     start = t0()
     async with running(spot, sink, stale_after_s=30.0, probe_after_s=0.5) as src:
-        await src.subscribe(["BTCUSDT", "ETHUSDT"])
-        await spot.wait_subscribed("ethusdt@aggTrade", timeout=5)
-        await spot.run_until(start + MIN)
-        await delivered(sink, want(start + MIN))
+        await first_minute(spot, sink, src, start)
         spot.faults.stall(1.5)                         # shorter than stale: no reconnect
         await spot.run_until(start + 2 * MIN)          # lost; the exchange then stays paused,
         # so no later trade reveals the hole: only the probe after the silence finds it
@@ -210,10 +210,7 @@ async def test_bad_frames_are_counted_and_never_stop_the_source(spot: ReplayExch
     sink = Sink()
     start = t0()
     async with running(spot, sink) as src:
-        await src.subscribe(["BTCUSDT", "ETHUSDT"])
-        await spot.wait_subscribed("ethusdt@aggTrade", timeout=5)
-        await spot.run_until(start + MIN)
-        await delivered(sink, want(start + MIN))
+        await first_minute(spot, sink, src, start)
         spot.faults.malformed_json(3)
         spot.faults.wrong_fields(4)
         await spot.run_until(start + 2 * MIN)
@@ -246,10 +243,7 @@ async def test_rest_rate_limit_during_backfill(spot: ReplayExchange) -> None:
     sink = Sink()
     start = t0()
     async with running(spot, sink) as src:
-        await src.subscribe(["BTCUSDT", "ETHUSDT"])
-        await spot.wait_subscribed("ethusdt@aggTrade", timeout=5)
-        await spot.run_until(start + MIN)
-        await delivered(sink, want(start + MIN))
+        await first_minute(spot, sink, src, start)
         spot.faults.rate_limit(1.5)
         spot.faults.drop(after_messages=100)
         await spot.run_until(start + 3 * MIN)
@@ -278,10 +272,7 @@ async def test_server_shutdown_moves_to_a_new_connection(spot: ReplayExchange) -
     sink = Sink()
     start = t0()
     async with running(spot, sink) as src:
-        await src.subscribe(["BTCUSDT", "ETHUSDT"])
-        await spot.wait_subscribed("ethusdt@aggTrade", timeout=5)
-        await spot.run_until(start + MIN)
-        await delivered(sink, want(start + MIN))
+        await first_minute(spot, sink, src, start)
         await spot.shutdown_connections()              # serverShutdown, then close 1001
         await spot.wait_subscribed("ethusdt@aggTrade", timeout=5)
         await spot.run_until(start + 2 * MIN)
