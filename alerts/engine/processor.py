@@ -1,10 +1,13 @@
 """AlertProcessor: ticks in, committed alerts out.
 
-One Kernel, driven from a single worker thread (the core releases the GIL, so
-the event loop keeps serving clients while a batch runs). Rule changes and
-tick batches are serialised through one lock, which fixes their order; each
-batch's alerts and the trigger states of the rules that fired are committed in
-one store transaction, together with the source's watermark (and, for rules
+One Kernel, driven off the event loop thread (the core releases the GIL, so
+the event loop keeps serving clients while a batch runs): on the processor's
+worker thread, except that a tick batch runs wherever the store runs its
+transaction (``Store.commit_produced``; SQLite: its writer's thread), so a batch
+crosses threads once from the engine to the disk. Rule changes and tick batches
+are serialised through one lock, which fixes their order and keeps the kernel
+used by one thread at a time; each batch's alerts and the trigger states of the
+rules that fired are committed in one store transaction, together with the source's watermark (and, for rules
 that name channels, one pending delivery per channel), before anyone is told;
 then the hub fans the committed alerts out and the ``committed`` listeners (the
 delivery outbox) are called with them.
@@ -33,7 +36,7 @@ from alerts.market.base import Bar
 from alerts.observability.metrics import Metrics
 from alerts.rules.compiler import CompiledRule, qualify
 from alerts.rules.parser import parse_condition
-from alerts.storage.base import Store
+from alerts.storage.base import BatchWrite, Store
 from alerts.storage.records import AlertRecord, Checkpoint, NewAlert, RuleRecord, TriggerState
 
 #: A tick more than this far ahead of the wall clock is refused.
@@ -428,16 +431,19 @@ class AlertProcessor:
         async with self._lock:
             self._check_open()
             src = self._source(source, fill_gaps, grace_ms)
-            loop = asyncio.get_running_loop()
-            fired, counts = await loop.run_in_executor(
-                self._worker, self._run_batch, src, batch, watermark_ms)
-            decided = now_ms()
-            alerts = [self._new_alert(f, received, decided) for f in fired]
-            states = self._states({f.rule_id for f in fired})
-            clock = self.kernel.engine.source_clock(src)
-            marks = {source: clock} if clock is not None else {}
-            started = time.perf_counter()
-            records = await self.store.commit_batch(alerts, states, marks)
+
+            def step() -> tuple[BatchWrite, tuple[TickCounts, int | None, float]]:
+                """Off the loop: the engine, then the alerts and states to write."""
+                fired, counts = self._run_batch(src, batch, watermark_ms)
+                decided = now_ms()
+                alerts = [self._new_alert(f, received, decided) for f in fired]
+                clock = self.kernel.engine.source_clock(src)
+                write = BatchWrite(alerts, self._states({f.rule_id for f in fired}),
+                                   {source: clock} if clock is not None else {})
+                return write, (counts, clock, time.perf_counter())
+
+            records, (counts, clock, started) = await self.store.commit_produced(
+                step, self._worker)
             committed = time.perf_counter()
             self.hub.publish(records)
             if records:

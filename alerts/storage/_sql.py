@@ -37,6 +37,7 @@ from alerts.storage.base import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
     REQUEST_ID_RETENTION_MS,
+    BatchWrite,
     Store,
 )
 from alerts.storage.records import (
@@ -652,6 +653,13 @@ class SqlStore(Store):
         states: Sequence[TriggerState],
         watermarks: Mapping[str, int],
     ) -> list[AlertRecord]:
+        return await self._in_transaction(self._commit_body(BatchWrite(alerts, states, watermarks)))
+
+    def _commit_body(self, write: BatchWrite
+                     ) -> Callable[[Connection], Coroutine[Any, Any, list[AlertRecord]]]:
+        """``commit_batch``'s transaction body for ``write``."""
+        alerts, states, watermarks = write
+
         async def body(tx: Connection) -> list[AlertRecord]:
             # Taking the counter row first serialises committers (see the module docstring).
             counter = await tx.fetchrow(
@@ -683,7 +691,7 @@ class SqlStore(Store):
                 )
             return stored
 
-        return await self._in_transaction(body)
+        return body
 
     async def list_alerts(
         self,

@@ -12,10 +12,12 @@ tasks at once.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self, TypeVar
 
 from alerts.storage.records import (
     AlertRecord,
@@ -32,11 +34,21 @@ from alerts.storage.records import (
     TriggerState,
 )
 
+T = TypeVar("T")
+
 REQUEST_ID_RETENTION_MS = 24 * 3600 * 1000
 """How long a ``create_rule`` or ``create_channel`` request id is remembered (AIP-155)."""
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+
+
+class BatchWrite(NamedTuple):
+    """What ``commit_batch`` writes: one engine batch's alerts, trigger states, watermarks."""
+
+    alerts: Sequence[NewAlert]
+    states: Sequence[TriggerState]
+    watermarks: Mapping[str, int]
 
 
 class Store(ABC):
@@ -230,6 +242,20 @@ class Store(ABC):
         so ids become visible in id order: a reader that has seen id N never later sees
         a new id below N. Returns the inserted alerts in id order.
         """
+
+    async def commit_produced(
+        self, produce: Callable[[], tuple[BatchWrite, T]], executor: Executor
+    ) -> tuple[list[AlertRecord], T]:
+        """Run ``produce`` off the event loop, then ``commit_batch`` the write it returns.
+
+        ``produce`` returns (the write, anything else), the latter handed back with the
+        inserted alerts. It runs on ``executor``, or wherever the back end would run the
+        transaction anyway (SQLite: its writer's thread, so a batch crosses threads once
+        on its way from the engine to the disk). Its error propagates, and nothing is
+        written then.
+        """
+        write, extra = await asyncio.get_running_loop().run_in_executor(executor, produce)
+        return await self.commit_batch(*write), extra
 
     @abstractmethod
     async def list_alerts(

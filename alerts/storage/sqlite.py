@@ -22,6 +22,7 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from concurrent.futures import Executor
 from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -32,6 +33,8 @@ from alerts.errors import UnavailableError
 from alerts.storage._codec import Row
 from alerts.storage._sql import Clock, Connection, SqlStore
 from alerts.storage._sqlite_worker import SqliteWorker
+from alerts.storage.base import BatchWrite
+from alerts.storage.records import AlertRecord
 
 MEMORY = ":memory:"
 _BUSY_TIMEOUT_MS = 5000
@@ -44,6 +47,7 @@ CHECKPOINT_INTERVAL_S = 0.5
 log = structlog.get_logger("alerts.storage")
 
 T = TypeVar("T")
+E = TypeVar("E")
 
 
 @lru_cache(maxsize=256)
@@ -103,6 +107,15 @@ def _transaction(conn: sqlite3.Connection,
         conn.rollback()
         raise
     return result
+
+
+def _produce_and_commit(
+        conn: sqlite3.Connection, produce: Callable[[], tuple[BatchWrite, E]],
+        body_of: Callable[[BatchWrite], Callable[[Connection], Coroutine[Any, Any, T]]],
+) -> tuple[T, E]:
+    """``produce()``, then its write in one transaction, both on the connection's thread."""
+    write, extra = produce()
+    return _transaction(conn, body_of(write)), extra
 
 
 def _connect(path: str, role: str) -> sqlite3.Connection:
@@ -278,6 +291,16 @@ class SqliteStore(SqlStore):
     async def _in_transaction(self, body: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
         async with self._write_lock:
             result = await self._writer_or_raise().call(_transaction, body)
+            self._committed()
+            return result
+
+    async def commit_produced(
+        self, produce: Callable[[], tuple[BatchWrite, E]], executor: Executor
+    ) -> tuple[list[AlertRecord], E]:
+        """``produce`` runs on the writer's thread, right before its transaction."""
+        async with self._write_lock:
+            result = await self._writer_or_raise().call(
+                _produce_and_commit, produce, self._commit_body)
             self._committed()
             return result
 

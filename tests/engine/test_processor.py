@@ -1,5 +1,5 @@
-"""AlertProcessor: tick batches run on the kernel's worker thread, never on the event loop,
-which serves other tasks meanwhile."""
+"""AlertProcessor: tick batches run off the event loop (on the thread that writes the store,
+for SQLite), which serves other tasks meanwhile."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def ticks(first: int, n: int) -> TickBatch:
                      qty=np.ones(n), trade_id=ids)
 
 
-async def test_every_batch_runs_on_the_worker_and_ids_follow_commit_order(
+async def test_every_batch_runs_off_the_loop_and_ids_follow_commit_order(
         processor: AlertProcessor) -> None:
     ran_on: list[str] = []
     kernel_process = processor.kernel.process

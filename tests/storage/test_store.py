@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,7 +37,7 @@ from alerts.storage import (
     store_from_url,
 )
 from alerts.storage._sql import SqlStore
-from alerts.storage.base import REQUEST_ID_RETENTION_MS
+from alerts.storage.base import REQUEST_ID_RETENTION_MS, BatchWrite
 from tests.storage.conftest import START_MS, FakeClock
 
 pytestmark = pytest.mark.asyncio
@@ -381,6 +383,38 @@ async def test_a_failure_mid_batch_leaves_nothing(store: Store) -> None:
     # The store is still usable and ids continue from the last committed one.
     after = await store.commit_batch([alert(1)], [], {"src": 3})
     assert [a.alert_id for a in after] == [2]
+
+
+async def test_commit_produced_writes_what_runs_off_the_loop(store: Store) -> None:
+    await store.create_rule(rule())
+    ran_on: list[str] = []
+    state = TriggerState(rule_id="r1", owner="alice", fires=2)
+
+    def produce() -> tuple[BatchWrite, str]:
+        ran_on.append(threading.current_thread().name)
+        return BatchWrite([alert(0), alert(1)], [state], {"src": 5}), "extra"
+
+    with ThreadPoolExecutor(1, thread_name_prefix="given") as executor:
+        stored, extra = await store.commit_produced(produce, executor)
+        assert extra == "extra"
+        assert [a.alert_id for a in stored] == [1, 2]
+        assert await store.list_alerts("alice", limit=10) == stored
+        assert await store.trigger_states() == [state]
+        assert await store.watermarks() == {"src": 5}
+        # Never on the event loop's thread: the executor's, or the back end's writer's.
+        assert len(ran_on) == 1 and ran_on[0] != threading.current_thread().name
+
+        def fail() -> tuple[BatchWrite, str]:
+            raise ValueError("engine failed")
+
+        with pytest.raises(ValueError, match="engine failed"):
+            await store.commit_produced(fail, executor)
+        # Nothing of a failed produce is written, and the store goes on.
+        assert await store.last_alert_id() == 2
+        again, _ = await store.commit_produced(
+            lambda: (BatchWrite([alert(2)], [], {"src": 6}), None), executor)
+    assert [a.alert_id for a in again] == [3]
+    assert await store.watermarks() == {"src": 6}
 
 
 async def test_ids_follow_commit_order_under_concurrent_committers(
