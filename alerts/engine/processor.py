@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
-import operator
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,11 +37,12 @@ from alerts.rules.compiler import CompiledRule, qualify
 from alerts.rules.parser import parse_condition
 from alerts.storage.base import BatchWrite, Store
 from alerts.storage.records import AlertRecord, Checkpoint, NewAlert, RuleRecord, TriggerState
+from alerts_core import wire
 
 #: A tick more than this far ahead of the wall clock is refused.
 MAX_FUTURE_MS = 60_000
-#: Symbols as published -> qualified, for this many distinct names (then it starts over).
-QUALIFIED_CACHE_SIZE = 100_000
+#: Symbols as published -> kernel ids, for this many distinct names (then it starts over).
+PUBLISHED_NAMES_LIMIT = 100_000
 
 
 def now_ms() -> int:
@@ -51,7 +51,7 @@ def now_ms() -> int:
 
 @dataclass(frozen=True)
 class TickBatch:
-    """Columns of one PublishTicks message (symbols already qualified)."""
+    """Columns of a tick batch from a feed (symbols already qualified)."""
 
     symbols: list[str]
     time_ms: np.ndarray
@@ -61,6 +61,25 @@ class TickBatch:
 
     def __len__(self) -> int:
         return len(self.symbols)
+
+
+@dataclass(frozen=True)
+class DecodedTicks:
+    """Columns of one PublishTicks message, checked (``AlertProcessor.decode``).
+
+    ``ids`` are kernel symbol ids, -1 for a name seen for the first time; ``new_names``
+    are those names as published (bytes), in tick order.
+    """
+
+    ids: npt.NDArray[np.int32]
+    new_names: list[bytes]
+    time_ms: np.ndarray
+    price: np.ndarray
+    qty: np.ndarray
+    trade_id: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 @dataclass(frozen=True)
@@ -98,37 +117,41 @@ class RuleListener(Protocol):
         """A rule was deleted."""
 
 
+_PROBLEMS = {
+    wire.BAD_SYMBOL: ("symbol", "expected SYMBOL or VENUE:SYMBOL"),
+    wire.BAD_PRICE: ("price", "price must be finite and > 0"),
+    wire.BAD_QUANTITY: ("quantity", "quantity must be finite and >= 0"),
+    wire.BAD_TIMESTAMP: ("event_time", "not a valid timestamp (years 1 to 9999, nanos 0-999999999)"),
+    wire.FUTURE_TIME: ("event_time", "event time is more than 60 s ahead of the server's clock"),
+}
+
+
+def _refuse(problem: tuple[int, int], field: str) -> InvalidArgumentError:
+    i, code = problem
+    name, why = _PROBLEMS[code]
+    path = f"{field}[{i}].{name}"
+    return InvalidArgumentError(f"{path}: {why}", violations=(FieldViolation(path, why),))
+
+
 def validate_ticks(batch: TickBatch, *, now: int, field: str = "ticks") -> None:
-    """Refuse the whole batch at its first bad tick, naming ``ticks[i].field``."""
-    checks = (
-        ("symbol", _bad_symbols(batch.symbols), "a symbol is required"),
-        ("price", ~(np.isfinite(batch.price) & (batch.price > 0)),
-         "price must be finite and > 0"),
-        ("quantity", ~(np.isfinite(batch.qty) & (batch.qty >= 0)),
-         "quantity must be finite and >= 0"),
-        ("event_time", batch.time_ms > now + MAX_FUTURE_MS,
-         "event time is more than 60 s ahead of the server's clock"),
-    )
-    first: tuple[int, str, str] | None = None
-    for name, bad, why in checks:
-        if len(bad) and bad.any():
-            i = int(np.argmax(bad))
-            if first is None or i < first[0]:
-                first = (i, name, why)
-    if first is not None:
-        i, name, why = first
-        path = f"{field}[{i}].{name}"
-        raise InvalidArgumentError(f"{path}: {why}", violations=(FieldViolation(path, why),))
+    """Refuse the whole batch at its first bad tick, naming ``ticks[i].field`` (the
+    checks of ``alerts_core.wire.tick_problem``, as ``decode`` makes them)."""
+    problem = wire.first_bad_tick(_bad_symbols(batch.symbols), batch.price, batch.qty,
+                                  batch.time_ms, now + MAX_FUTURE_MS)
+    if problem is not None:
+        raise _refuse(problem, field)
 
 
-def _bad_symbols(symbols: Sequence[str]) -> npt.NDArray[np.bool_]:
-    """Which symbols are empty or end in ':' (a venue without a name)."""
-    if all(symbols) and not any(map(_ENDS_IN_COLON, symbols)):   # the usual case, in C
-        return np.zeros(len(symbols), bool)
-    return np.array([not s or s.endswith(":") for s in symbols], bool)
+def _bad_symbols(symbols: Sequence[str]) -> npt.NDArray[np.uint8]:
+    """Which symbols ``qualify`` refuses: empty, or nothing after or before the last ':'."""
+    if all(symbols) and not any(map(_bad_symbol, symbols)):   # the usual case, in C
+        return np.zeros(len(symbols), np.uint8)
+    return np.array([not s or _bad_symbol(s) for s in symbols], np.uint8)
 
 
-_ENDS_IN_COLON = operator.methodcaller("endswith", ":")
+def _bad_symbol(symbol: str) -> bool:
+    colon = symbol.rfind(":")
+    return colon == len(symbol) - 1 or colon == 0
 
 
 class AlertProcessor:
@@ -147,7 +170,7 @@ class AlertProcessor:
         self._rules: dict[str, RuleRecord] = {}
         self._sources: dict[str, int] = {}
         self._compiled: dict[str, CompiledRule] = {}
-        self._qualified: dict[str, str] = {}
+        self._published_ids = wire.SymbolIds()   # names as published -> kernel ids
         self.metrics = Metrics()
         self.checkpoint_interval_ms = checkpoint_interval_ms
         self._dirty = False                 # ticks applied since the last checkpoint
@@ -423,11 +446,12 @@ class AlertProcessor:
         return src
 
     # ticks ------------------------------------------------------------------
-    async def publish(self, source: str, batch: TickBatch, *, watermark_ms: int | None = None,
+    async def publish(self, source: str, batch: TickBatch | DecodedTicks, *, watermark_ms: int | None = None,
                       fill_gaps: bool = True, grace_ms: int | None = None) -> PublishResult:
         """Validate, apply, commit, fan out; answers after the commit."""
         received = now_ms()
-        validate_ticks(batch, now=received)
+        if isinstance(batch, TickBatch):    # a DecodedTicks was checked while decoded
+            validate_ticks(batch, now=received)
         async with self._lock:
             self._check_open()
             src = self._source(source, fill_gaps, grace_ms)
@@ -469,11 +493,11 @@ class AlertProcessor:
         m.queue_depth.set(max(self.hub.queue_depths(), default=0))
         return PublishResult(counts.accepted, counts.late, counts.duplicate, clock, records)
 
-    def _run_batch(self, src: int, batch: TickBatch,
+    def _run_batch(self, src: int, batch: TickBatch | DecodedTicks,
                    watermark_ms: int | None) -> tuple[list[Fired], TickCounts]:
         fired: list[Fired] = []
         if len(batch):
-            ids = self.kernel.intern(batch.symbols)
+            ids = self._symbol_ids(batch)
             fired = self.kernel.process(src, ids, batch.time_ms, batch.price, batch.qty,
                                         batch.trade_id)
         counts = self.kernel.last_counts
@@ -517,17 +541,31 @@ class AlertProcessor:
     def qualify(self, symbol: str) -> str:
         return qualify(symbol, self.default_venue)
 
-    def qualify_all(self, symbols: Sequence[str]) -> list[str]:
-        """``qualify`` of each symbol ("" stays ""), remembered for the next batches."""
-        known = self._qualified
-        out = list(map(known.get, symbols))     # per tick, in C: the names seen before
-        if None in out:
-            if len(known) > QUALIFIED_CACHE_SIZE:
+    def decode(self, message: bytes, *, field: str = "ticks") -> DecodedTicks:
+        """The ticks of a serialized PublishTicksRequest, checked as ``validate_ticks`` does;
+        no Python object is made per tick, only per name not seen before."""
+        ids, time_ms, price, qty, trade_id, new_names, problem = wire.decode_ticks(
+            message, self._published_ids, now_ms() + MAX_FUTURE_MS)
+        if problem is not None:
+            raise _refuse(problem, field)
+        return DecodedTicks(ids, new_names, time_ms, price, qty, trade_id)
+
+    def _symbol_ids(self, batch: TickBatch | DecodedTicks) -> npt.NDArray[np.int32]:
+        """Kernel ids of the batch's symbols; a name published for the first time is
+        qualified and interned here, under the engine lock."""
+        if isinstance(batch, TickBatch):
+            return self.kernel.intern(batch.symbols)
+        if batch.new_names:
+            known = self._published_ids
+            if len(known) > PUBLISHED_NAMES_LIMIT:
                 known.clear()
-            for i, symbol in enumerate(symbols):
-                if out[i] is None:
-                    out[i] = known[symbol] = self.qualify(symbol) if symbol else ""
-        return cast(list[str], out)
+            learnt = []
+            for name in batch.new_names:
+                sid = self.kernel.symbol_id(self.qualify(name.decode()))
+                known.add(name, sid)
+                learnt.append(sid)
+            batch.ids[batch.ids < 0] = learnt
+        return batch.ids
 
     def _check_open(self) -> None:
         if self._closed:

@@ -12,9 +12,11 @@ import pytest
 import pytest_asyncio
 
 from alerts.delivery.hub import AlertHub
+from alerts.engine import processor as processor_module
 from alerts.engine.processor import AlertProcessor, TickBatch
 from alerts.errors import InvalidArgumentError
 from alerts.storage import RuleRecord, open_store
+from alerts.v1 import service_pb2
 
 pytestmark = pytest.mark.asyncio
 
@@ -82,10 +84,53 @@ async def test_the_loop_serves_other_tasks_while_a_large_batch_runs(
     assert (await publishing).accepted == 3
 
 
-async def test_qualify_all_qualifies_remembers_and_refuses_a_bad_symbol(
-        processor: AlertProcessor) -> None:
-    assert processor.qualify_all(["BTCUSDT", "test:A", "", "BTCUSDT"]) == [
-        "binance:BTCUSDT", "test:A", "", "binance:BTCUSDT"]
-    assert processor.qualify_all(["test:A", "ETHUSDT"]) == ["test:A", "binance:ETHUSDT"]
-    with pytest.raises(InvalidArgumentError, match="bad symbol"):
-        processor.qualify_all(["test:A", "venue:"])
+def message(*names: str, first_trade: int = 1) -> bytes:
+    req = service_pb2.PublishTicksRequest()
+    for k, name in enumerate(names):
+        t = req.ticks.add(symbol=name, price=1.0, quantity=1.0, trade_id=first_trade + k)
+        t.event_time.FromMilliseconds(START_MS + first_trade + k)
+    return req.SerializeToString()
+
+
+async def test_published_names_are_qualified_once_then_known(
+        processor: AlertProcessor, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = processor.decode(message("A", "test:A", "BTCUSDT", "A"))
+    assert first.ids.tolist() == [-1, -1, -1, -1]           # nothing published before
+    assert first.new_names == [b"A", b"test:A", b"BTCUSDT", b"A"]
+    done = await processor.publish("s", first)
+    assert done.accepted == 4
+    # "test:A" fired its rule; "A" is the default venue's, not test:A.
+    assert [(a.symbol, a.trade_id) for a in done.alerts] == [("test:A", 2)]
+    ids = {name: processor.kernel.find_symbol(name)
+           for name in ("binance:A", "test:A", "binance:BTCUSDT")}
+    again = processor.decode(message("test:A", "BTCUSDT", "A", first_trade=5))
+    assert again.new_names == []
+    assert again.ids.tolist() == [ids["test:A"], ids["binance:BTCUSDT"], ids["binance:A"]]
+    assert [a.trade_id for a in (await processor.publish("s", again)).alerts] == [5]
+
+    # Past the limit the table starts over, and names are learnt again, to the same ids.
+    monkeypatch.setattr(processor_module, "PUBLISHED_NAMES_LIMIT", 1)
+    learnt = processor.decode(message("ETHUSDT", first_trade=8))
+    await processor.publish("s", learnt)
+    relearnt = processor.decode(message("test:A", "ETHUSDT", first_trade=9))
+    assert relearnt.new_names == [b"test:A"]
+    await processor.publish("s", relearnt)
+    assert relearnt.ids[0] == ids["test:A"]
+
+
+@pytest.mark.parametrize(("names", "path"), [
+    (["test:A", ""], "ticks[1].symbol"),
+    (["venue:"], "ticks[0].symbol"),
+    (["test:A", "test:A", ":A"], "ticks[2].symbol"),
+])
+async def test_a_bad_symbol_is_refused_by_its_tick(processor: AlertProcessor, names: list[str],
+                                                   path: str) -> None:
+    with pytest.raises(InvalidArgumentError) as err:
+        processor.decode(message(*names))
+    assert [v.field for v in err.value.violations] == [path]
+    # A feed's batch is checked by the same rules.
+    batch = TickBatch(symbols=names, time_ms=np.full(len(names), START_MS), price=np.ones(len(names)),
+                      qty=np.ones(len(names)), trade_id=np.arange(len(names)))
+    with pytest.raises(InvalidArgumentError) as err:
+        await processor.publish("s", batch)
+    assert [v.field for v in err.value.violations] == [path]
