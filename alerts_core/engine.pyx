@@ -613,6 +613,21 @@ ctypedef struct Seeding:
 
 # ------------------------------------------------------------------- Engine --
 
+cdef int32_t _checked_max_id(const int32_t[::1] symbol) except -1:
+    """The largest symbol id of a batch (not empty); a negative id raises ValueError."""
+    cdef Py_ssize_t i
+    cdef int32_t lo = symbol[0], hi = symbol[0]
+    with nogil:
+        for i in range(1, symbol.shape[0]):
+            if symbol[i] < lo:
+                lo = symbol[i]
+            elif symbol[i] > hi:
+                hi = symbol[i]
+    if lo < 0:
+        raise ValueError("symbol ids must be >= 0")
+    return hi
+
+
 cdef class Engine:
     """The kernel. See the module docstring; ``alerts.engine.kernel`` is its Python owner.
 
@@ -1381,9 +1396,7 @@ cdef class Engine:
         self._reset_events()
         if n == 0:
             return (0, 0, 0, 0)
-        self._ensure_symbols(np.max(symbol))
-        if np.min(symbol) < 0:
-            raise ValueError("symbol ids must be >= 0")
+        self._ensure_symbols(_checked_max_id(symbol))
         memset(counts, 0, sizeof(counts))
         with nogil:
             for i in range(n):
@@ -1426,9 +1439,7 @@ cdef class Engine:
         self._reset_events()
         if n == 0:
             return (0, 0, 0)
-        self._ensure_symbols(np.max(symbol))
-        if np.min(symbol) < 0:
-            raise ValueError("symbol ids must be >= 0")
+        self._ensure_symbols(_checked_max_id(symbol))
         memset(counts, 0, sizeof(counts))
         with nogil:
             for i in range(n):
@@ -1728,6 +1739,11 @@ cdef class Engine:
         self._evaluate(r, idx, r.mode == MODE_ONCE_PER_BAR_CLOSE, sym.last_time, 0, NO_TIME,
                        EV_TICK)
         r.paused = was
+
+    @property
+    def n_events(self):
+        """How many events the last batch fired."""
+        return self.n_ev
 
     def clear_events(self, *, bint release=False):
         """Drop the last batch's events now; ``release`` also gives back a grown buffer."""

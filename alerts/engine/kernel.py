@@ -419,11 +419,11 @@ class Kernel:
         return Snapshot(symbol, raw["price"], raw["last_time_ms"], bars, indicators)
 
     def _fired(self) -> list[Fired]:
+        if not self.engine.n_events:
+            return []
         ev = self.engine.events()
         self.engine.clear_events()
         n = len(ev["rule"])
-        if n == 0:
-            return []
         names = self._names
         rule_ids = self._rule_ids
         cols = {k: v.tolist() for k, v in ev.items() if k != "values"}

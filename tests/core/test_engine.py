@@ -248,6 +248,20 @@ def test_late_duplicate_and_invalid_ticks_are_counted_not_applied() -> None:
     assert [f.time_ms for f in fired] == [75_000]
 
 
+@pytest.mark.parametrize("ids", [[-1], [0, 3, -2], [5, -1, 2]])
+def test_a_negative_symbol_id_is_refused_before_any_tick_is_applied(ids: list[int]) -> None:
+    engine = Engine()
+    src = engine.add_source()
+    n = len(ids)
+    with pytest.raises(ValueError, match="symbol ids must be >= 0"):
+        engine.process(src, np.array(ids, np.int32), np.full(n, 60_000, np.int64),
+                       np.ones(n), np.ones(n), np.arange(1, n + 1, dtype=np.int64))
+    assert engine.source_clock(src) is None       # nothing was applied
+    assert engine.process(src, np.array([0, 4], np.int32), np.full(2, 60_000, np.int64),
+                          np.ones(2), np.ones(2), np.arange(1, 3, dtype=np.int64)) == (2, 0, 0, 0)
+    assert engine.n_events == 0
+
+
 @pytest.mark.parametrize(
     "ops",
     [
