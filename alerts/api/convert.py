@@ -56,9 +56,8 @@ def invalid(field: str, why: str) -> InvalidArgumentError:
 
 
 def ts(ms: int) -> timestamp_pb2.Timestamp:
-    out = timestamp_pb2.Timestamp()
-    out.FromMilliseconds(ms)
-    return out
+    # as Timestamp.FromMilliseconds, without its Python-level checks (4 per streamed alert)
+    return timestamp_pb2.Timestamp(seconds=ms // 1000, nanos=ms % 1000 * 1_000_000)
 
 
 def ms_of(value: timestamp_pb2.Timestamp) -> int:
