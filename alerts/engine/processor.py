@@ -481,6 +481,8 @@ class AlertProcessor:
                 elif clock >= self._next_checkpoint:
                     await self._checkpoint(wait=False)
                     self._next_checkpoint = clock + self.checkpoint_interval_ms
+        if records:
+            await asyncio.sleep(0)  # the streams woken by hub.publish send before the rest
         m = self.metrics
         m.store_write.observe(committed - started)
         m.batch_size.observe(len(batch))
