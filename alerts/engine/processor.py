@@ -50,22 +50,28 @@ def now_ms() -> int:
 
 
 @dataclass(frozen=True)
-class TickBatch:
-    """Columns of a tick batch from a feed (symbols already qualified)."""
+class TickColumns:
+    """The columns every tick batch has, one row a tick."""
 
-    symbols: list[str]
     time_ms: np.ndarray
     price: np.ndarray
     qty: np.ndarray
     trade_id: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.symbols)
+        return len(self.time_ms)
 
 
 @dataclass(frozen=True)
-class DecodedTicks:
-    """Columns of one PublishTicks message, checked (``AlertProcessor.decode``).
+class TickBatch(TickColumns):
+    """A tick batch from a feed (symbols already qualified)."""
+
+    symbols: list[str]
+
+
+@dataclass(frozen=True)
+class DecodedTicks(TickColumns):
+    """One PublishTicks message's ticks, checked (``AlertProcessor.decode``).
 
     ``ids`` are kernel symbol ids, -1 for a name seen for the first time; ``new_names``
     are those names as published (bytes), in tick order.
@@ -73,13 +79,6 @@ class DecodedTicks:
 
     ids: npt.NDArray[np.int32]
     new_names: list[bytes]
-    time_ms: np.ndarray
-    price: np.ndarray
-    qty: np.ndarray
-    trade_id: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 @dataclass(frozen=True)
@@ -550,7 +549,8 @@ class AlertProcessor:
             message, self._published_ids, now_ms() + MAX_FUTURE_MS)
         if problem is not None:
             raise _refuse(problem, field)
-        return DecodedTicks(ids, new_names, time_ms, price, qty, trade_id)
+        return DecodedTicks(time_ms=time_ms, price=price, qty=qty, trade_id=trade_id, ids=ids,
+                            new_names=new_names)
 
     def _symbol_ids(self, batch: TickBatch | DecodedTicks) -> npt.NDArray[np.int32]:
         """Kernel ids of the batch's symbols; a name published for the first time is
