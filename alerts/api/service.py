@@ -14,6 +14,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
@@ -31,7 +32,7 @@ from alerts.delivery.channels.config import DeliverySettings
 from alerts.delivery.channels.url_guard import AllowList
 from alerts.delivery.hub import AlertHub, SlowConsumer, Subscriber
 from alerts.delivery.outbox import Outbox
-from alerts.engine.processor import AlertProcessor, now_ms
+from alerts.engine.processor import AlertProcessor, DecodedTicks, now_ms
 from alerts.errors import (
     AbortedError,
     NotFoundError,
@@ -552,18 +553,31 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
         accepted = late = duplicate = 0
         watermark: int | None = None
         stream_source = "stream-" + secrets.token_hex(6)
-        async for req in request_iterator:
-            source = req.source or stream_source
+        messages = aiter(request_iterator)
+
+        async def read_ahead() -> tuple[service_pb2.PublishTicksRequest, DecodedTicks] | None:
+            req = await anext(messages, None)
             # Re-serialized by the library (C, canonical) and read into columns in C: no
             # Python object per tick, as reading the parsed message field by field made.
-            result = await self.processor.publish(
-                source, self.processor.decode(req.SerializeToString()),
-                watermark_ms=convert.ms_of(req.watermark) if req.HasField("watermark") else None,
-                fill_gaps=req.fill_gaps if req.HasField("fill_gaps") else True)
-            accepted += result.accepted
-            late += result.late
-            duplicate += result.duplicate
-            watermark = result.watermark_ms
+            return None if req is None else (req, self.processor.decode(req.SerializeToString()))
+
+        # The next message is received and decoded while this one runs; they still run
+        # one after another, and a bad one is refused after those before it committed.
+        ahead = asyncio.ensure_future(read_ahead())
+        try:
+            while (got := await ahead) is not None:
+                req, ticks = got
+                ahead = asyncio.ensure_future(read_ahead())
+                result = await self.processor.publish(
+                    req.source or stream_source, ticks,
+                    watermark_ms=convert.ms_of(req.watermark) if req.HasField("watermark") else None,
+                    fill_gaps=req.fill_gaps if req.HasField("fill_gaps") else True)
+                accepted += result.accepted
+                late += result.late
+                duplicate += result.duplicate
+                watermark = result.watermark_ms
+        finally:
+            _discard(ahead)
         response = service_pb2.PublishTicksResponse(
             accepted_count=accepted, late_count=late, duplicate_count=duplicate)
         if watermark is not None:
@@ -576,3 +590,12 @@ _UPDATABLE = frozenset({
     "cooldown", "expire_time", "max_fires", "hysteresis", "hold_for", "message_template",
     "channels", "labels", "paused",
 })
+
+
+def _discard(task: asyncio.Future[Any]) -> None:
+    """Stop a read-ahead no longer wanted; its error, if it failed, is dropped with it."""
+    if task.done():
+        if not task.cancelled():
+            task.exception()
+    else:
+        task.cancel()

@@ -222,6 +222,32 @@ def test_bad_tick_names_its_index(served) -> None:  # type: ignore[no-untyped-de
     assert violation.field == "ticks[1].price"
 
 
+def test_messages_before_a_bad_one_commit_and_none_after(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    stub.CreateRule(service_pb2.CreateRuleRequest(rule=rules_pb2.Rule(
+        symbol="test:A", condition_text="price > 1",
+        trigger_mode=rules_pb2.TRIGGER_MODE_EVERY_TIME, cooldown=duration_pb2.Duration())))
+
+    def message(second: int, price: float) -> service_pb2.PublishTicksRequest:
+        return service_pb2.PublishTicksRequest(source="s", ticks=[market_pb2.Tick(
+            symbol="test:A", event_time=ts(1000 * second), price=price, quantity=1.0,
+            trade_id=second)])
+
+    # Each message is received (and decoded) while the one before runs: the bad third
+    # is refused only after the first two committed, and the fourth is never applied.
+    with pytest.raises(grpc.RpcError) as err:
+        stub.PublishTicks(iter([message(1, 2.0), message(2, 3.0), message(3, -1.0),
+                                message(4, 5.0)]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    violation = details(err.value)["BadRequest"].field_violations[0]  # type: ignore[attr-defined]
+    assert violation.field == "ticks[0].price"
+    alerts = stub.ListAlerts(service_pb2.ListAlertsRequest()).alerts
+    assert sorted(a.trade_id for a in alerts) == [1, 2]
+    # The source goes on from where it was: the fourth message is accepted when resent.
+    done = stub.PublishTicks(iter([message(4, 5.0)]))
+    assert (done.accepted_count, done.late_count, done.duplicate_count) == (1, 0, 0)
+
+
 def test_stream_resume_and_never_issued_id(served) -> None:  # type: ignore[no-untyped-def]
     _, stub = served
     stub.CreateRule(service_pb2.CreateRuleRequest(rule=rules_pb2.Rule(
