@@ -87,7 +87,12 @@ cdef inline bint bad_name(const uint8_t* s, Py_ssize_t n) noexcept nogil:
 
 
 cdef class SymbolIds:
-    """Symbol names as published (UTF-8 bytes) -> kernel symbol ids."""
+    """Symbol names as published (UTF-8 bytes) -> kernel symbol ids.
+
+    Every method, and ``decode_ticks``' lookups, run holding the GIL and never release
+    it while they touch the table (nor hold an iterator across a Python call), so the
+    event loop may decode while the engine's thread adds names.
+    """
 
     cdef unordered_map[string, int32_t] _ids
 
