@@ -289,18 +289,18 @@ class SqliteStore(SqlStore):
                 raise
 
     async def _in_transaction(self, body: Callable[[Connection], Coroutine[Any, Any, T]]) -> T:
-        async with self._write_lock:
-            result = await self._writer_or_raise().call(_transaction, body)
-            self._committed()
-            return result
+        return await self._write_whole(_transaction, body)
 
     async def commit_produced(
         self, produce: Callable[[], tuple[BatchWrite, E]], executor: Executor
     ) -> tuple[list[AlertRecord], E]:
         """``produce`` runs on the writer's thread, right before its transaction."""
+        return await self._write_whole(_produce_and_commit, produce, self._commit_body)
+
+    async def _write_whole(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(connection, *args)``, a whole write transaction, in one hand-over."""
         async with self._write_lock:
-            result = await self._writer_or_raise().call(
-                _produce_and_commit, produce, self._commit_body)
+            result = await self._writer_or_raise().call(fn, *args)
             self._committed()
             return result
 
