@@ -5,6 +5,8 @@ bytes. The form, one object per alert (keys always present):
 
     alert_id         integer, increasing in commit order (receivers deduplicate on it)
     owner, rule_id, symbol, kind, message, condition_text    strings
+    rule_display_name  string: the rule's display name when it fired ("" if none)
+    rule_labels      object of strings: the rule's labels when it fired
     timeframe        string for bar-close fires, else null
     bar_open_time    RFC 3339 UTC string for bar-close fires, else null
     values           list of {"label": string, "value": number}, in condition order;
@@ -61,6 +63,8 @@ def alert_to_dict(alert: AlertRecord) -> dict[str, Any]:
         "values": [{"label": label, "value": _number(value)} for label, value in alert.values],
         "message": alert.message,
         "condition_text": alert.condition_text,
+        "rule_display_name": alert.rule_display_name,
+        "rule_labels": dict(alert.rule_labels),
         "price": None if alert.price is None else _number(alert.price),
         "event_time": rfc3339_ms(alert.event_time_ms),
         "receive_time": _optional_time(alert.receive_time_ms),

@@ -521,9 +521,9 @@ class AlertProcessor:
             message=render(rec.message_template, rule=rec.display_name or rec.rule_id,
                            symbol=f.symbol, condition=rec.condition_text, price=price,
                            values=values, timeframe=compiled.timeframe, time_ms=f.time_ms),
-            condition_text=rec.condition_text, event_time_ms=f.time_ms,
-            receive_time_ms=received, decide_time_ms=decided, trade_id=f.trade_id,
-            rank=f.rank, price=price, details={},
+            condition_text=rec.condition_text, rule_display_name=rec.display_name,
+            rule_labels=rec.labels, event_time_ms=f.time_ms, receive_time_ms=received,
+            decide_time_ms=decided, trade_id=f.trade_id, rank=f.rank, price=price, details={},
             channels=tuple(c.removeprefix("channels/") for c in rec.channels),
         )
 

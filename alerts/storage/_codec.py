@@ -45,7 +45,7 @@ RULE_COLUMNS = (
 ALERT_COLUMNS = (
     "alert_id, owner, rule_id, symbol, kind, timeframe, bar_open_ms, operand_values, message,"
     " condition_text, event_time_ms, receive_time_ms, decide_time_ms, trade_id, fire_rank, price,"
-    " details, commit_time_ms"
+    " details, rule_display_name, rule_labels, commit_time_ms"
 )
 DELIVERY_COLUMNS = (
     "owner, channel_id, alert_id, state, attempts, attempt_seq, create_time_ms, next_attempt_ms,"
@@ -154,7 +154,8 @@ def alert_params(alert: NewAlert, alert_id: int, commit_time_ms: int) -> tuple[o
         alert.bar_open_ms, encode_values(alert.values), alert.message, alert.condition_text,
         alert.event_time_ms, alert.receive_time_ms, alert.decide_time_ms, alert.trade_id,
         alert.rank, None if alert.price is None else float(alert.price),
-        _dumps(dict(alert.details)), commit_time_ms,
+        _dumps(dict(alert.details)), alert.rule_display_name, _dumps(dict(alert.rule_labels)),
+        commit_time_ms,
     )
 
 
@@ -170,6 +171,8 @@ def stored_alert(alert: NewAlert, alert_id: int, commit_time_ms: int) -> AlertRe
         values=tuple((str(k), float(v)) for k, v in alert.values),
         message=alert.message,
         condition_text=alert.condition_text,
+        rule_display_name=alert.rule_display_name,
+        rule_labels=sorted_labels(alert.rule_labels),
         event_time_ms=alert.event_time_ms,
         receive_time_ms=alert.receive_time_ms,
         decide_time_ms=alert.decide_time_ms,
@@ -196,6 +199,8 @@ def alert_from_row(row: Row) -> AlertRecord:
         values=decode_values(row["operand_values"]),
         message=row["message"],
         condition_text=row["condition_text"],
+        rule_display_name=row["rule_display_name"],
+        rule_labels=tuple(sorted(json.loads(row["rule_labels"]).items())),
         event_time_ms=row["event_time_ms"],
         receive_time_ms=row["receive_time_ms"],
         decide_time_ms=row["decide_time_ms"],

@@ -113,8 +113,8 @@ _UPDATE_RULE = (
 )
 _INSERT_ALERT = (
     f"INSERT INTO alerts ({_codec.ALERT_COLUMNS}) VALUES"
-    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-    " ON CONFLICT DO NOTHING RETURNING alert_id"
+    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
+    " $19, $20) ON CONFLICT DO NOTHING RETURNING alert_id"
 )
 _INSERT_DELIVERY = (
     f"INSERT INTO deliveries ({_codec.DELIVERY_COLUMNS}) VALUES"

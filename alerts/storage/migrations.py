@@ -221,7 +221,16 @@ _V3 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
+_V4 = Migration(
+    version=4,
+    description="alerts keep their rule's display name and labels at fire time",
+    statements=(
+        "ALTER TABLE alerts ADD COLUMN rule_display_name TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE alerts ADD COLUMN rule_labels TEXT NOT NULL DEFAULT '{{}}'",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
 """Every step, in version order (1, 2, ...)."""
 
 

@@ -78,6 +78,8 @@ class NewAlert:
     values: tuple[tuple[str, float], ...] = ()  # (operand label, value); NaN allowed
     message: str = ""
     condition_text: str = ""
+    rule_display_name: str = ""      # the rule's, at fire time
+    rule_labels: tuple[tuple[str, str], ...] = ()  # the rule's at fire time, sorted by key
     event_time_ms: int
     receive_time_ms: int = 0
     decide_time_ms: int = 0

@@ -484,3 +484,41 @@ def test_rule_templates_are_checked_and_rendered(served) -> None:  # type: ignor
                         trade_id=1)])]))
     [alert] = stub.ListAlerts(service_pb2.ListAlertsRequest()).alerts
     assert alert.message == "Breakout: test:T at 2.5, price=2.5 (tick)"
+
+
+def test_alerts_carry_the_rules_name_and_labels_at_fire_time(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="named", rule=rules_pb2.Rule(
+        symbol="test:L", condition_text="price > 1", display_name="Breakout",
+        trigger_mode=rules_pb2.TRIGGER_MODE_EVERY_TIME, labels={"desk": "crypto", "bot": "b7"})))
+    stream = stub.StreamAlerts(service_pb2.StreamAlertsRequest())
+    assert next(stream).WhichOneof("payload") == "ack"  # subscribed: live alerts follow
+
+    def publish(i: int) -> None:
+        stub.PublishTicks(iter([service_pb2.PublishTicksRequest(source="s", ticks=[
+            market_pb2.Tick(symbol="test:L", event_time=ts(1000 * i), price=2.0, quantity=1.0,
+                            trade_id=i)])]))
+
+    def next_alert():  # type: ignore[no-untyped-def]
+        for msg in stream:
+            if msg.WhichOneof("payload") == "alert":
+                return msg.alert
+        raise AssertionError("the stream ended")
+
+    publish(1)
+    first = next_alert()
+    assert (first.rule_display_name, dict(first.rule_labels)) == (
+        "Breakout", {"desk": "crypto", "bot": "b7"})
+    changed = rules_pb2.Rule(name="rules/named", display_name="Breakout v2",
+                             labels={"desk": "fx"})
+    stub.UpdateRule(service_pb2.UpdateRuleRequest(
+        rule=changed,
+        update_mask=field_mask_pb2.FieldMask(paths=["display_name", "labels"])))
+    publish(2)
+    second = next_alert()
+    assert (second.rule_display_name, dict(second.rule_labels)) == ("Breakout v2", {"desk": "fx"})
+    stream.cancel()
+    stored = {a.id: a for a in stub.ListAlerts(service_pb2.ListAlertsRequest()).alerts}
+    assert stored[first.id].rule_display_name == "Breakout"  # as it was when it fired
+    assert dict(stored[first.id].rule_labels) == {"desk": "crypto", "bot": "b7"}
+    assert stored[second.id] == second

@@ -16,6 +16,7 @@ def test_documented_keys_and_values() -> None:
         "values": [{"label": "close(5m)", "value": 65010.5},
                    {"label": "rsi(14, 5m)", "value": "NaN"}],
         "message": "BTCUSDT crossed 65000", "condition_text": "close(5m) crosses_above 65000",
+        "rule_display_name": "BTC breakout", "rule_labels": {"desk": "crypto"},
         "price": 65010.5, "event_time": "2026-01-01T00:00:00.000Z",
         "receive_time": "2026-01-01T00:00:00.003Z", "decide_time": "2026-01-01T00:00:00.004Z",
         "commit_time": "2026-01-01T00:00:00.009Z", "trade_id": 981, "rank": 0,

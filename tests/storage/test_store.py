@@ -78,6 +78,8 @@ def alert(
         values=(("close(5m)", 65_001.5), ("sma(20, 5m)", 64_000.25)),
         message=f"alert {n}",
         condition_text="close(5m) > sma(20, 5m)",
+        rule_display_name=f"Rule {rule_id} ✓",
+        rule_labels=(("bot", "b1"), ("team", "grid")),
         event_time_ms=START_MS + n,
         receive_time_ms=START_MS + n + 1,
         decide_time_ms=START_MS + n + 2,
@@ -607,6 +609,34 @@ async def test_opening_twice_migrates_once_and_shares_the_data(
         assert next_alert.alert_id == 2
     assert await store.last_alert_id() == 2
     await store.open()  # opening an open store is harmless
+
+
+async def test_alerts_stored_before_version_4_read_with_no_rule_name_or_labels(
+    store_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v3 = tuple(m for m in migrations.MIGRATIONS if m.version <= 3)
+    monkeypatch.setattr(migrations, "MIGRATIONS", v3)
+    async with await open_store(store_url, clock=clock) as old:
+        assert isinstance(old, SqlStore)
+        async with old._write() as tx:
+            await tx.execute(
+                "INSERT INTO alerts (alert_id, owner, rule_id, symbol, kind, operand_values,"
+                " message, condition_text, event_time_ms, receive_time_ms, decide_time_ms,"
+                " trade_id, fire_rank, details, commit_time_ms) VALUES"
+                " (1, 'alice', 'r1', 'binance:BTCUSDT', 'RULE', '[]', 'old', 'price > 1',"
+                " $1, $1, $1, 0, 0, '{}', $1)", START_MS)
+            await tx.execute("UPDATE alert_counter SET last_id = 1")
+    monkeypatch.undo()
+    async with await open_store(store_url, clock=clock) as store:
+        assert isinstance(store, SqlStore)
+        assert await store.schema_version() == migrations.latest_version() >= 4
+        [old_alert] = await store.list_alerts("alice", limit=5)
+        assert (old_alert.message, old_alert.rule_display_name, old_alert.rule_labels) == (
+            "old", "", ())
+        [new_alert] = await store.commit_batch([alert(1)], [], {})
+        assert new_alert.alert_id == 2
+        assert await store.list_alerts("alice", after_id=1, limit=5) == [new_alert]
+        assert new_alert.rule_labels == (("bot", "b1"), ("team", "grid"))
 
 
 async def test_a_newer_schema_is_refused(

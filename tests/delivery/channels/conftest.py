@@ -148,6 +148,7 @@ def make_alert(alert_id: int = 42, **changes: object) -> AlertRecord:
         "kind": "RULE", "timeframe": "5m", "bar_open_ms": 1_767_225_300_000,
         "values": (("close(5m)", 65010.5), ("rsi(14, 5m)", float("nan"))),
         "message": "BTCUSDT crossed 65000", "condition_text": "close(5m) crosses_above 65000",
+        "rule_display_name": "BTC breakout", "rule_labels": (("desk", "crypto"),),
         "event_time_ms": 1_767_225_600_000, "receive_time_ms": 1_767_225_600_003,
         "decide_time_ms": 1_767_225_600_004, "trade_id": 981, "rank": 0, "price": 65010.5,
         "details": {"venue": "binance"}, "commit_time_ms": 1_767_225_600_009}
