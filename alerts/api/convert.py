@@ -21,7 +21,12 @@ from alerts.api.conditions import (
     timeframe_to_proto,
 )
 from alerts.engine.messages import MAX_TEMPLATE_BYTES, RULE_PLACEHOLDERS, unknown_placeholders
-from alerts.errors import FieldViolation, InvalidArgumentError, RuleSyntaxError
+from alerts.errors import (
+    FailedPreconditionError,
+    FieldViolation,
+    InvalidArgumentError,
+    RuleSyntaxError,
+)
 from alerts.rules import ast
 from alerts.rules.format import format_condition
 from alerts.rules.parser import parse_condition
@@ -124,6 +129,10 @@ def rule_fields_from_proto(msg: rules_pb2.Rule, field: str = "rule") -> RuleFiel
         raise invalid(f"{field}.trigger_mode", f"unknown trigger mode {msg.trigger_mode}")
     if not math.isfinite(msg.hysteresis) or msg.hysteresis < 0:
         raise invalid(f"{field}.hysteresis", "must be finite and >= 0")
+    if msg.hysteresis:
+        why = "a re-arm band is not supported by this server yet; leave it 0"
+        raise FailedPreconditionError(f"{field}.hysteresis: {why}", reason="NOT_SUPPORTED",
+                                      violations=(FieldViolation(f"{field}.hysteresis", why),))
     if msg.cooldown.seconds < 0 or msg.cooldown.nanos < 0:
         raise invalid(f"{field}.cooldown", "must be >= 0")
     if msg.hold_for.seconds < 0 or msg.hold_for.nanos < 0:
@@ -200,7 +209,8 @@ def rule_to_proto(rec: RuleRecord, state: dict[str, object] | None,
 
 def alert_to_proto(rec: AlertRecord) -> alerts_pb2.Alert:
     out = alerts_pb2.Alert(
-        name=f"alerts/{rec.alert_id}", id=rec.alert_id, rule=rule_name(rec.rule_id),
+        name=f"alerts/{rec.alert_id}", id=rec.alert_id,
+        rule=rule_name(rec.rule_id) if rec.kind == "RULE" else "",
         owner=rec.owner, symbol=rec.symbol, kind=KINDS[rec.kind],
         timeframe=timeframe_to_proto(rec.timeframe), message=rec.message,
         condition_text=rec.condition_text, event_time=ts(rec.event_time_ms),

@@ -11,11 +11,11 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
 
-def page_size(value: int) -> int:
-    """A request's ``page_size``: 0 means the default, larger than the maximum is clamped."""
+def page_size(value: int, default: int = DEFAULT_PAGE_SIZE) -> int:
+    """A request's ``page_size``: 0 means ``default``, larger than the maximum is clamped."""
     if value < 0:
         raise convert.invalid("page_size", "must be >= 0")
-    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+    return min(value or default, MAX_PAGE_SIZE)
 
 
 def check_deadline(context: grpc.aio.ServicerContext) -> None:

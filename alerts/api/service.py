@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -47,8 +48,12 @@ from alerts.storage.records import AlertRecord, RuleRecord, SubscriptionRecord
 from alerts.v1 import channels_pb2, rules_pb2, service_pb2, service_pb2_grpc
 
 SUBSCRIPTION_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")
+SOURCE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 DEFAULT_HEARTBEAT_S = 15.0
 MIN_HEARTBEAT_S = 0.05
+MAX_HEARTBEAT_S = 300.0
+DEFAULT_CLOSED_BARS = 10        # GetSymbolSnapshot's closed bars per timeframe when unset
+DEFAULT_ALERT_PAGE = 100        # ListAlerts' page size when unset
 
 
 class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
@@ -73,9 +78,18 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
     def _owner(self, context: grpc.aio.ServicerContext) -> str:
         return self.owner
 
-    def _heartbeat(self) -> service_pb2.Heartbeat:
-        return service_pb2.Heartbeat(last_committed_id=self.hub.last_id,
-                                     server_time=convert.ts(now_ms()))
+    def _heartbeat(self, last_id: int | None = None) -> service_pb2.Heartbeat:
+        """A heartbeat; during a replay ``last_id`` is how far it went, not the newest id."""
+        return service_pb2.Heartbeat(
+            last_committed_id=self.hub.last_id if last_id is None else last_id,
+            server_time=convert.ts(now_ms()))
+
+    @staticmethod
+    def _ack(last_committed: int, heartbeat_s: float) -> service_pb2.StreamAck:
+        out = service_pb2.StreamAck(last_committed_id=last_committed,
+                                    server_time=convert.ts(now_ms()))
+        out.heartbeat_interval.FromMilliseconds(round(heartbeat_s * 1000))
+        return out
 
     # rules ------------------------------------------------------------------
     async def _fields(self, msg: rules_pb2.Rule, owner: str) -> convert.RuleFields:
@@ -103,17 +117,23 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
 
     async def CreateRule(self, request: service_pb2.CreateRuleRequest,
                          context: grpc.aio.ServicerContext) -> object:
-        owner = self._owner(context)
         rule_id = (convert.check_rule_id(request.rule_id) if request.rule_id
                    else "r" + secrets.token_hex(8))
-        fields = await self._fields(request.rule, owner)
+        return await self._create(self._owner(context), rule_id, request.rule, context,
+                                  request_id=request.request_id,
+                                  validate_only=request.validate_only)
+
+    async def _create(self, owner: str, rule_id: str, rule: rules_pb2.Rule,
+                      context: grpc.aio.ServicerContext, *, request_id: str = "",
+                      validate_only: bool = False) -> rules_pb2.Rule:
+        fields = await self._fields(rule, owner)
         rec = self._record(fields, rule_id=rule_id, owner=owner, now=now_ms())
         self.processor.compile(rec)            # every check the engine makes, before storing
-        if request.validate_only:
+        if validate_only:
             return self._to_proto(rec)
         async def store_it() -> RuleRecord:
             _check_deadline(context)
-            return await self.store.create_rule(rec, request.request_id or None)
+            return await self.store.create_rule(rec, request_id or None)
 
         # a repeated request_id returns the original rule, which the engine already runs:
         # without reset its trigger state is left as it is
@@ -167,10 +187,18 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                          context: grpc.aio.ServicerContext) -> object:
         owner = self._owner(context)
         rule_id = convert.rule_id_of(request.rule.name, "rule.name")
-        current = await self.store.get_rule(owner, rule_id)
+        try:
+            current = await self.store.get_rule(owner, rule_id)
+        except NotFoundError:
+            if not request.allow_missing:
+                raise
+            return await self._create(owner, rule_id, request.rule, context,
+                                      validate_only=request.validate_only)
         paths = list(request.update_mask.paths)
+        if not paths:   # every field set in the request
+            paths = [f.name for f, _ in request.rule.ListFields() if f.name in _UPDATABLE]
         merged = convert.rules_pb2.Rule()
-        if not paths or paths == ["*"]:
+        if paths == ["*"]:
             merged.CopyFrom(request.rule)
         else:
             for path in paths:
@@ -180,8 +208,9 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
             merged.ClearField("condition")            # the stored text is the source of truth
             if "condition" in paths:
                 merged.ClearField("condition_text")
-            request.update_mask.MergeMessage(request.rule, merged, replace_message_field=True,
-                                             replace_repeated_field=True)
+            mask = type(request.update_mask)(paths=paths)
+            mask.MergeMessage(request.rule, merged, replace_message_field=True,
+                              replace_repeated_field=True)
         fields = await self._fields(merged, owner)
         rec = self._record(fields, rule_id=rule_id, owner=owner, now=now_ms(), base=current)
         self.processor.compile(rec)
@@ -236,13 +265,14 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
         kinds = {convert.KIND_NAMES[k] for k in flt.kinds if k in convert.KIND_NAMES}
 
         def accepts(rec: AlertRecord) -> bool:
-            return ((not rules or rec.rule_id in rules) and (not symbols or rec.symbol in symbols)
+            return ((not rules or (rec.kind == "RULE" and rec.rule_id in rules))
+                    and (not symbols or rec.symbol in symbols)
                     and (not kinds or rec.kind in kinds))
         return accepts
 
     async def ListAlerts(self, request: service_pb2.ListAlertsRequest,
                          context: grpc.aio.ServicerContext) -> service_pb2.ListAlertsResponse:
-        size = _page_size(request.page_size)
+        size = _page_size(request.page_size, DEFAULT_ALERT_PAGE)
         order = " ".join(request.order_by.split())
         if order not in ("", "id", "id asc", "id desc"):
             raise convert.invalid("order_by", "alerts are listed by \"id\" (oldest first) or "
@@ -292,15 +322,17 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
         accepts = self._alert_filter(request.filter)
         heartbeat = DEFAULT_HEARTBEAT_S
         if request.HasField("heartbeat_interval"):
-            heartbeat = max(request.heartbeat_interval.ToMilliseconds() / 1000, MIN_HEARTBEAT_S)
+            heartbeat = request.heartbeat_interval.ToMilliseconds() / 1000
+            if not MIN_HEARTBEAT_S <= heartbeat <= MAX_HEARTBEAT_S:
+                raise convert.invalid("heartbeat_interval", "from 50 ms to 5 min")
         sub = self.hub.subscribe(owner, accepts)  # type: ignore[arg-type]
         try:
             last_committed = self.hub.last_id
-            yield service_pb2.StreamAlertsResponse(ack=service_pb2.StreamAck(
-                last_committed_id=last_committed, server_time=convert.ts(now_ms())))
+            yield service_pb2.StreamAlertsResponse(ack=self._ack(last_committed, heartbeat))
             last = last_committed
             if request.HasField("resume_after"):
                 last = await self._check_resume(request.resume_after, "resume_after")
+                beat = _Beat(heartbeat)
                 while True:
                     batch = await self.store.list_alerts(owner, after_id=last, limit=500)
                     if not batch:
@@ -308,8 +340,11 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                     for rec in batch:
                         last = rec.alert_id
                         if accepts(rec):  # type: ignore[operator]
+                            beat.sent()
                             yield service_pb2.StreamAlertsResponse(
                                 alert=convert.alert_to_proto(rec))
+                    if beat.due():
+                        yield service_pb2.StreamAlertsResponse(heartbeat=self._heartbeat(last))
             yield service_pb2.StreamAlertsResponse(caught_up=service_pb2.CaughtUp(last_id=last))
             while True:
                 try:
@@ -391,8 +426,10 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                 subscription_id=sid, acked_id=acked, unacked_count=len(unacked),
                 max_unacked=max_unacked, paused=paused))
 
-        async def room() -> AsyncIterator[service_pb2.SubscribeResponse]:
-            """Wait (with heartbeats) until fewer than max_unacked alerts are unacknowledged."""
+        async def room(through: int) -> AsyncIterator[service_pb2.SubscribeResponse]:
+            """Wait (with heartbeats) until fewer than max_unacked alerts are unacknowledged.
+
+            ``through``: every alert up to this id was sent or did not match."""
             paused = False
             while True:
                 acks.clear()        # then check: an ack arriving after this wakes the wait
@@ -406,7 +443,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                 try:
                     await asyncio.wait_for(acks.wait(), heartbeat)
                 except TimeoutError:
-                    yield service_pb2.SubscribeResponse(heartbeat=self._heartbeat())
+                    yield service_pb2.SubscribeResponse(heartbeat=self._heartbeat(through))
                 if superseded.is_set():
                     raise AbortedError("a newer stream opened this subscription",
                                        reason="SUBSCRIPTION_REOPENED")
@@ -414,10 +451,10 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                 yield info(False)
 
         try:
-            yield service_pb2.SubscribeResponse(ack=service_pb2.StreamAck(
-                last_committed_id=self.hub.last_id, server_time=convert.ts(now_ms())))
+            yield service_pb2.SubscribeResponse(ack=self._ack(self.hub.last_id, heartbeat))
             yield info(False)
             last = start
+            beat = _Beat(heartbeat)
             while True:
                 batch = await self.store.list_alerts(owner, after_id=last, limit=500)
                 if not batch:
@@ -425,16 +462,19 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                 for rec in batch:
                     last = rec.alert_id
                     if accepts(rec):  # type: ignore[operator]
-                        async for msg in room():
+                        async for msg in room(rec.alert_id - 1):
                             yield msg
                         unacked.append(rec.alert_id)
+                        beat.sent()
                         yield service_pb2.SubscribeResponse(alert=convert.alert_to_proto(rec))
+                if beat.due():
+                    yield service_pb2.SubscribeResponse(heartbeat=self._heartbeat(last))
             yield service_pb2.SubscribeResponse(caught_up=service_pb2.CaughtUp(last_id=last))
             while True:
                 if superseded.is_set():
                     raise AbortedError("a newer stream opened this subscription",
                                        reason="SUBSCRIPTION_REOPENED")
-                async for msg in room():
+                async for msg in room(last):
                     yield msg
                 try:
                     live = await sub.next(heartbeat)
@@ -475,7 +515,8 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
         if not request.symbol.strip():
             raise convert.invalid("symbol", "a symbol is required")
         symbol = self.processor.qualify(request.symbol.strip())
-        limit = request.closed_bar_limit if request.HasField("closed_bar_limit") else 1
+        limit = (request.closed_bar_limit if request.HasField("closed_bar_limit")
+                 else DEFAULT_CLOSED_BARS)
         if limit > 1000:
             raise convert.invalid("closed_bar_limit", "at most 1000")
         snap = await self.processor.snapshot(symbol, limit)
@@ -552,7 +593,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                            ) -> service_pb2.PublishTicksResponse:
         accepted = late = duplicate = 0
         watermark: int | None = None
-        stream_source = "stream-" + secrets.token_hex(6)
+        source: str | None = None
         messages = aiter(request_iterator)
 
         async def read_ahead() -> tuple[service_pb2.PublishTicksRequest, DecodedTicks] | None:
@@ -568,8 +609,9 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
             while (got := await ahead) is not None:
                 req, ticks = got
                 ahead = asyncio.ensure_future(read_ahead())
+                source = _stream_source(req.source, source)
                 result = await self.processor.publish(
-                    req.source or stream_source, ticks,
+                    source, ticks,
                     watermark_ms=convert.ms_of(req.watermark) if req.HasField("watermark") else None,
                     fill_gaps=req.fill_gaps if req.HasField("fill_gaps") else True)
                 accepted += result.accepted
@@ -590,6 +632,37 @@ _UPDATABLE = frozenset({
     "cooldown", "expire_time", "max_fires", "hysteresis", "hold_for", "message_template",
     "channels", "labels", "paused",
 })
+
+
+def _stream_source(named: str, current: str | None) -> str:
+    """The source a PublishTicks stream publishes for: its first message names it."""
+    if current is None:
+        if not SOURCE_NAME.fullmatch(named):
+            raise convert.invalid("source", "required in a stream's first message, "
+                                            "matching [a-z][a-z0-9_-]{0,62}")
+        return named
+    if named and named != current:
+        raise convert.invalid("source", f"a stream publishes for one source: {current!r}, "
+                                        "named in its first message")
+    return current
+
+
+class _Beat:
+    """When a replay that sends little owes its client a heartbeat."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval_s = interval_s
+        self.clock = clock
+        self.last_s = clock()
+
+    def sent(self) -> None:
+        self.last_s = self.clock()
+
+    def due(self) -> bool:
+        if self.clock() - self.last_s < self.interval_s:
+            return False
+        self.sent()
+        return True
 
 
 def _discard(task: asyncio.Future[Any]) -> None:

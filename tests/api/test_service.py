@@ -216,7 +216,7 @@ def test_bad_tick_names_its_index(served) -> None:  # type: ignore[no-untyped-de
     ticks = [market_pb2.Tick(symbol="X", event_time=ts(1000), price=1.0, quantity=1.0),
              market_pb2.Tick(symbol="X", event_time=ts(2000), price=math.nan, quantity=1.0)]
     with pytest.raises(grpc.RpcError) as err:
-        stub.PublishTicks(iter([service_pb2.PublishTicksRequest(ticks=ticks)]))
+        stub.PublishTicks(iter([service_pb2.PublishTicksRequest(source="s", ticks=ticks)]))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     violation = details(err.value)["BadRequest"].field_violations[0]  # type: ignore[attr-defined]
     assert violation.field == "ticks[1].price"
@@ -274,12 +274,39 @@ def test_heartbeats_carry_the_last_committed_id(served) -> None:  # type: ignore
     _, stub = served
     stream = stub.StreamAlerts(service_pb2.StreamAlertsRequest(
         heartbeat_interval=duration_pb2.Duration(nanos=100_000_000)))
-    assert next(stream).WhichOneof("payload") == "ack"
+    ack = next(stream)
+    assert ack.WhichOneof("payload") == "ack"
+    assert ack.ack.heartbeat_interval.ToMilliseconds() == 100   # the interval in effect
     assert next(stream).WhichOneof("payload") == "caught_up"
     beat = next(stream)
     assert beat.WhichOneof("payload") == "heartbeat"
     assert beat.heartbeat.last_committed_id == 0
     stream.cancel()
+    default = stub.StreamAlerts(service_pb2.StreamAlertsRequest())
+    assert next(default).ack.heartbeat_interval.ToMilliseconds() == 15_000
+    default.cancel()
+    for interval in (duration_pb2.Duration(nanos=49_000_000), duration_pb2.Duration(seconds=301)):
+        with pytest.raises(grpc.RpcError) as err:
+            next(stub.StreamAlerts(service_pb2.StreamAlertsRequest(heartbeat_interval=interval)))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        violation = details(err.value)["BadRequest"].field_violations[0]  # type: ignore[attr-defined]
+        assert violation.field == "heartbeat_interval"
+
+
+def test_a_replay_owes_heartbeats_only_when_it_sends_nothing_for_an_interval() -> None:
+    from alerts.api.service import _Beat
+    now = [100.0]
+    beat = _Beat(2.0, clock=lambda: now[0])
+    now[0] = 101.9
+    assert not beat.due()
+    beat.sent()                 # an alert went out at 101.9
+    now[0] = 103.8
+    assert not beat.due()
+    now[0] = 103.9
+    assert beat.due()           # 2 s of nothing sent: one heartbeat...
+    assert not beat.due()       # ...which restarts the interval
+    now[0] = 105.9
+    assert beat.due()
 
 
 def test_health_is_serving(served) -> None:  # type: ignore[no-untyped-def]
@@ -329,6 +356,14 @@ def test_symbol_snapshot_shows_bars_and_indicators_in_use(served) -> None:  # ty
     assert values["sma(2, 1m)"].intrabar_value == 13.5
     assert set(values) >= {"macd(2, 3, 2, 1m).line", "macd(2, 3, 2, 1m).signal",
                            "macd(2, 3, 2, 1m).hist"}
+    stub.CreateRule(service_pb2.CreateRuleRequest(rule=rules_pb2.Rule(
+        symbol="test:D", condition_text="close(1m)[11] > 0")))
+    stub.PublishTicks(iter([service_pb2.PublishTicksRequest(source="d", ticks=[
+        market_pb2.Tick(symbol="test:D", event_time=ts(60_000 * i + 5), price=10.0 + i,
+                        quantity=1.0, trade_id=i + 1) for i in range(14)])]))
+    default = stub.GetSymbolSnapshot(service_pb2.GetSymbolSnapshotRequest(symbol="test:D"))
+    assert [b.open_time.ToMilliseconds() // 60_000 for b in default.bars] == [  # unset: 10 closed
+        13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3]
     with pytest.raises(grpc.RpcError) as err:
         stub.GetSymbolSnapshot(service_pb2.GetSymbolSnapshotRequest(symbol="test:NOPE"))
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
@@ -522,3 +557,120 @@ def test_alerts_carry_the_rules_name_and_labels_at_fire_time(served) -> None:  #
     assert stored[first.id].rule_display_name == "Breakout"  # as it was when it fired
     assert dict(stored[first.id].rule_labels) == {"desk": "crypto", "bot": "b7"}
     assert stored[second.id] == second
+
+
+def test_update_without_a_mask_changes_only_the_fields_set(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    created = stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="m", rule=rules_pb2.Rule(
+        symbol="ETHUSDT", condition_text="price > 1", display_name="eth", paused=True,
+        labels={"desk": "crypto"}, max_fires=3)))
+    updated = stub.UpdateRule(service_pb2.UpdateRuleRequest(
+        rule=rules_pb2.Rule(name="rules/m", condition_text="price > 2")))
+    assert updated.condition_text == "price > 2"
+    assert (updated.symbol, updated.display_name, updated.paused, dict(updated.labels),
+            updated.max_fires) == (created.symbol, "eth", True, {"desk": "crypto"}, 3)
+    # "*" replaces every client-settable field: what the request leaves unset is cleared
+    replaced = stub.UpdateRule(service_pb2.UpdateRuleRequest(
+        rule=rules_pb2.Rule(name="rules/m", symbol="ETHUSDT", condition_text="price > 3"),
+        update_mask=field_mask_pb2.FieldMask(paths=["*"])))
+    assert (replaced.display_name, replaced.paused, dict(replaced.labels),
+            replaced.max_fires) == ("", False, {}, 0)
+
+
+def test_update_with_allow_missing_creates_the_rule(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    rule = rules_pb2.Rule(name="rules/upsert", symbol="ETHUSDT", condition_text="price > 1",
+                          display_name="first")
+    with pytest.raises(grpc.RpcError) as err:
+        stub.UpdateRule(service_pb2.UpdateRuleRequest(rule=rule))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    checked = stub.UpdateRule(service_pb2.UpdateRuleRequest(rule=rule, allow_missing=True,
+                                                            validate_only=True))
+    assert checked.name == "rules/upsert"
+    with pytest.raises(grpc.RpcError) as err:   # validate_only stored nothing
+        stub.GetRule(service_pb2.GetRuleRequest(name="rules/upsert"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    created = stub.UpdateRule(service_pb2.UpdateRuleRequest(rule=rule, allow_missing=True))
+    assert (created.name, created.display_name) == ("rules/upsert", "first")
+    assert stub.GetRule(service_pb2.GetRuleRequest(name="rules/upsert")) == created
+    rule.display_name = "second"                # exists now: an ordinary update
+    again = stub.UpdateRule(service_pb2.UpdateRuleRequest(rule=rule, allow_missing=True))
+    assert (again.display_name, again.create_time) == ("second", created.create_time)
+
+
+def test_a_publish_stream_names_one_source_in_its_first_message(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="src", rule=rules_pb2.Rule(
+        symbol="test:S", condition_text="price > 0",
+        trigger_mode=rules_pb2.TRIGGER_MODE_EVERY_TIME)))
+
+    def msg(source: str, i: int) -> service_pb2.PublishTicksRequest:
+        return service_pb2.PublishTicksRequest(source=source, ticks=[market_pb2.Tick(
+            symbol="test:S", event_time=ts(1000 * i), price=1.0, quantity=1.0, trade_id=i)])
+
+    for first, why in (("", "required in a stream's first message"),
+                       ("Feed", "[a-z][a-z0-9_-]{0,62}"), ("x" * 64, "[a-z][a-z0-9_-]{0,62}")):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.PublishTicks(iter([msg(first, 1)]))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        violation = details(err.value)["BadRequest"].field_violations[0]  # type: ignore[attr-defined]
+        assert violation.field == "source" and why in violation.description
+    # later messages leave it empty or repeat it; they share the first one's clock
+    reply = stub.PublishTicks(iter([msg("feed-1", 1), msg("", 2), msg("feed-1", 3)]))
+    assert (reply.accepted_count, reply.watermark.ToMilliseconds()) == (3, 3000)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.PublishTicks(iter([msg("feed-2", 4), msg("feed-3", 5)]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'feed-2'" in details(err.value)["BadRequest"].field_violations[0].description  # type: ignore[attr-defined]
+    assert [a.trade_id for a in stub.ListAlerts(service_pb2.ListAlertsRequest()).alerts] == [
+        1, 2, 3, 4]  # feed-2's first message committed, its second was refused
+
+
+def test_alert_timeframe_and_bar_follow_the_trigger_mode(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    for rule_id, mode in (("tick", rules_pb2.TRIGGER_MODE_EVERY_TIME),
+                          ("per-bar", rules_pb2.TRIGGER_MODE_ONCE_PER_BAR)):
+        stub.CreateRule(service_pb2.CreateRuleRequest(rule_id=rule_id, rule=rules_pb2.Rule(
+            symbol="test:B", condition_text="close(5m) > 1", trigger_mode=mode)))
+    stub.PublishTicks(iter([service_pb2.PublishTicksRequest(source="s", ticks=[
+        market_pb2.Tick(symbol="test:B", event_time=ts(700_123), price=2.0, quantity=1.0,
+                        trade_id=1)])]))
+    alerts = {a.rule: a for a in stub.ListAlerts(service_pb2.ListAlertsRequest()).alerts}
+    tick, per_bar = alerts["rules/tick"], alerts["rules/per-bar"]
+    assert tick.timeframe == market_pb2.TIMEFRAME_UNSPECIFIED
+    assert not tick.HasField("bar_open_time")
+    assert per_bar.timeframe == market_pb2.TIMEFRAME_5M
+    assert per_bar.bar_open_time.ToMilliseconds() == 600_000   # the forming 5m bar's open
+
+
+def test_list_alerts_pages_100_by_default(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="every", rule=rules_pb2.Rule(
+        symbol="test:P", condition_text="price > 0",
+        trigger_mode=rules_pb2.TRIGGER_MODE_EVERY_TIME,
+        cooldown=duration_pb2.Duration(nanos=1_000_000))))
+    stub.PublishTicks(iter([service_pb2.PublishTicksRequest(source="s", ticks=[
+        market_pb2.Tick(symbol="test:P", event_time=ts(1000 + i), price=1.0, quantity=1.0,
+                        trade_id=i + 1) for i in range(120)])]))
+    page = stub.ListAlerts(service_pb2.ListAlertsRequest())
+    assert len(page.alerts) == 100 and page.next_page_token
+    rest = stub.ListAlerts(service_pb2.ListAlertsRequest(page_token=page.next_page_token))
+    assert len(rest.alerts) == 20 and not rest.next_page_token
+
+
+def test_a_hysteresis_band_is_refused_until_supported(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+    for band, code in ((0.5, grpc.StatusCode.FAILED_PRECONDITION),
+                       (-1.0, grpc.StatusCode.INVALID_ARGUMENT)):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="h", rule=rules_pb2.Rule(
+                symbol="test:H", condition_text="price > 1", hysteresis=band)))
+        assert err.value.code() == code
+        found = details(err.value)
+        assert found["BadRequest"].field_violations[0].field == "rule.hysteresis"  # type: ignore[attr-defined]
+    assert found and details(err.value)["ErrorInfo"].reason != "NOT_SUPPORTED"  # type: ignore[attr-defined]
+    with pytest.raises(grpc.RpcError) as err:
+        stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="h", rule=rules_pb2.Rule(
+            symbol="test:H", condition_text="price > 1", hysteresis=0.5)))
+    assert details(err.value)["ErrorInfo"].reason == "NOT_SUPPORTED"  # type: ignore[attr-defined]
+    assert stub.ListRules(service_pb2.ListRulesRequest()).rules == []
