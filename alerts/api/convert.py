@@ -27,6 +27,7 @@ from alerts.errors import (
     InvalidArgumentError,
     RuleSyntaxError,
 )
+from alerts.engine.feeds import notices
 from alerts.rules import ast
 from alerts.rules.format import format_condition
 from alerts.rules.parser import parse_condition
@@ -84,6 +85,8 @@ def check_rule_id(rule_id: str, field: str = "rule_id") -> str:
     if not RULE_ID.fullmatch(rule_id):
         raise invalid(field, "1-63 characters of a-z, 0-9 and '-', starting and ending with "
                              "a letter or digit")
+    if rule_id == notices.RULE_ID:
+        raise invalid(field, f"{rule_id!r} is reserved for data-quality alerts")
     return rule_id
 
 

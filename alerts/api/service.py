@@ -192,6 +192,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
         except NotFoundError:
             if not request.allow_missing:
                 raise
+            convert.check_rule_id(rule_id, "rule.name")
             return await self._create(owner, rule_id, request.rule, context,
                                       validate_only=request.validate_only)
         paths = list(request.update_mask.paths)

@@ -593,6 +593,16 @@ def test_update_with_allow_missing_creates_the_rule(served) -> None:  # type: ig
     created = stub.UpdateRule(service_pb2.UpdateRuleRequest(rule=rule, allow_missing=True))
     assert (created.name, created.display_name) == ("rules/upsert", "first")
     assert stub.GetRule(service_pb2.GetRuleRequest(name="rules/upsert")) == created
+    for reserved in (service_pb2.CreateRuleRequest(rule_id="data-quality", rule=rule),
+                     service_pb2.UpdateRuleRequest(rule=rules_pb2.Rule(
+                         name="rules/data-quality", symbol="X", condition_text="price > 1"),
+                         allow_missing=True)):
+        call = stub.CreateRule if isinstance(reserved, service_pb2.CreateRuleRequest) else \
+            stub.UpdateRule
+        with pytest.raises(grpc.RpcError) as err:
+            call(reserved)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "reserved" in details(err.value)["BadRequest"].field_violations[0].description  # type: ignore[attr-defined]
     rule.display_name = "second"                # exists now: an ordinary update
     again = stub.UpdateRule(service_pb2.UpdateRuleRequest(rule=rule, allow_missing=True))
     assert (again.display_name, again.create_time) == ("second", created.create_time)

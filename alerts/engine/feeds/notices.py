@@ -7,8 +7,8 @@ symbol of the source's venue, with the symbol ``<venue>:*``. BAD_MESSAGE events
 are counted and logged only.
 
 Identity (the store keeps one alert per identity): owner, rule ``data-quality``
-(no stored rule has that id's alerts; filter on ``rules/data-quality`` to get
-only these), the symbol, the event's time, and a rank made of the source's place
+(reserved: no rule can take that id; the API shows these alerts with an empty
+``rule``, so filter on their kind), the symbol, the event's time, and a rank made of the source's place
 in its route and the event kind (``position * 6 + kind index``), so two
 different events at the same millisecond never collapse into one.
 """
