@@ -20,6 +20,7 @@ from alerts.api.conditions import (
     timeframe_from_proto,
     timeframe_to_proto,
 )
+from alerts.engine.feeds import notices
 from alerts.engine.messages import MAX_TEMPLATE_BYTES, RULE_PLACEHOLDERS, unknown_placeholders
 from alerts.errors import (
     FailedPreconditionError,
@@ -27,7 +28,6 @@ from alerts.errors import (
     InvalidArgumentError,
     RuleSyntaxError,
 )
-from alerts.engine.feeds import notices
 from alerts.rules import ast
 from alerts.rules.format import format_condition
 from alerts.rules.parser import parse_condition
