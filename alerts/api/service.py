@@ -10,6 +10,7 @@ UNIMPLEMENTED from the generated base.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 import time
@@ -45,7 +46,7 @@ from alerts.rules.compiler import rule_timeframe
 from alerts.storage import decode_page_token, encode_page_token
 from alerts.storage.base import Store
 from alerts.storage.records import AlertRecord, RuleRecord, SubscriptionRecord
-from alerts.v1 import channels_pb2, rules_pb2, service_pb2, service_pb2_grpc
+from alerts.v1 import alerts_pb2, channels_pb2, rules_pb2, service_pb2, service_pb2_grpc
 
 SUBSCRIPTION_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")
 SOURCE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,62}")
@@ -387,14 +388,18 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
             heartbeat = op.heartbeat_interval.ToMilliseconds() / 1000
             if not 1.0 <= heartbeat <= 300.0:
                 raise convert.invalid("open.heartbeat_interval", "from 1 s to 5 min")
-        accepts = self._alert_filter(op.filter)
         stored = await self.store.get_subscription(owner, sid)
+        flt = op.filter
+        if not op.HasField("filter") and stored is not None:
+            flt = _filter_of(stored.filters)     # unset: the one stored with it
+        accepts = self._alert_filter(flt)
+        filters = _filter_record(flt)
         if op.HasField("resume_after"):
             start = await self._check_resume(op.resume_after, "open.resume_after")
         else:
             start = stored.acked_id if stored else self.hub.last_id
         state = SubscriptionRecord(subscription_id=sid, owner=owner, acked_id=start,
-                                   filters={}, max_unacked=max_unacked,
+                                   filters=filters, max_unacked=max_unacked,
                                    update_time_ms=now_ms())
         await self.store.save_subscription(state)
         # one stream per subscription: a newer one ends the older
@@ -416,7 +421,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                 if msg.WhichOneof("payload") == "ack" and msg.ack.alert_id > acked:
                     acked = msg.ack.alert_id
                     await self.store.save_subscription(SubscriptionRecord(
-                        subscription_id=sid, owner=owner, acked_id=acked, filters={},
+                        subscription_id=sid, owner=owner, acked_id=acked, filters=filters,
                         max_unacked=max_unacked, update_time_ms=now_ms()))
                     acks.set()
 
@@ -633,6 +638,20 @@ _UPDATABLE = frozenset({
     "cooldown", "expire_time", "max_fires", "hysteresis", "hold_for", "message_template",
     "channels", "labels", "paused",
 })
+
+
+def _filter_record(flt: service_pb2.AlertFilter) -> dict[str, str]:
+    """An AlertFilter as stored with a subscription (each list as JSON, kinds by name)."""
+    return {"rules": json.dumps(list(flt.rules)), "symbols": json.dumps(list(flt.symbols)),
+            "kinds": json.dumps([alerts_pb2.AlertKind.Name(k) for k in flt.kinds])}
+
+
+def _filter_of(stored: dict[str, str]) -> service_pb2.AlertFilter:
+    """The AlertFilter stored with a subscription (none stored: every alert)."""
+    def values(key: str) -> list[str]:
+        return list(json.loads(stored.get(key, "[]")))
+    return service_pb2.AlertFilter(rules=values("rules"), symbols=values("symbols"),
+                                   kinds=[alerts_pb2.AlertKind.Value(k) for k in values("kinds")])
 
 
 def _stream_source(named: str, current: str | None) -> str:

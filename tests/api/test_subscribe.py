@@ -118,3 +118,26 @@ def test_opening_a_subscription_again_ends_the_older_stream(tmp_path: Path) -> N
                 return err.value.code()
 
         assert asyncio.run(run()) == grpc.StatusCode.ABORTED
+
+
+def test_a_subscription_keeps_its_filter_until_an_open_replaces_it(tmp_path: Path) -> None:
+    with running_server(server_config(tmp_path)) as (server, stub):
+        every_tick_rule(stub, "test:A")
+        every_tick_rule(stub, "test:B")
+        publish(stub, 3, symbol="test:A")     # alerts 1-3
+        publish(stub, 3, symbol="test:B")     # alerts 4-6
+
+        async def replay(**open_fields: object) -> list[int]:
+            async with grpc.aio.insecure_channel(server.target) as channel:
+                call, acks = await _open(channel, "filtered", resume_after=0, **open_fields)
+                got: list[int] = []
+                await _read_until(call, "caught_up", got)
+                await acks.put(None)
+                call.cancel()
+                return got
+
+        only_b = service_pb2.AlertFilter(symbols=["test:B"])
+        assert asyncio.run(replay(filter=only_b)) == [4, 5, 6]
+        assert asyncio.run(replay()) == [4, 5, 6]           # unset: the stored filter
+        assert asyncio.run(replay(filter=service_pb2.AlertFilter())) == [1, 2, 3, 4, 5, 6]
+        assert asyncio.run(replay()) == [1, 2, 3, 4, 5, 6]  # the empty one was stored
