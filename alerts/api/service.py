@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
@@ -75,6 +76,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
         self.delivery_settings = delivery_settings or DeliverySettings()
         self.stopping = asyncio.Event()
         self._open_subscriptions: dict[tuple[str, str], tuple[asyncio.Event, Subscriber]] = {}
+        self._live = _LiveMessages()
 
     def _owner(self, context: grpc.aio.ServicerContext) -> str:
         return self.owner
@@ -362,7 +364,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                     yield service_pb2.StreamAlertsResponse(heartbeat=self._heartbeat())
                 elif live.alert_id > last:
                     last = live.alert_id
-                    yield service_pb2.StreamAlertsResponse(alert=convert.alert_to_proto(live))
+                    yield self._live.stream_response(live)
         finally:
             self.hub.unsubscribe(sub)
 
@@ -499,7 +501,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                 elif live.alert_id > last:
                     last = live.alert_id
                     unacked.append(live.alert_id)
-                    yield service_pb2.SubscribeResponse(alert=convert.alert_to_proto(live))
+                    yield self._live.subscribe_response(live)
         finally:
             reader.cancel()
             self.hub.unsubscribe(sub)
@@ -651,7 +653,7 @@ def _filter_of(stored: dict[str, str]) -> service_pb2.AlertFilter:
     def values(key: str) -> list[str]:
         return list(json.loads(stored.get(key, "[]")))
     return service_pb2.AlertFilter(rules=values("rules"), symbols=values("symbols"),
-                                   kinds=[alerts_pb2.AlertKind.Value(k) for k in values("kinds")])
+                                   kinds=values("kinds"))
 
 
 def _stream_source(named: str, current: str | None) -> str:
@@ -665,6 +667,42 @@ def _stream_source(named: str, current: str | None) -> str:
         raise convert.invalid("source", f"a stream publishes for one source: {current!r}, "
                                         "named in its first message")
     return current
+
+
+class _LiveMessages:
+    """Each live alert's stream messages, built once for all the streams that send it.
+
+    Streams only read them (gRPC serialises each send), so one message object
+    serves every subscriber; the newest ``size`` alerts are kept.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._stream: OrderedDict[int, service_pb2.StreamAlertsResponse] = OrderedDict()
+        self._subscribe: OrderedDict[int, service_pb2.SubscribeResponse] = OrderedDict()
+
+    def stream_response(self, rec: AlertRecord) -> service_pb2.StreamAlertsResponse:
+        msg = self._stream.get(rec.alert_id)
+        if msg is None:
+            msg = service_pb2.StreamAlertsResponse(alert=self._alert(rec))
+            self._keep(self._stream, rec.alert_id, msg)
+        return msg
+
+    def subscribe_response(self, rec: AlertRecord) -> service_pb2.SubscribeResponse:
+        msg = self._subscribe.get(rec.alert_id)
+        if msg is None:
+            msg = service_pb2.SubscribeResponse(alert=self._alert(rec))
+            self._keep(self._subscribe, rec.alert_id, msg)
+        return msg
+
+    def _alert(self, rec: AlertRecord) -> alerts_pb2.Alert:
+        both = self._stream.get(rec.alert_id) or self._subscribe.get(rec.alert_id)
+        return both.alert if both is not None else convert.alert_to_proto(rec)
+
+    def _keep(self, cache: OrderedDict[int, Any], alert_id: int, msg: object) -> None:
+        cache[alert_id] = msg
+        if len(cache) > self.size:
+            cache.popitem(last=False)
 
 
 class _Beat:

@@ -122,3 +122,25 @@ def test_metrics_endpoint_counts_ticks_and_alerts(tmp_path: Path) -> None:
         assert "alerts_fired_total 30.0" in text
         assert "alerts_tick_to_alert_seconds_count 1.0" in text
         assert "alerts_store_write_seconds_bucket" in text
+
+
+def test_live_alert_messages_are_built_once_for_every_stream(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from alerts.api import convert
+    from alerts.api.service import _LiveMessages
+    from tests.delivery.channels.conftest import make_alert
+    built: list[int] = []
+    real = convert.alert_to_proto
+    monkeypatch.setattr(convert, "alert_to_proto",
+                        lambda rec: built.append(rec.alert_id) or real(rec))
+    live = _LiveMessages(size=2)
+    first = live.stream_response(make_alert(1))
+    assert live.stream_response(make_alert(1)) is first        # shared, not rebuilt
+    assert live.subscribe_response(make_alert(1)).alert == first.alert
+    assert first.alert.id == 1 and first.alert.rule_display_name == "BTC breakout"
+    assert built == [1]
+    for newer in (2, 3):                                       # 1 falls out of the window
+        live.stream_response(make_alert(newer))
+        live.subscribe_response(make_alert(newer))
+    assert live.stream_response(make_alert(1)) is not first
+    assert built == [1, 2, 3, 1]

@@ -1,24 +1,28 @@
-"""WebSocket fan-out benchmark: N alerts to M clients, alerts/s and frames/s.
+"""Fan-out benchmark: N alerts to M clients over WebSocket or gRPC StreamAlerts.
 
 Run from the repository root (venv active)::
 
-    python -m benchmarks.ws_fanout --alerts 5000 --clients 50 [--batch 500]
+    python -m benchmarks.fanout --via ws --alerts 5000 --clients 50 [--batch 500]
+    python -m benchmarks.fanout --via grpc --alerts 2000 --clients 200
 
 It starts ``alerts serve`` as a subprocess (loopback, port 0, a temporary
 SQLite store, a random ``ws_jwt_secret``), creates one EVERY_TIME rule (one
-alert per tick), connects M ``websockets`` clients in this process (one event
-loop; live subscription, each waits for ``caught_up``), then publishes N ticks
-over PublishTicks in batches from a thread. Every client must receive alerts
-1..N in order (checked). Figures:
+alert per tick), connects M clients in this process (one event loop; live
+subscriptions, each waits for ``caught_up``): ``websockets`` clients, or
+StreamAlerts streams of one grpc.aio channel. Then it publishes N ticks over
+PublishTicks in batches from a thread. Every client must receive alerts 1..N
+in order (checked). Figures:
 
 - ``publish``: until the last PublishTicks answered (engine + store commit);
 - ``fan-out``: from the first tick sent until the last client had alert N;
-- alerts/s = N / fan-out time; frames/s = N x M / fan-out time.
+- alerts/s = N / fan-out time; messages/s = N x M / fan-out time;
+- ``server CPU``: the server process's CPU seconds over the fan-out, and per
+  message sent (the figure that does not depend on the clients' speed).
 
 The clients share one process and its GIL with each other (not with the
-server): with many clients the figure is bounded by the reading side too.
-Clients read frames as text and take the id from the frame's fixed prefix
-instead of parsing the JSON.
+server): with many clients the fan-out time is bounded by the reading side too.
+WebSocket clients read frames as text and take the id from the frame's fixed
+prefix instead of parsing the JSON.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -61,6 +66,12 @@ def _start_server(store: Path, secret: str) -> tuple[subprocess.Popen[str], str,
     return proc, f"127.0.0.1:{grpc_port}", ws_address
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _publish(target: str, n: int, batch: int) -> float:
     """Publish ticks 1..n; returns the seconds until the last batch was committed."""
     start = time.perf_counter()
@@ -76,6 +87,21 @@ def _publish(target: str, n: int, batch: int) -> float:
             stub.PublishTicks(iter([service_pb2.PublishTicksRequest(source="bench",
                                                                     ticks=ticks)]))
     return time.perf_counter() - start
+
+
+async def _receive_stream(call: grpc.aio.UnaryStreamCall, n: int) -> float:
+    """The same for a StreamAlerts stream (already past ``caught_up``)."""
+    expected = 1
+    while (msg := await call.read()) is not grpc.aio.EOF:
+        if msg.WhichOneof("payload") != "alert":
+            continue                                  # heartbeats
+        if msg.alert.id != expected:
+            raise AssertionError(f"a stream got alert {msg.alert.id}, expected {expected}")
+        if expected == n:
+            call.cancel()
+            return time.perf_counter()
+        expected += 1
+    raise AssertionError(f"a stream ended after alert {expected - 1}")
 
 
 async def _receive(ws: ClientConnection, n: int) -> float:
@@ -95,8 +121,29 @@ async def _receive(ws: ClientConnection, n: int) -> float:
     raise AssertionError(f"a client was closed after alert {expected - 1}: {ws.close_reason}")
 
 
-async def _run(ws_address: str, grpc_target: str, secret: str, n: int, m: int,
-               batch: int) -> None:
+async def _fan_out(receivers: list[Any], grpc_target: str, server_pid: int, n: int,
+                   batch: int) -> None:
+    """Publish, wait for every receiver, print the figures."""
+    published: list[float] = []
+    cpu0 = _cpu_s(server_pid)
+    start = time.perf_counter()
+    publisher = threading.Thread(
+        target=lambda: published.append(_publish(grpc_target, n, batch)))
+    publisher.start()
+    ends = await asyncio.gather(*receivers)
+    await asyncio.to_thread(publisher.join)
+    cpu = _cpu_s(server_pid) - cpu0
+    fan_out = max(ends) - start
+    m = len(receivers)
+    print(f"alerts={n} clients={m} batch={batch}")
+    print(f"publish     {published[0]:.3f} s  ({n / published[0]:,.0f} alerts/s committed)")
+    print(f"fan-out     {fan_out:.3f} s  ({n / fan_out:,.0f} alerts/s to every client, "
+          f"{n * m / fan_out:,.0f} messages/s)")
+    print(f"server CPU  {cpu:.3f} s  ({1e6 * cpu / (n * m):.1f} us per message sent)")
+
+
+async def _run_ws(ws_address: str, grpc_target: str, server_pid: int, secret: str, n: int,
+                  m: int, batch: int) -> None:
     token = issue_token(secret, "local", 3600)
     clients = [await connect(f"ws://{ws_address}/?token={token}", max_queue=None)
                for _ in range(m)]
@@ -105,24 +152,26 @@ async def _run(ws_address: str, grpc_target: str, secret: str, n: int, m: int,
             await ws.send('{"op":"subscribe","heartbeat_s":3600}')
             while '"caught_up"' not in str(await ws.recv()):
                 pass
-        published: list[float] = []
-        start = time.perf_counter()
-        publisher = threading.Thread(
-            target=lambda: published.append(_publish(grpc_target, n, batch)))
-        publisher.start()
-        ends = await asyncio.gather(*(_receive(ws, n) for ws in clients))
-        await asyncio.to_thread(publisher.join)
+        await _fan_out([_receive(ws, n) for ws in clients], grpc_target, server_pid, n, batch)
     finally:
         await asyncio.gather(*(ws.close() for ws in clients))
-    fan_out = max(ends) - start
-    print(f"alerts={n} clients={m} batch={batch}")
-    print(f"publish   {published[0]:.3f} s  ({n / published[0]:,.0f} alerts/s committed)")
-    print(f"fan-out   {fan_out:.3f} s  ({n / fan_out:,.0f} alerts/s to every client, "
-          f"{n * m / fan_out:,.0f} frames/s)")
+
+
+async def _run_grpc(grpc_target: str, server_pid: int, n: int, m: int, batch: int) -> None:
+    async with grpc.aio.insecure_channel(grpc_target) as channel:
+        stub = service_pb2_grpc.AlertServiceStub(channel)
+        calls = [stub.StreamAlerts(service_pb2.StreamAlertsRequest(
+            heartbeat_interval=duration_pb2.Duration(seconds=300))) for _ in range(m)]
+        for call in calls:
+            while (await call.read()).WhichOneof("payload") != "caught_up":
+                pass
+        await _fan_out([_receive_stream(c, n) for c in calls], grpc_target, server_pid, n,
+                       batch)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--via", choices=("ws", "grpc"), default="ws")
     parser.add_argument("--alerts", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--batch", type=int, default=500, help="ticks per PublishTicks")
@@ -137,8 +186,12 @@ def main() -> None:
                         symbol="bench:A", condition_text="price > 0",
                         trigger_mode=rules_pb2.TRIGGER_MODE_EVERY_TIME,
                         cooldown=duration_pb2.Duration())))
-            asyncio.run(_run(ws_address, grpc_target, secret, args.alerts, args.clients,
-                             args.batch))
+            if args.via == "ws":
+                asyncio.run(_run_ws(ws_address, grpc_target, proc.pid, secret, args.alerts,
+                                    args.clients, args.batch))
+            else:
+                asyncio.run(_run_grpc(grpc_target, proc.pid, args.alerts, args.clients,
+                                      args.batch))
         finally:
             proc.terminate()
             proc.wait(30)
