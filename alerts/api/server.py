@@ -157,7 +157,8 @@ async def build_server(config: Config,
                                webhook_allow=allow,
                                secret_overlap_ms=int(config.webhook_secret_overlap_s * 1000),
                                channel_stats=outbox, delivery_settings=delivery_settings,
-                               outbox=outbox)
+                               outbox=outbox,
+                               history_bars=feeds.history_bars if feeds else lambda _: 0)
         server = grpc.aio.server(interceptors=[ErrorInterceptor()])
         service_pb2_grpc.add_AlertServiceServicer_to_server(service, server)
         health_servicer = health.aio.HealthServicer()

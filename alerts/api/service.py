@@ -44,6 +44,7 @@ from alerts.errors import (
     UnavailableError,
 )
 from alerts.rules.compiler import rule_timeframe
+from alerts.rules.warnings import rule_warnings
 from alerts.storage import decode_page_token, encode_page_token
 from alerts.storage.base import Store
 from alerts.storage.records import AlertRecord, RuleRecord, SubscriptionRecord
@@ -64,8 +65,10 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                  secret_overlap_ms: int = 86_400_000,
                  channel_stats: ChannelStatsProvider | None = None,
                  delivery_settings: DeliverySettings | None = None,
-                 outbox: Outbox | None = None) -> None:
+                 outbox: Outbox | None = None,
+                 history_bars: Callable[[str], int] = lambda symbol: 0) -> None:
         self.store = store
+        self.history_bars = history_bars
         self.outbox = outbox
         self.processor = processor
         self.hub = hub
@@ -257,10 +260,16 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
         fields = await self._fields(request.rule, owner)
         rec = self._record(fields, rule_id="validate", owner=owner, now=now_ms())
         compiled = self.processor.compile(rec)
+        warnings = rule_warnings(
+            fields.condition, trigger_mode=fields.mode, timeframe=fields.timeframe,
+            cooldown_ms=fields.cooldown_ms, history_bars=self.history_bars(rec.symbol),
+            condition_text=not request.rule.HasField("condition"))
         return service_pb2.ValidateRuleResponse(
             condition=condition_to_proto(fields.condition),
             timeframe=timeframe_to_proto(compiled.timeframe),
-            canonical_text=fields.condition_text)
+            canonical_text=fields.condition_text,
+            warnings=[service_pb2.RuleWarning(reason=w.reason, message=w.message, field=w.field)
+                      for w in warnings])
 
     # alerts -----------------------------------------------------------------
     def _alert_filter(self, flt: service_pb2.AlertFilter) -> object:

@@ -684,3 +684,22 @@ def test_a_hysteresis_band_is_refused_until_supported(served) -> None:  # type: 
             symbol="test:H", condition_text="price > 1", hysteresis=0.5)))
     assert details(err.value)["ErrorInfo"].reason == "NOT_SUPPORTED"  # type: ignore[attr-defined]
     assert stub.ListRules(service_pb2.ListRulesRequest()).rules == []
+
+
+def test_validate_rule_warns_about_rules_that_may_mislead(served) -> None:  # type: ignore[no-untyped-def]
+    _, stub = served
+
+    def warnings(condition: str, **rule: object) -> list[tuple[str, str, str]]:
+        reply = stub.ValidateRule(service_pb2.ValidateRuleRequest(rule=rules_pb2.Rule(
+            symbol="test:W", condition_text=condition, **rule)))
+        return [(w.reason, w.field, w.message) for w in reply.warnings]
+
+    assert warnings("rsi(14, 1h) > 70") == []
+    [(reason, field, message)] = warnings("rsi(14, 1h) > 100")
+    assert (reason, field) == ("CONSTANT_CONDITION", "rule.condition_text")
+    assert message.startswith("1:1: ") and "never" in message
+    [(reason, field, message)] = warnings("sma(200, 1d) > 1")   # no history for test:W
+    assert (reason, field) == ("LONG_WARM_UP", "rule.condition_text") and "200" in message
+    assert [w[0] for w in warnings("price > 1", trigger_mode=rules_pb2.TRIGGER_MODE_EVERY_TIME)
+            ] == ["REPEATED_FIRING"]
+    assert stub.ListRules(service_pb2.ListRulesRequest()).rules == []   # nothing stored

@@ -215,6 +215,10 @@ class DataManager:
         rs = self._routes[venue]
         return rs.names[rs.active]
 
+    def history_bars(self, symbol: str) -> int:
+        """Bars per timeframe a new ``symbol`` warms up on from history (0: not routed)."""
+        return self.warmup_bars if self._route_of(symbol) is not None else 0
+
     def warming(self, symbol: str) -> bool:
         """True while ``symbol`` waits for its history (its ticks are held)."""
         rs = self._route_of(symbol)
