@@ -356,6 +356,8 @@ def _cmd_rules(args: argparse.Namespace) -> int:
         rule = rules_pb2.Rule(symbol=args.symbol, condition_text=args.condition)
         out = stub.ValidateRule(service_pb2.ValidateRuleRequest(rule=rule))
         print(out.canonical_text)
+        for w in out.warnings:
+            print(f"warning: {w.reason}: {w.message} ({w.field})", file=sys.stderr)
     return 0
 
 

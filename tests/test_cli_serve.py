@@ -115,6 +115,11 @@ def test_rules_and_tail_commands_against_a_server(tmp_path: Path) -> None:
         bad_filter = cli("rules", "list", "--filter", "symbol = test:A OR")
         assert bad_filter.returncode == 2
         assert bad_filter.stderr.startswith("alerts: error: INVALID_ARGUMENT: filter: 1:19: expected a field ")
+        checked = cli("rules", "validate", "--symbol", "test:A", "--condition",
+                      "rsi(14,1h)>100")
+        assert (checked.returncode, checked.stdout) == (0, "rsi(14, 1h) > 100\n")
+        assert checked.stderr.startswith("warning: CONSTANT_CONDITION: 1:1: ")
+        assert checked.stderr.rstrip().endswith("(rule.condition_text)")
         bad = cli("rules", "create", "--symbol", "X", "--condition", "price >")
         assert bad.returncode == 2
         assert bad.stderr.startswith("alerts: error: INVALID_ARGUMENT: 1:8: ")
