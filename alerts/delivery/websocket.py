@@ -20,6 +20,27 @@ one (and ``resume_after``). On success the server sends
   stored alerts after N that match come first; without it only new alerts.
   Then ``{"type":"caught_up","last_id":M}``, then live alerts. A new subscribe
   replaces the previous one.
+- ``{"op":"subscribe","channel":"channels/{id}","resume_after":N,"heartbeat_s":15}``
+  (or the bare id, as rules name channels; not with ``symbols``, ``rules`` or
+  ``kinds``) - the alerts whose rule named that websocket channel when it fired
+  (``AlertRecord.channels``). The channel must be the client's own
+  (``CHANNEL_NOT_FOUND`` otherwise, as for a missing one) and of kind websocket
+  (``CHANNEL_NOT_WEBSOCKET``). With ``resume_after`` at most the channel's
+  ``replay_limit`` newest of its stored alerts after N are sent (0: the server's
+  ``WebSocketSettings.replay_limit``, 1000); when older ones are left out,
+  ``{"type":"replay_truncated","skipped_through":S,"replay_limit":L}`` comes
+  first (the channel's alerts in N+1..S are skipped; the limit counts those
+  committed before the catch-up began, later ones follow). ``caught_up``'s
+  ``last_id`` is then at least the last id committed when the subscription began.
+  **Paused channel** (as the outbox: nothing is sent, nothing is lost): each live
+  alert first reads the channel (a primary-key read); one that finds it paused is
+  not sent, and the server sends ``{"type":"channel_paused","last_id":M}`` (at
+  once when subscribing to a paused channel), then only heartbeats. It looks
+  again every second; once the channel is resumed it sends
+  ``{"type":"channel_resumed"}`` and goes on as if resubscribed with
+  ``resume_after`` M (the pause's alerts from the store, within the replay limit,
+  ``caught_up``, live). A deleted channel ends the subscription with
+  ``{"type":"unsubscribed","code":"CHANNEL_NOT_FOUND","message":"..."}``.
 - ``{"op":"unsubscribe"}`` -> ``{"type":"unsubscribed"}``; no more alerts.
 - ``{"op":"ping"}`` -> ``{"type":"pong","last_id":N,"server_time":"..."}``.
 
@@ -28,8 +49,10 @@ one (and ``resume_after``). On success the server sends
 duplicate across catch-up and live; ``{"type":"heartbeat","last_id":N,
 "server_time":"..."}`` after ``heartbeat_s`` seconds (0.05..3600) without an
 alert; ``{"type":"error","code":"...","message":"..."}`` for a bad frame
-(``BAD_JSON``, ``UNKNOWN_OP``, ``INVALID_ARGUMENT``, ``ALERTS_PRUNED``): the
-connection stays open and the current subscription is unchanged.
+(``BAD_JSON``, ``UNKNOWN_OP``, ``INVALID_ARGUMENT``, ``ALERTS_PRUNED``,
+``CHANNEL_NOT_FOUND``, ``CHANNEL_NOT_WEBSOCKET``): the connection stays open and
+the current subscription is unchanged; ``replay_truncated``, ``channel_paused``
+and ``channel_resumed`` for channel subscriptions (above).
 
 **Liveness and slow clients.** websockets sends a ping every
 ``ping_interval_s`` and closes a peer that does not answer within
@@ -47,10 +70,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -64,11 +88,19 @@ from websockets.http11 import Request, Response
 from alerts.auth.tokens import Identity, check_secret, verify_token
 from alerts.delivery.alert_json import alert_to_dict, dumps, rfc3339_ms
 from alerts.delivery.hub import AlertHub, SlowConsumer
-from alerts.errors import AlertsError, InvalidArgumentError, OutOfRangeError, UnavailableError
+from alerts.errors import (
+    AlertsError,
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    UnavailableError,
+)
 from alerts.observability.metrics import Metrics
 from alerts.rules.compiler import qualify
 from alerts.storage.base import Store
 from alerts.storage.records import ALERT_KINDS, AlertRecord
+from alerts.storage.records import WebSocketSettings as WebSocketChannelSettings
 
 log = structlog.get_logger("alerts.delivery.websocket")
 
@@ -79,6 +111,8 @@ CATCH_UP_PAGE = 500
 _FRAME_OVERHEAD = 14          # the largest header of an unmasked server frame
 _ENCODED_CACHE = 4096         # alerts whose frame is kept for the other clients
 _FAIR_BURST = 64              # frames one client sends before letting the others run
+_PAUSE_POLL_S = 1.0           # how often a paused channel's subscription looks for its resume
+_CHANNEL_ID = re.compile(r"[a-z][a-z0-9-]{0,62}")   # as the API's (channel_convert.CHANNEL_ID)
 
 
 @dataclass(frozen=True)
@@ -94,6 +128,16 @@ class WebSocketSettings:
     close_timeout_s: float = 5.0        # how long a closing handshake may take
     max_message: int = 1 << 16          # the largest frame a client may send
     default_venue: str = "binance"
+    replay_limit: int = 1000            # a websocket channel's replay when its replay_limit is 0
+
+
+@dataclass(frozen=True)
+class _Channel:
+    """The websocket channel a subscription follows, as last read from the store."""
+
+    channel_id: str
+    replay_limit: int                   # the channel's, or the server's default for 0
+    paused: bool
 
 
 @dataclass(frozen=True)
@@ -103,6 +147,7 @@ class _Subscription:
     accepts: Callable[[AlertRecord], bool]
     resume_after: int | None
     heartbeat_s: float
+    channel: _Channel | None = None
 
 
 class _Connection(ServerConnection):
@@ -138,6 +183,9 @@ class WebSocketServer:
         if settings.write_limit < 1024:
             raise InvalidArgumentError(
                 f"ws_write_limit: at least 1024 bytes (got {settings.write_limit})")
+        if settings.replay_limit < 1:
+            raise InvalidArgumentError(
+                f"replay_limit: at least 1 (got {settings.replay_limit})")
         self.hub = hub
         self.store = store
         self.settings = settings
@@ -316,14 +364,54 @@ class _Session:
         if (isinstance(heartbeat, bool) or not isinstance(heartbeat, (int, float))
                 or not low <= heartbeat <= high):
             raise InvalidArgumentError(f"heartbeat_s: a number of seconds from {low} to {high}")
+        name = op.get("channel")
+        if name is not None and (symbols or rules or kinds):
+            raise InvalidArgumentError("channel: not with symbols, rules or kinds (the rules "
+                                       "that name the channel choose its alerts)")
+        channel = None if name is None else await self._channel(name)
         resume = op.get("resume_after")
         if resume is not None:
             resume = await self._check_resume(resume)
+        if channel is not None:
+            channel_id = channel.channel_id
+            return _Subscription(lambda rec: channel_id in rec.channels, resume,
+                                 float(heartbeat), channel)
 
         def accepts(rec: AlertRecord) -> bool:
             return ((not rules or rec.rule_id in rules) and (not symbols or rec.symbol in symbols)
                     and (not kinds or rec.kind in kinds))
         return _Subscription(accepts, resume, float(heartbeat))
+
+    async def _channel(self, name: object) -> _Channel:
+        """The owner's websocket channel ``name`` (``channels/{id}`` or the bare id)."""
+        channel_id = name.removeprefix("channels/") if isinstance(name, str) else ""
+        if not _CHANNEL_ID.fullmatch(channel_id):
+            raise InvalidArgumentError(
+                f"channel: expected channels/{{channel}} or a channel id, got {name!r}")
+        return await self._read_channel(channel_id)
+
+    async def _read_channel(self, channel_id: str) -> _Channel:
+        """The channel as stored now; another owner's is not found, like a missing one."""
+        try:
+            rec = await self.server.store.get_channel(self.owner, channel_id)
+        except NotFoundError:
+            raise NotFoundError(f"no channel channels/{channel_id}",
+                                reason="CHANNEL_NOT_FOUND") from None
+        if not isinstance(rec.settings, WebSocketChannelSettings):
+            raise FailedPreconditionError(
+                f"channels/{channel_id} is of kind {rec.kind}; only websocket channels can be "
+                "subscribed to", reason="CHANNEL_NOT_WEBSOCKET")
+        limit = rec.settings.replay_limit or self.server.settings.replay_limit
+        return _Channel(channel_id, limit, rec.paused)
+
+    async def _channel_now(self, channel: _Channel) -> _Channel | None:
+        """The channel's current state; ``None`` (the client told) once it is gone."""
+        try:
+            return await self._read_channel(channel.channel_id)
+        except (NotFoundError, FailedPreconditionError) as exc:
+            await self._send({"type": "unsubscribed", "code": exc.reason,
+                              "message": exc.message})
+            return None
 
     async def _check_resume(self, after: object) -> int:
         if isinstance(after, bool) or not isinstance(after, int) or after < 0:
@@ -347,23 +435,59 @@ class _Session:
             await self.connection.close(CloseCode.INTERNAL_ERROR, "internal error")
 
     async def _run_stream(self, sub: _Subscription) -> None:
-        """Stored alerts after ``resume_after``, ``caught_up``, then live: no gap, no duplicate.
+        """The subscription's catch-up and live phases; for a channel, also its pauses.
+
+        While the channel is paused nothing is sent (but heartbeats); once it is
+        resumed the stream goes on as if resubscribed with ``resume_after`` the last
+        id it covered, so the alerts of the pause come from the store.
+        """
+        after = sub.resume_after
+        while True:
+            if sub.channel is not None and sub.channel.paused:
+                after = self.hub.last_id if after is None else after
+                channel = await self._hold(sub, after)
+                if channel is None:
+                    return
+                sub = replace(sub, channel=channel)
+            paused_at = await self._serve(sub, after)
+            if paused_at is None or sub.channel is None:
+                return
+            after = paused_at
+            sub = replace(sub, channel=replace(sub.channel, paused=True))
+
+    async def _hold(self, sub: _Subscription, last: int) -> _Channel | None:
+        """Waits while the subscription's channel is paused (looking every ``_PAUSE_POLL_S``,
+        heartbeats as usual); its state once resumed, ``None`` once it is gone."""
+        assert sub.channel is not None
+        await self._send({"type": "channel_paused", "last_id": last})
+        loop = asyncio.get_running_loop()
+        beat = loop.time() + sub.heartbeat_s
+        channel: _Channel | None = sub.channel
+        while channel is not None and channel.paused:
+            await asyncio.sleep(max(0.0, min(_PAUSE_POLL_S, beat - loop.time())))
+            channel = await self._channel_now(channel)
+            if channel is not None and channel.paused and loop.time() >= beat:
+                await self.connection.send(self._heartbeat_frame(), text=True)
+                beat = loop.time() + sub.heartbeat_s
+        if channel is not None:
+            await self._send({"type": "channel_resumed"})
+        return channel
+
+    async def _serve(self, sub: _Subscription, after: int | None) -> int | None:
+        """Stored alerts after ``after``, ``caught_up``, then live: no gap, no duplicate.
 
         The hub registration comes first, so an alert committed while the store is
-        read is queued; ids below what the store gave are skipped when live.
+        read is queued; ids below what the store gave are skipped when live. Returns
+        the last id covered when the channel turns out paused (before its next alert,
+        not sent); ``None`` when the stream is over (a slow client closed, the channel
+        deleted).
         """
         settings = self.server.settings
         live = self.hub.subscribe(self.owner, sub.accepts, settings.queue_size)
         try:
             last = self.hub.last_id
-            if sub.resume_after is not None:
-                last = sub.resume_after
-                while batch := await self.server.store.list_alerts(
-                        self.owner, after_id=last, limit=CATCH_UP_PAGE):
-                    for stored in batch:
-                        last = stored.alert_id
-                        if sub.accepts(stored):   # waits for the client: the backlog is its own
-                            await self.connection.send(self.server.alert_frame(stored), text=True)
+            if after is not None:
+                last = await self._catch_up(sub, after, last)
             await self._send({"type": "caught_up", "last_id": last})
             sent = 0
             while True:
@@ -376,23 +500,72 @@ class _Session:
                     self.hub.unsubscribe(live)
                     if not self.server.stopping:
                         await self._drop(f"fell {settings.queue_size} alerts behind", last)
-                    return
+                    return None
                 if rec is None:
-                    frame = dumps({"type": "heartbeat", "last_id": self.hub.last_id,
-                                   "server_time": rfc3339_ms(int(time.time() * 1000))})
-                elif rec.alert_id > last:
-                    frame = self.server.alert_frame(rec)
-                else:
+                    frame = self._heartbeat_frame()
+                elif rec.alert_id <= last:
                     continue
+                else:
+                    if sub.channel is not None:   # a pause or delete since the last look
+                        channel = await self._channel_now(sub.channel)
+                        if channel is None:
+                            return None
+                        if channel.paused:
+                            return last
+                    frame = self.server.alert_frame(rec)
                 if not self._fits(frame):
                     self.hub.unsubscribe(live)
                     await self._drop(f"more than {settings.write_limit} bytes waiting", last)
-                    return
+                    return None
                 await self.connection.send(frame, text=True)  # never waits: it fits
                 if rec is not None:
                     last = rec.alert_id
         finally:
             self.hub.unsubscribe(live)
+
+    async def _catch_up(self, sub: _Subscription, after: int, top: int) -> int:
+        """Sends the stored alerts after ``after`` that the subscription accepts; returns the
+        id live alerts go on after. ``top``: the hub's last id once subscribed to it.
+
+        For a channel, at most its replay limit of those up to ``top`` (the newest),
+        after a ``replay_truncated`` notice when older ones are skipped; every alert of
+        the channel up to ``top`` is then covered.
+        """
+        channel_id = None if sub.channel is None else sub.channel.channel_id
+        last = after
+        if sub.channel is not None:
+            last = await self._replay_start(sub.channel, after, top)
+            if last > after:
+                await self._send({"type": "replay_truncated", "skipped_through": last,
+                                  "replay_limit": sub.channel.replay_limit})
+        while batch := await self.server.store.list_alerts(
+                self.owner, after_id=last, limit=CATCH_UP_PAGE, channel_id=channel_id):
+            for stored in batch:
+                last = stored.alert_id
+                if sub.accepts(stored):   # waits for the client: the backlog is its own
+                    await self.connection.send(self.server.alert_frame(stored), text=True)
+        return last if channel_id is None else max(last, top)
+
+    async def _replay_start(self, channel: _Channel, after: int, top: int) -> int:
+        """``after``, or, when the channel has more than its replay limit of stored alerts in
+        (``after``, ``top``], the newest of those the limit leaves out."""
+        want = channel.replay_limit + 1       # that many newest: the last one is left out
+        before = top + 1
+        while True:
+            page = min(want, CATCH_UP_PAGE)
+            batch = await self.server.store.list_alerts(
+                self.owner, after_id=after, before_id=before, descending=True, limit=page,
+                channel_id=channel.channel_id)
+            if len(batch) < page:
+                return after
+            want -= page
+            before = batch[-1].alert_id
+            if want == 0:
+                return before
+
+    def _heartbeat_frame(self) -> bytes:
+        return dumps({"type": "heartbeat", "last_id": self.hub.last_id,
+                      "server_time": rfc3339_ms(int(time.time() * 1000))})
 
     def _fits(self, frame: bytes) -> bool:
         """Whether sending ``frame`` keeps the write buffer within the limit (so no waiting)."""

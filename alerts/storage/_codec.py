@@ -45,7 +45,7 @@ RULE_COLUMNS = (
 ALERT_COLUMNS = (
     "alert_id, owner, rule_id, symbol, kind, timeframe, bar_open_ms, operand_values, message,"
     " condition_text, event_time_ms, receive_time_ms, decide_time_ms, trade_id, fire_rank, price,"
-    " details, rule_display_name, rule_labels, commit_time_ms"
+    " details, rule_display_name, rule_labels, channels, commit_time_ms"
 )
 DELIVERY_COLUMNS = (
     "owner, channel_id, alert_id, state, attempts, attempt_seq, create_time_ms, next_attempt_ms,"
@@ -155,8 +155,15 @@ def alert_params(alert: NewAlert, alert_id: int, commit_time_ms: int) -> tuple[o
         alert.event_time_ms, alert.receive_time_ms, alert.decide_time_ms, alert.trade_id,
         alert.rank, None if alert.price is None else float(alert.price),
         _dumps(dict(alert.details)), alert.rule_display_name, _dumps(dict(alert.rule_labels)),
-        commit_time_ms,
+        _dumps(list(alert.channels)), commit_time_ms,
     )
+
+
+def channel_pattern(channel_id: str) -> str:
+    """A ``LIKE ... ESCAPE '!'`` pattern for the ``channels`` JSON arrays holding
+    ``channel_id``; exact while no stored id holds a quote (API ids: a-z, 0-9, '-')."""
+    needle = json.dumps(channel_id)
+    return "%" + needle.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
 
 
 def stored_alert(alert: NewAlert, alert_id: int, commit_time_ms: int) -> AlertRecord:
@@ -208,6 +215,7 @@ def alert_from_row(row: Row) -> AlertRecord:
         rank=row["fire_rank"],
         price=None if price is None else float(price),
         details=json.loads(row["details"]),
+        channels=tuple(json.loads(row["channels"])),
         commit_time_ms=row["commit_time_ms"],
     )
 

@@ -114,7 +114,7 @@ _UPDATE_RULE = (
 _INSERT_ALERT = (
     f"INSERT INTO alerts ({_codec.ALERT_COLUMNS}) VALUES"
     " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,"
-    " $19, $20) ON CONFLICT DO NOTHING RETURNING alert_id"
+    " $19, $20, $21) ON CONFLICT DO NOTHING RETURNING alert_id"
 )
 _INSERT_DELIVERY = (
     f"INSERT INTO deliveries ({_codec.DELIVERY_COLUMNS}) VALUES"
@@ -706,6 +706,7 @@ class SqlStore(Store):
         kind: str | None = None,
         since_ms: int | None = None,
         until_ms: int | None = None,
+        channel_id: str | None = None,
     ) -> list[AlertRecord]:
         if limit < 1:
             raise InvalidArgumentError(
@@ -726,6 +727,9 @@ class SqlStore(Store):
             if value is not None:
                 args.append(value)
                 where.append(f"{clause}${len(args)}")
+        if channel_id is not None:
+            args.append(_codec.channel_pattern(channel_id))
+            where.append(f"channels LIKE ${len(args)} ESCAPE '!'")
         args.append(limit)
         sql = (
             f"SELECT {_codec.ALERT_COLUMNS} FROM alerts WHERE {' AND '.join(where)}"

@@ -271,13 +271,15 @@ class Store(ABC):
         kind: str | None = None,
         since_ms: int | None = None,
         until_ms: int | None = None,
+        channel_id: str | None = None,
     ) -> list[AlertRecord]:
         """Up to ``limit`` (>= 1) of the owner's alerts with ``after_id`` < id < ``before_id``
         (``None``: no upper bound), ascending by id (``descending``: newest first).
 
         ``owner`` ``None`` reads every owner's alerts (for delivery, never for a client).
         Optional filters match exactly; ``since_ms`` (inclusive) and ``until_ms``
-        (exclusive) bound the event time.
+        (exclusive) bound the event time; ``channel_id`` keeps the alerts whose
+        ``channels`` (the rule's at fire time) hold it.
         """
 
     @abstractmethod

@@ -230,7 +230,13 @@ _V4 = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4)
+_V5 = Migration(
+    version=5,
+    description="alerts keep the channels their rule named at fire time",
+    statements=("ALTER TABLE alerts ADD COLUMN channels TEXT NOT NULL DEFAULT '[]'",),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3, _V4, _V5)
 """Every step, in version order (1, 2, ...)."""
 
 

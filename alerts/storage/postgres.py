@@ -35,17 +35,17 @@ INSERT INTO alerts ({_codec.ALERT_COLUMNS})
 SELECT $1::bigint + row_number() OVER (ORDER BY t.ord) - 1, t.owner, t.rule_id, t.symbol,
        t.kind, t.timeframe, t.bar_open_ms, t.operand_values, t.message, t.condition_text,
        t.event_time_ms, t.receive_time_ms, t.decide_time_ms, t.trade_id, t.fire_rank, t.price,
-       t.details, t.rule_display_name, t.rule_labels, $2::bigint
+       t.details, t.rule_display_name, t.rule_labels, t.channels, $2::bigint
 FROM (
     SELECT DISTINCT ON (u.owner, u.rule_id, u.symbol, u.event_time_ms, u.fire_rank) u.*
     FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[],
                 $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[],
                 $14::bigint[], $15::bigint[], $16::bigint[], $17::float8[], $18::text[],
-                $19::text[], $20::text[])
+                $19::text[], $20::text[], $21::text[])
          WITH ORDINALITY AS u(owner, rule_id, symbol, kind, timeframe, bar_open_ms,
                               operand_values, message, condition_text, event_time_ms,
                               receive_time_ms, decide_time_ms, trade_id, fire_rank, price,
-                              details, rule_display_name, rule_labels, ord)
+                              details, rule_display_name, rule_labels, channels, ord)
     ORDER BY u.owner, u.rule_id, u.symbol, u.event_time_ms, u.fire_rank, u.ord
 ) AS t
 WHERE NOT EXISTS (

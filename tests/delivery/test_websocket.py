@@ -18,7 +18,7 @@ from typing import Any
 
 import jwt
 import pytest
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, field_mask_pb2
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -26,7 +26,10 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
 from alerts.auth.tokens import issue_token
-from alerts.v1 import rules_pb2, service_pb2, service_pb2_grpc
+from alerts.delivery.websocket import WebSocketSettings
+from alerts.storage.records import ChannelRecord
+from alerts.storage.records import WebSocketSettings as WebSocketChannelSettings
+from alerts.v1 import channels_pb2, rules_pb2, service_pb2, service_pb2_grpc
 from tests.api.test_streams import publish
 from tests.support.postgres import fresh_databases
 from tests.support.server import ServerThread, running_server, server_config
@@ -50,10 +53,23 @@ BULKY = "x" * 2048
 """A message template that (the longest allowed) makes every alert frame about 2.5 KB, so few fill a socket."""
 
 
-def rule(stub: Stub, symbol: str, rule_id: str, template: str = "") -> None:
+def rule(stub: Stub, symbol: str, rule_id: str, template: str = "",
+         channels: tuple[str, ...] = ()) -> None:
     stub.CreateRule(service_pb2.CreateRuleRequest(rule_id=rule_id, rule=rules_pb2.Rule(
         symbol=symbol, condition_text="price > 0", message_template=template,
-        trigger_mode=rules_pb2.TRIGGER_MODE_EVERY_TIME, cooldown=duration_pb2.Duration())))
+        trigger_mode=rules_pb2.TRIGGER_MODE_EVERY_TIME, cooldown=duration_pb2.Duration(),
+        channels=channels)))
+
+
+def ws_channel(stub: Stub, channel_id: str, replay_limit: int = 0) -> None:
+    stub.CreateChannel(service_pb2.CreateChannelRequest(channel_id=channel_id, channel=(
+        channels_pb2.Channel(websocket=channels_pb2.WebSocketConfig(replay_limit=replay_limit)))))
+
+
+def set_paused(stub: Stub, channel_id: str, paused: bool) -> None:
+    stub.UpdateChannel(service_pb2.UpdateChannelRequest(
+        channel=channels_pb2.Channel(name=f"channels/{channel_id}", paused=paused),
+        update_mask=field_mask_pb2.FieldMask(paths=["paused"])))
 
 
 def url(server: ServerThread, query: str = "") -> str:
@@ -201,25 +217,29 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
             yield url
 
 
+@pytest.mark.parametrize("by_channel", [False, True], ids=["filters", "channel"])
 def test_resume_after_an_id_while_alerts_are_committed_has_no_gap_or_duplicate(
-        tmp_path: Path, store_url: str) -> None:
+        tmp_path: Path, store_url: str, by_channel: bool) -> None:
     """Alerts committed during the catch-up reach both the store pages and the live queue.
 
     The client stops reading, so the catch-up (7 MB, more than the small socket
     and the 16 KiB write limit hold) stalls in the middle; 500 alerts are
-    committed meanwhile; then the client reads everything.
+    committed meanwhile; then the client reads everything. By channel: every
+    alert names it, and its replay limit is above the 2500 alerts in all.
     """
     with ws_service(tmp_path, ws_write_limit=16_384, store_url=store_url) as (server, stub):
-        rule(stub, "test:A", "every", BULKY)
+        ws_channel(stub, "feed", replay_limit=2500)
+        rule(stub, "test:A", "every", BULKY, channels=("channels/feed",))
         publish(stub, 2000)                           # alerts 1..2000 stored
         assert server.app is not None
         address = server.app.websocket_address
+        op: dict[str, Any] = {"channel": "channels/feed"} if by_channel else {}
 
         async def run() -> None:
             sock = _small_window_socket(address)
             async with client(server, sock=sock) as ws:
                 ws.transport.pause_reading()
-                await subscribe(ws, resume_after=500)
+                await subscribe(ws, resume_after=500, **op)
                 await in_thread(publish, stub, 500, 2000)   # 2001..2500 mid catch-up
                 ws.transport.resume_reading()
                 stored, caught_up = await until_caught_up(ws)
@@ -227,6 +247,178 @@ def test_resume_after_an_id_while_alerts_are_committed_has_no_gap_or_duplicate(
                 assert caught_up > 2000       # the store pages included the newer alerts
                 live = await alert_ids(ws, 2500) if caught_up < 2500 else []
                 assert stored + live == list(range(501, 2501))
+        asyncio.run(run())
+
+
+# websocket channels ------------------------------------------------------------------------
+
+def test_subscribe_by_channel_gets_the_alerts_of_rules_that_named_it_at_fire_time(
+        tmp_path: Path) -> None:
+    with ws_service(tmp_path) as (server, stub):
+        ws_channel(stub, "ws-a")
+        ws_channel(stub, "ws-b")
+        rule(stub, "test:A", "on-a", channels=("channels/ws-a",))
+        rule(stub, "test:B", "on-ab", channels=("ws-a", "ws-b"))
+        rule(stub, "test:C", "on-none")
+
+        async def run() -> None:
+            async with client(server) as by_name, client(server) as by_id:
+                await subscribe(by_name, channel="channels/ws-a")
+                await subscribe(by_id, channel="ws-b")            # the bare id, as in rules
+                assert await until_caught_up(by_name) == ([], 0)
+                assert await until_caught_up(by_id) == ([], 0)
+                await in_thread(publish, stub, 2, 0, "test:A")    # 1, 2: ws-a
+                await in_thread(publish, stub, 2, 10, "test:B")   # 3, 4: ws-a and ws-b
+                await in_thread(publish, stub, 2, 20, "test:C")   # 5, 6: no channel
+                await in_thread(publish, stub, 1, 30, "test:B")   # 7: ws-a and ws-b
+                assert await alert_ids(by_name, 7) == [1, 2, 3, 4, 7]
+                assert await alert_ids(by_id, 7) == [3, 4, 7]
+                # the rule no longer names ws-a: its stored alerts still do, new ones not
+                stub.UpdateRule(service_pb2.UpdateRuleRequest(
+                    rule=rules_pb2.Rule(name="rules/on-a", channels=[]),
+                    update_mask=field_mask_pb2.FieldMask(paths=["channels"])))
+                await in_thread(publish, stub, 1, 40, "test:A")   # 8: no channel now
+                await in_thread(publish, stub, 1, 50, "test:B")   # 9
+                assert await alert_ids(by_name, 9) == [9]
+                assert await alert_ids(by_id, 9) == [9]
+                await subscribe(by_name, channel="ws-a", resume_after=0)
+                assert await until_caught_up(by_name) == ([1, 2, 3, 4, 7, 9], 9)
+                await subscribe(by_id, channel="channels/ws-b", resume_after=3)
+                assert await until_caught_up(by_id) == ([4, 7, 9], 9)
+        asyncio.run(run())
+
+
+def test_a_channel_that_is_not_the_clients_websocket_channel_is_refused(
+        tmp_path: Path) -> None:
+    with ws_service(tmp_path) as (server, stub):
+        ws_channel(stub, "mine")
+        stub.CreateChannel(service_pb2.CreateChannelRequest(channel_id="mail", channel=(
+            channels_pb2.Channel(email=channels_pb2.EmailConfig(to_addresses=["a@b.example"])))))
+        assert server.app is not None
+        server.call(server.app.store.create_channel(ChannelRecord(
+            channel_id="bobs", owner="bob", settings=WebSocketChannelSettings())))
+        rule(stub, "test:A", "on-a", channels=("mine",))
+
+        async def run() -> None:
+            async with client(server) as ws, client(server, "bob") as bob:
+                await subscribe(ws, channel="mine")
+                assert await until_caught_up(ws) == ([], 0)
+                cases: list[tuple[dict[str, Any], str, str]] = [
+                    ({"channel": "nope"}, "CHANNEL_NOT_FOUND", "no channel channels/nope"),
+                    ({"channel": "channels/bobs"}, "CHANNEL_NOT_FOUND",
+                     "no channel channels/bobs"),
+                    ({"channel": "mail"}, "CHANNEL_NOT_WEBSOCKET",
+                     "channels/mail is of kind email"),
+                    ({"channel": "rules/mine"}, "INVALID_ARGUMENT", "'rules/mine'"),
+                    ({"channel": 7}, "INVALID_ARGUMENT", "channels/{channel}"),
+                    ({"channel": "mine", "symbols": ["test:A"]}, "INVALID_ARGUMENT",
+                     "not with symbols"),
+                ]
+                for op, code, text in cases:
+                    await subscribe(ws, **op)
+                    error = await recv(ws)
+                    assert error["type"] == "error" and error["code"] == code, (op, error)
+                    assert text in error["message"], (op, error)
+                await in_thread(publish, stub, 1)        # the first subscription still runs
+                assert await alert_ids(ws, 1) == [1]
+                await subscribe(bob, channel="bobs")     # its owner may
+                assert await until_caught_up(bob) == ([], 1)
+                await subscribe(bob, channel="mine")
+                assert (await recv(bob))["code"] == "CHANNEL_NOT_FOUND"
+        asyncio.run(run())
+
+
+def test_a_replay_past_the_channels_limit_says_what_it_skipped(tmp_path: Path) -> None:
+    with ws_service(tmp_path) as (server, stub):
+        ws_channel(stub, "last3", replay_limit=3)
+        ws_channel(stub, "default")
+        rule(stub, "test:A", "on-a", channels=("last3",))
+        rule(stub, "test:B", "on-b")
+        publish(stub, 5, 0, "test:A")        # 1..5: last3
+        publish(stub, 2, 10, "test:B")       # 6, 7: no channel
+        publish(stub, 2, 20, "test:A")       # 8, 9: last3
+
+        async def run() -> None:
+            async with client(server) as ws:
+                await subscribe(ws, channel="last3", resume_after=0)
+                assert await recv(ws) == {"type": "replay_truncated", "skipped_through": 4,
+                                          "replay_limit": 3}
+                assert await until_caught_up(ws) == ([5, 8, 9], 9)
+                await in_thread(publish, stub, 1, 30, "test:A")   # 10: live, after caught_up
+                assert await alert_ids(ws, 10) == [10]
+                for after, replayed in ((6, [8, 9, 10]), (5, [8, 9, 10]), (9, [10])):
+                    await subscribe(ws, channel="last3", resume_after=after)
+                    assert await until_caught_up(ws) == (replayed, 10)   # no notice first
+                await subscribe(ws, channel="last3", resume_after=4)
+                assert (await recv(ws))["skipped_through"] == 5
+                assert await until_caught_up(ws) == ([8, 9, 10], 10)
+        asyncio.run(run())
+
+        # the server's default (replay_limit 0), more than one store page
+        default = WebSocketSettings().replay_limit
+        stub.UpdateRule(service_pb2.UpdateRuleRequest(
+            rule=rules_pb2.Rule(name="rules/on-b", channels=["default"]),
+            update_mask=field_mask_pb2.FieldMask(paths=["channels"])))
+        publish(stub, default + 2, 100, "test:B")      # 11 .. default + 12
+
+        async def run_default() -> None:
+            async with client(server) as ws:
+                await subscribe(ws, channel="default", resume_after=0)
+                assert await recv(ws) == {"type": "replay_truncated", "skipped_through": 12,
+                                          "replay_limit": default}
+                assert await until_caught_up(ws) == (
+                    list(range(13, default + 13)), default + 12)
+        asyncio.run(run_default())
+
+
+def test_a_paused_channel_sends_nothing_and_its_alerts_come_after_the_resume(
+        tmp_path: Path) -> None:
+    with ws_service(tmp_path) as (server, stub):
+        ws_channel(stub, "desk")
+        rule(stub, "test:A", "on-a", channels=("desk",))
+
+        async def frames_until(ws: ClientConnection, kind: str) -> dict[str, Any]:
+            """Skips heartbeats (only) up to a frame of ``kind``."""
+            while (frame := await recv(ws))["type"] != kind:
+                assert frame["type"] == "heartbeat", frame
+            return frame
+
+        async def run() -> None:
+            async with client(server) as ws, client(server) as late:
+                await subscribe(ws, channel="desk", heartbeat_s=0.05)
+                assert await until_caught_up(ws) == ([], 0)
+                await in_thread(publish, stub, 2)               # 1, 2
+                assert await alert_ids(ws, 2) == [1, 2]
+                set_paused(stub, "desk", True)
+                await in_thread(publish, stub, 2, 2)            # 3, 4: not sent
+                assert await frames_until(ws, "channel_paused") == {
+                    "type": "channel_paused", "last_id": 2}
+                await subscribe(late, channel="desk")           # live only, while paused
+                assert await recv(late) == {"type": "channel_paused", "last_id": 4}
+                await in_thread(publish, stub, 2, 4)            # 5, 6: not sent
+                beat = await recv(ws)                           # heartbeats go on
+                assert beat["type"] == "heartbeat" and beat["last_id"] == 6
+                set_paused(stub, "desk", False)
+                # nothing but heartbeats came during the pause; then the held alerts
+                assert await frames_until(ws, "channel_resumed") == {"type": "channel_resumed"}
+                assert await until_caught_up(ws) == ([3, 4, 5, 6], 6)
+                assert await recv(late) == {"type": "channel_resumed"}
+                assert await until_caught_up(late) == ([5, 6], 6)
+                await in_thread(publish, stub, 1, 6)            # 7: live again
+                assert await alert_ids(ws, 7) == [7]
+                assert await alert_ids(late, 7) == [7]
+                await ws.send(json.dumps({"op": "unsubscribe"}))   # no more heartbeats
+                await frames_until(ws, "unsubscribed")
+                # a deleted channel ends the subscription; the connection stays
+                set_paused(stub, "desk", True)
+                await subscribe(late, channel="desk", resume_after=7)
+                assert await recv(late) == {"type": "channel_paused", "last_id": 7}
+                stub.DeleteChannel(service_pb2.DeleteChannelRequest(name="channels/desk",
+                                                                    force=True))
+                gone = await frames_until(late, "unsubscribed")
+                assert gone["code"] == "CHANNEL_NOT_FOUND", gone
+                await late.send(json.dumps({"op": "ping"}))
+                assert (await recv(late))["type"] == "pong"
         asyncio.run(run())
 
 

@@ -535,6 +535,35 @@ async def test_list_alerts_filters(store: Store) -> None:
         await store.list_alerts("alice", limit=0)
 
 
+async def test_alert_channels_round_trip_and_filter_exactly(store: Store) -> None:
+    batch = [
+        alert(0, channels=("ops",)),
+        alert(10, channels=("ops", "desk-2")),
+        alert(20),
+        alert(30, channels=("desk-2",)),
+        alert(40, owner="bob", channels=("ops",)),
+        alert(50, channels=("opsx", "xops")),
+        alert(60, channels=("ops",)),
+    ]
+    stored = await store.commit_batch(batch, [], {})
+    assert [a.channels for a in stored] == [a.channels for a in batch]
+    assert await store.list_alerts("alice", limit=10) == [a for a in stored if a.owner == "alice"]
+
+    async def ids(channel_id: str, **kwargs: object) -> list[int]:
+        rows = await store.list_alerts(
+            "alice", channel_id=channel_id, **{"limit": 100, **kwargs})  # type: ignore[arg-type]
+        return [a.alert_id for a in rows]
+
+    assert await ids("ops") == [1, 2, 7]
+    assert await ids("desk-2") == [2, 4]
+    assert await ids("ops", after_id=1, descending=True, limit=1) == [7]
+    assert await ids("ops", before_id=7, descending=True) == [2, 1]
+    # a part of an id, or LIKE wildcards, match nothing
+    assert await ids("op") == [] and await ids("o_s") == [] and await ids("%") == []
+    assert [a.alert_id for a in await store.list_alerts(None, channel_id="ops", limit=9)] == [
+        1, 2, 5, 7]
+
+
 async def test_prune_keeps_a_suffix_of_ids_and_the_last_id(
     store: Store, clock: FakeClock
 ) -> None:
@@ -637,6 +666,31 @@ async def test_alerts_stored_before_version_4_read_with_no_rule_name_or_labels(
         assert new_alert.alert_id == 2
         assert await store.list_alerts("alice", after_id=1, limit=5) == [new_alert]
         assert new_alert.rule_labels == (("bot", "b1"), ("team", "grid"))
+
+
+async def test_alerts_stored_before_version_5_read_with_no_channels(
+    store_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v4 = tuple(m for m in migrations.MIGRATIONS if m.version <= 4)
+    monkeypatch.setattr(migrations, "MIGRATIONS", v4)
+    async with await open_store(store_url, clock=clock) as old:
+        assert isinstance(old, SqlStore)
+        async with old._write() as tx:
+            await tx.execute(
+                "INSERT INTO alerts (alert_id, owner, rule_id, symbol, kind, operand_values,"
+                " message, condition_text, event_time_ms, receive_time_ms, decide_time_ms,"
+                " trade_id, fire_rank, details, commit_time_ms) VALUES"
+                " (1, 'alice', 'r1', 'binance:BTCUSDT', 'RULE', '[]', 'old', 'price > 1',"
+                " $1, $1, $1, 0, 0, '{}', $1)", START_MS)
+            await tx.execute("UPDATE alert_counter SET last_id = 1")
+    monkeypatch.undo()
+    async with await open_store(store_url, clock=clock) as store:
+        assert isinstance(store, SqlStore)
+        assert await store.schema_version() == migrations.latest_version() >= 5
+        [old_alert] = await store.list_alerts("alice", limit=5)
+        assert (old_alert.message, old_alert.channels) == ("old", ())
+        [new_alert] = await store.commit_batch([alert(1, channels=("ops",))], [], {})
+        assert await store.list_alerts("alice", channel_id="ops", limit=5) == [new_alert]
 
 
 async def test_a_newer_schema_is_refused(
