@@ -36,6 +36,7 @@ class Config:
     ws_ping_interval_s: float = 20.0
     ws_ping_timeout_s: float = 20.0
     ws_close_timeout_s: float = 5.0
+    ws_replay_limit: int = 1000                 # a websocket channel's replay when its own is 0
     webhook_allow: str = ""                 # comma-separated networks, addresses, host names
     webhook_secret_overlap_s: float = 86_400.0  # a rotated-out signing secret stays valid
     delivery_retry_period_s: float = 3 * 24 * 3600.0   # then a failing delivery is dead

@@ -95,6 +95,15 @@ def test_a_short_websocket_secret_is_one_line_and_exit_2(tmp_path: Path) -> None
                     "(got 9)")
 
 
+def test_a_websocket_replay_limit_below_1_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    cfg = tmp_path / "alerts.toml"
+    cfg.write_text(f'ws_jwt_secret = "{"k" * 32}"\nws_replay_limit = 0\n')
+    line = _one_line_failure([*SERVE, "--config", str(cfg), "--grpc-listen", "127.0.0.1:0",
+                              "--ws-listen", "127.0.0.1:0",
+                              "--store", f"sqlite:///{tmp_path / 'a.db'}"])
+    assert line == "alerts: error: ws_replay_limit must be >= 1"
+
+
 def test_rules_and_tail_commands_against_a_server(tmp_path: Path) -> None:
     from tests.support.server import running_server, server_config
 

@@ -202,8 +202,10 @@ _CONFIG_FIELDS = frozenset(f.name for f in fields(Config))
 
 
 def _websocket_settings(config: Config) -> WebSocketSettings:
+    if config.ws_replay_limit < 1:
+        raise InvalidArgumentError("ws_replay_limit must be >= 1")
     return WebSocketSettings(
         listen=config.ws_listen, jwt_secret=config.ws_jwt_secret, queue_size=config.ws_queue,
         ping_interval_s=config.ws_ping_interval_s, ping_timeout_s=config.ws_ping_timeout_s,
         write_limit=config.ws_write_limit, close_timeout_s=config.ws_close_timeout_s,
-        default_venue=config.default_venue)
+        default_venue=config.default_venue, replay_limit=config.ws_replay_limit)

@@ -26,7 +26,6 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
 from alerts.auth.tokens import issue_token
-from alerts.delivery.websocket import WebSocketSettings
 from alerts.storage.records import ChannelRecord
 from alerts.storage.records import WebSocketSettings as WebSocketChannelSettings
 from alerts.v1 import channels_pb2, rules_pb2, service_pb2, service_pb2_grpc
@@ -329,7 +328,8 @@ def test_a_channel_that_is_not_the_clients_websocket_channel_is_refused(
 
 
 def test_a_replay_past_the_channels_limit_says_what_it_skipped(tmp_path: Path) -> None:
-    with ws_service(tmp_path) as (server, stub):
+    default = 700                            # ws_replay_limit: for channels whose limit is 0
+    with ws_service(tmp_path, ws_replay_limit=default) as (server, stub):
         ws_channel(stub, "last3", replay_limit=3)
         ws_channel(stub, "default")
         rule(stub, "test:A", "on-a", channels=("last3",))
@@ -355,7 +355,6 @@ def test_a_replay_past_the_channels_limit_says_what_it_skipped(tmp_path: Path) -
         asyncio.run(run())
 
         # the server's default (replay_limit 0), more than one store page
-        default = WebSocketSettings().replay_limit
         stub.UpdateRule(service_pb2.UpdateRuleRequest(
             rule=rules_pb2.Rule(name="rules/on-b", channels=["default"]),
             update_mask=field_mask_pb2.FieldMask(paths=["channels"])))
