@@ -59,10 +59,12 @@ class Engine:
         n_slots: int,
         moves: list[int],
         paused: bool = ...,
+        hold_ms: int = ...,
     ) -> int: ...
     def remove_rule(self, idx: int) -> None: ...
     def set_rule_limits(
-        self, idx: int, *, cooldown_ms: int, expire_ms: int | None, max_fires: int
+        self, idx: int, *, cooldown_ms: int, expire_ms: int | None, max_fires: int,
+        hold_ms: int | None = ...
     ) -> None: ...
     def set_rule_trigger_state(
         self, idx: int, *, fires: int, last_fire_ms: int | None, armed: bool, completed: bool,

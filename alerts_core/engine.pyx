@@ -271,31 +271,35 @@ ctypedef struct Operand:
 
 
 ctypedef struct Rule:
+    # ordered for an evaluation's reads (what it always touches first: mode, trigger
+    # state, then the program's arrays) and with no padding between fields
     int32_t symbol
     int mode
     int tf                      # -1: tick level
+    bint paused
     int64_t cooldown
+    int64_t hold                # hold_for: true this long (event time) before firing; 0: none
     int64_t expire              # INT64_MAX: never
     int64_t max_fires           # 0: unlimited
-    bint paused
-    Op* ops
-    int n_ops
-    Operand* operands
-    int n_operands
-    double* slots               # crossing / channel memory
-    int n_slots
-    double* stack
-    double* vals                # operand values of the last evaluation
-    MonoDeque* moves            # moves_up/down windows of closed operand values
-    double* moves_x             # their closed operand values in this evaluation
-    int n_moves
-    int32_t* read_syms
-    int n_read
-    bint moves_hook             # intrabar rule with moves: fed at its symbol's closes
+    int64_t hold_start          # first true evaluation of the current true run (NO_TIME: none)
     bint armed
     bint completed
     bint expired
     bint evaluated
+    Op* ops
+    int n_ops
+    int n_operands
+    Operand* operands
+    double* slots               # crossing / channel memory
+    int n_slots
+    int n_moves
+    double* stack
+    double* vals                # operand values of the last evaluation
+    MonoDeque* moves            # moves_up/down windows of closed operand values
+    double* moves_x             # their closed operand values in this evaluation
+    int32_t* read_syms
+    int n_read
+    bint moves_hook             # intrabar rule with moves: fed at its symbol's closes
     int64_t fires
     int64_t last_fire
     int32_t last_rank
@@ -1296,7 +1300,20 @@ cdef class Engine:
 
     cdef void _trigger(self, Rule* r, int32_t idx, bint is_true, int64_t E, int64_t tid,
                        int64_t bar_open, int8_t kind) noexcept nogil:
+        """Decide whether an evaluation at event time E fires.
+
+        The hold (``hold_for``): a false or undefined evaluation clears ``hold_start``;
+        a true one sets it to E when clear. A true evaluation is *held* when
+        ``hold == 0`` or ``E - hold_start >= hold``; only held evaluations count as
+        true below. ON_TRUE: the first held evaluation while armed fires and disarms,
+        a false or undefined one re-arms; a true one not yet held does neither (the
+        rule stays armed). ONCE_PER_BAR: the first held evaluation in a bar. Every
+        other mode (EVERY_TIME; ONCE_PER_BAR_CLOSE, whose evaluations are the closes):
+        every held evaluation. Then cooldown, then max fires. A paused, completed or
+        expired rule returns first: its hold is neither started nor cleared.
+        """
         cdef bint fire = False
+        cdef bint held
         cdef int64_t bucket
         cdef int32_t rank
         cdef Event* ev
@@ -1306,20 +1323,27 @@ cdef class Engine:
         if E >= r.expire:
             r.expired = True
             return
+        if is_true:
+            if r.hold_start == NO_TIME:
+                r.hold_start = E
+            held = r.hold == 0 or E - r.hold_start >= r.hold
+        else:
+            r.hold_start = NO_TIME
+            held = False
         if r.mode == MODE_ON_TRUE:
-            if is_true:
+            if held:
                 fire = r.armed
                 r.armed = False
-            else:
+            elif not is_true:
                 r.armed = True
         elif r.mode == MODE_ONCE_PER_BAR:
-            if is_true:
+            if held:
                 bucket = floor_to(E, tf_ms(r.tf))
                 if bucket != r.last_bucket:
                     r.last_bucket = bucket
                     fire = True
         else:
-            fire = is_true
+            fire = held
         if not fire:
             return
         if r.cooldown > 0 and r.last_fire != NO_TIME and E - r.last_fire < r.cooldown:
@@ -1895,13 +1919,14 @@ cdef class Engine:
 
     def add_rule(self, int32_t symbol, int mode, int timeframe, int64_t cooldown_ms,
                  expire_ms, int64_t max_fires, list ops, list operands, int n_slots,
-                 list moves, bint paused=False):
+                 list moves, bint paused=False, int64_t hold_ms=0):
         """Load a compiled rule; returns its index (valid until ``remove_rule``).
 
         ``ops``: ``(opcode, a, b, d, c)`` tuples of a stack program (see ``OPS``).
         ``operands``: ``(kind, symbol, timeframe, p0, p1, p2, k, output, offset)``.
         ``moves``: window length (bars) of each moves_up/moves_down node.
         ``timeframe``: -1 for a tick-level rule. ``expire_ms``: None for never.
+        ``hold_ms``: the rule's hold_for (see ``_trigger``), 0 for none.
         The program is checked here, so a bad one is a ValueError, never a crash.
         """
         cdef Rule* r
@@ -1916,7 +1941,7 @@ cdef class Engine:
             raise ValueError(f"timeframe {timeframe} is not available")
         if timeframe == -1 and mode in (MODE_ONCE_PER_BAR, MODE_ONCE_PER_BAR_CLOSE):
             raise ValueError("bar modes need a timeframe")
-        if n_ops == 0 or n_slots < 0 or cooldown_ms < 0 or max_fires < 0:
+        if n_ops == 0 or n_slots < 0 or cooldown_ms < 0 or max_fires < 0 or hold_ms < 0:
             raise ValueError("empty program or negative limits")
         # check the program: known ops, indices in range, stack never underflows
         for i, (code, a, b, d, c) in enumerate(ops):
@@ -2000,6 +2025,8 @@ cdef class Engine:
             r.mode = mode
             r.tf = timeframe
             r.cooldown = cooldown_ms
+            r.hold = hold_ms
+            r.hold_start = NO_TIME
             r.expire = INT64_MAX if expire_ms is None else <int64_t>expire_ms
             r.max_fires = max_fires
             r.paused = paused
@@ -2164,11 +2191,16 @@ cdef class Engine:
         elif il_add(&self.free_rules, idx) < 0:
             raise MemoryError()
 
-    def set_rule_limits(self, int idx, *, int64_t cooldown_ms, expire_ms, int64_t max_fires):
-        """Change cooldown, expiry and max fires, keeping the trigger state."""
+    def set_rule_limits(self, int idx, *, int64_t cooldown_ms, expire_ms, int64_t max_fires,
+                        hold_ms=None):
+        """Change cooldown, expiry, max fires and hold (None: unchanged), keeping the
+        trigger state. A hold in progress keeps its start: the new hold is measured from
+        the first true evaluation of the current run (it may fire at the next held one)."""
         cdef Rule* r = self._rule(idx)
-        if cooldown_ms < 0 or max_fires < 0:
+        if cooldown_ms < 0 or max_fires < 0 or (hold_ms is not None and hold_ms < 0):
             raise ValueError("negative limits")
+        if hold_ms is not None:
+            r.hold = <int64_t>hold_ms
         r.cooldown = cooldown_ms
         r.expire = INT64_MAX if expire_ms is None else <int64_t>expire_ms
         r.max_fires = max_fires
@@ -2187,9 +2219,15 @@ cdef class Engine:
         r.armed = armed
         r.completed = completed
         r.expired = expired
+        r.hold_start = NO_TIME          # the store keeps no hold in progress
 
     def set_rule_paused(self, int idx, bint paused):
-        self._rule(idx).paused = paused
+        """Pause or resume. Resuming restarts the hold: the evaluations skipped while
+        paused were not watched, so they cannot count as held."""
+        cdef Rule* r = self._rule(idx)
+        if r.paused and not paused:
+            r.hold_start = NO_TIME
+        r.paused = paused
 
     def rule_state(self, int idx):
         """Trigger state and the operand values of the last evaluation."""
@@ -2199,6 +2237,8 @@ cdef class Engine:
             "expired": bool(r.expired), "paused": bool(r.paused),
             "evaluated": bool(r.evaluated),
             "last_fire_ms": None if r.last_fire == NO_TIME else r.last_fire,
+            "hold_ms": r.hold,
+            "hold_start_ms": None if r.hold_start == NO_TIME else r.hold_start,
             "values": tuple(r.vals[i] for i in range(r.n_operands)),
         }
 
@@ -2262,7 +2302,9 @@ cdef class Engine:
     # and the same rules: records of (tag, key, payload). Payloads are raw
     # little-endian values written and read field by field; a record whose key
     # is not in the engine, or whose shape (window sizes) differs, is skipped
-    # and that state starts fresh.
+    # and that state starts fresh. The blob starts with its format: ACK3 (written)
+    # adds a rule's hold_start after last_closed_eval; ACK2 (before hold_for ran)
+    # is still read, its rules with no hold in progress.
 
     def checkpoint(self, dict rule_keys):
         """All state as bytes; ``rule_keys`` maps rule index -> a stable key (its id)."""
@@ -2275,7 +2317,7 @@ cdef class Engine:
         cdef Rule* r
         cdef SeriesKey key
         cdef bytes rid
-        out.put(b"ACK2", 4)
+        out.put(b"ACK3", 4)
         for i in range(self.n_sources):
             at = out.begin(b"S", &i, sizeof(int))
             out.put(&self.sources[i].fill_gaps, sizeof(bint))
@@ -2345,6 +2387,7 @@ cdef class Engine:
             out.put(&r.last_rank, sizeof(int32_t))
             out.put(&r.last_bucket, sizeof(int64_t))
             out.put(&r.last_closed_eval, sizeof(int64_t))
+            out.put(&r.hold_start, sizeof(int64_t))
             out.put(&r.n_slots, sizeof(int))
             out.put(r.slots, r.n_slots * sizeof(double))
             out.put(&r.n_operands, sizeof(int))
@@ -2370,7 +2413,13 @@ cdef class Engine:
         cdef Rule* r
         cdef size_t addr
         cdef SeriesKey key
-        if rd.take(4) != b"ACK2":
+        cdef bint has_hold
+        magic = rd.take(4)
+        if magic == b"ACK3":
+            has_hold = True
+        elif magic == b"ACK2":
+            has_hold = False
+        else:
             raise ValueError("not an alerts_core checkpoint")
         while not rd.done():
             tag, raw, p = rd.record()
@@ -2432,7 +2481,7 @@ cdef class Engine:
                 if rule_key not in rule_index:
                     continue
                 r = self._rule(rule_index[rule_key])
-                self._restore_rule(r, p)
+                self._restore_rule(r, p, has_hold)
             else:
                 continue
             applied += 1
@@ -2460,7 +2509,7 @@ cdef class Engine:
             p.read(&b, sizeof(Bar))
             group_hist_push(g, &b)
 
-    cdef _restore_rule(self, Rule* r, _Reader p):
+    cdef _restore_rule(self, Rule* r, _Reader p, bint has_hold):
         cdef int n, q
         p.read(&r.armed, sizeof(bint))
         p.read(&r.completed, sizeof(bint))
@@ -2471,6 +2520,9 @@ cdef class Engine:
         p.read(&r.last_rank, sizeof(int32_t))
         p.read(&r.last_bucket, sizeof(int64_t))
         p.read(&r.last_closed_eval, sizeof(int64_t))
+        r.hold_start = NO_TIME
+        if has_hold:
+            p.read(&r.hold_start, sizeof(int64_t))
         p.read(&n, sizeof(int))
         if n != r.n_slots:
             return

@@ -259,7 +259,7 @@ class AlertProcessor:
         return self.kernel.compile(
             rec.symbol, parse_condition(rec.condition_text), mode=rec.mode,
             timeframe=rec.timeframe, cooldown_ms=rec.cooldown_ms, max_fires=rec.max_fires,
-            expire_time_ms=rec.expire_time_ms,
+            expire_time_ms=rec.expire_time_ms, hold_ms=rec.hold_for_ms,
         )
 
     async def change_rule(self, store_change: Callable[[], Awaitable[RuleRecord | None]],
@@ -268,7 +268,8 @@ class AlertProcessor:
 
         ``store_change`` runs under the engine lock and returns the stored rule (None: it
         was deleted). A rule the engine already has is reloaded with a fresh trigger state
-        when ``reset``, else only its limits and pause flag change.
+        when ``reset``, else only its limits (cooldown, expiry, max fires, hold_for) and
+        pause flag change: a hold in progress keeps its start (resuming restarts it).
         """
         async with self._lock:
             self._check_open()
@@ -286,7 +287,8 @@ class AlertProcessor:
             else:
                 self.kernel.set_limits(rec.rule_id, cooldown_ms=compiled.cooldown_ms,
                                        expire_time_ms=compiled.expire_time_ms,
-                                       max_fires=compiled.max_fires)
+                                       max_fires=compiled.max_fires,
+                                       hold_ms=compiled.hold_ms)
                 self.kernel.set_paused(rec.rule_id, rec.paused)
             self._rules[rec.rule_id] = rec
             self._compiled[rec.rule_id] = compiled

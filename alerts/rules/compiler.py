@@ -11,7 +11,9 @@ Resolution done here, with a ``line:col`` error when it fails:
 - operand symbols: a bare ``ETHUSDT`` takes the rule symbol's venue;
 - in mode ONCE_PER_BAR_CLOSE, ``price`` is the closed bar's close;
 - EVERY_TIME without a cooldown gets the default of 1 s; ONCE is ON_TRUE with
-  max fires 1.
+  max fires 1;
+- ``hold_for`` is passed to the core as ``hold_ms`` (the trigger keeps the hold,
+  see ``alerts_core.engine.Engine._trigger``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class CompiledRule:
     operands: tuple[OperandRef, ...]
     n_slots: int
     moves: tuple[int, ...]
+    hold_ms: int = 0               # hold_for: true this long (event time) before firing
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -244,6 +247,7 @@ def compile_rule(
     cooldown_ms: int | None = None,
     max_fires: int = 0,
     expire_time_ms: int | None = None,
+    hold_ms: int = 0,
     default_venue: str = "binance",
     enable_1s: bool = False,
 ) -> CompiledRule:
@@ -265,6 +269,10 @@ def compile_rule(
     if max_fires < 0:
         raise InvalidArgumentError(
             "max_fires must be >= 0", violations=(FieldViolation("rule.max_fires", ">= 0"),)
+        )
+    if hold_ms < 0:
+        raise InvalidArgumentError(
+            "hold_for must be >= 0", violations=(FieldViolation("rule.hold_for", ">= 0"),)
         )
     symbol = qualify(symbol, default_venue)
     tf = rule_timeframe(condition, timeframe)
@@ -300,6 +308,7 @@ def compile_rule(
         operands=tuple(emitter.operands),
         n_slots=emitter.n_slots,
         moves=tuple(emitter.moves),
+        hold_ms=hold_ms,
     )
 
 
