@@ -35,6 +35,7 @@ from alerts.engine.messages import render
 from alerts.errors import FieldViolation, InvalidArgumentError, UnavailableError
 from alerts.market.base import Bar
 from alerts.observability.metrics import Metrics
+from alerts.rules.catalog import TIMEFRAME_MS
 from alerts.rules.compiler import CompiledRule, qualify
 from alerts.rules.parser import parse_condition
 from alerts.storage.base import BatchWrite, Store
@@ -516,10 +517,14 @@ class AlertProcessor:
         compiled = self.compile_cached(rec)
         values = tuple(zip(compiled.labels, f.values, strict=False))
         price = None if math.isnan(f.price) else f.price
+        timeframe, bar_open_ms = f.timeframe, f.bar_open_ms
+        if f.kind != "bar_close":       # the forming bar's, for ONCE_PER_BAR only
+            timeframe = compiled.timeframe if rec.mode == "ONCE_PER_BAR" else None
+            bar_open_ms = (None if timeframe is None
+                           else f.time_ms - f.time_ms % TIMEFRAME_MS[timeframe])
         return NewAlert(
             owner=rec.owner, rule_id=rec.rule_id, symbol=f.symbol, kind="RULE",
-            timeframe=f.timeframe if f.kind == "bar_close" else compiled.timeframe,
-            bar_open_ms=f.bar_open_ms, values=values,
+            timeframe=timeframe, bar_open_ms=bar_open_ms, values=values,
             message=render(rec.message_template, rule=rec.display_name or rec.rule_id,
                            symbol=f.symbol, condition=rec.condition_text, price=price,
                            values=values, timeframe=compiled.timeframe, time_ms=f.time_ms),
