@@ -17,7 +17,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import empty_pb2
@@ -373,7 +373,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                     yield service_pb2.StreamAlertsResponse(heartbeat=self._heartbeat())
                 elif live.alert_id > last:
                     last = live.alert_id
-                    yield self._live.stream_response(live)
+                    yield self._live.response(service_pb2.StreamAlertsResponse, live)
         finally:
             self.hub.unsubscribe(sub)
 
@@ -510,7 +510,7 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                 elif live.alert_id > last:
                     last = live.alert_id
                     unacked.append(live.alert_id)
-                    yield self._live.subscribe_response(live)
+                    yield self._live.response(service_pb2.SubscribeResponse, live)
         finally:
             reader.cancel()
             self.hub.unsubscribe(sub)
@@ -678,6 +678,9 @@ def _stream_source(named: str, current: str | None) -> str:
     return current
 
 
+_R = TypeVar("_R", service_pb2.StreamAlertsResponse, service_pb2.SubscribeResponse)
+
+
 class _LiveMessages:
     """Each live alert's stream messages, built once for all the streams that send it.
 
@@ -687,31 +690,24 @@ class _LiveMessages:
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self._stream: OrderedDict[int, service_pb2.StreamAlertsResponse] = OrderedDict()
-        self._subscribe: OrderedDict[int, service_pb2.SubscribeResponse] = OrderedDict()
+        self._by_kind: dict[type, OrderedDict[int, Any]] = {}
 
-    def stream_response(self, rec: AlertRecord) -> service_pb2.StreamAlertsResponse:
-        msg = self._stream.get(rec.alert_id)
+    def response(self, kind: type[_R], rec: AlertRecord) -> _R:
+        """The ``kind`` message (StreamAlertsResponse, SubscribeResponse) carrying ``rec``."""
+        cache = self._by_kind.setdefault(kind, OrderedDict())
+        msg = cache.get(rec.alert_id)
         if msg is None:
-            msg = service_pb2.StreamAlertsResponse(alert=self._alert(rec))
-            self._keep(self._stream, rec.alert_id, msg)
-        return msg
-
-    def subscribe_response(self, rec: AlertRecord) -> service_pb2.SubscribeResponse:
-        msg = self._subscribe.get(rec.alert_id)
-        if msg is None:
-            msg = service_pb2.SubscribeResponse(alert=self._alert(rec))
-            self._keep(self._subscribe, rec.alert_id, msg)
-        return msg
+            msg = kind(alert=self._alert(rec))
+            cache[rec.alert_id] = msg
+            if len(cache) > self.size:
+                cache.popitem(last=False)
+        return cast(_R, msg)
 
     def _alert(self, rec: AlertRecord) -> alerts_pb2.Alert:
-        both = self._stream.get(rec.alert_id) or self._subscribe.get(rec.alert_id)
-        return both.alert if both is not None else convert.alert_to_proto(rec)
-
-    def _keep(self, cache: OrderedDict[int, Any], alert_id: int, msg: object) -> None:
-        cache[alert_id] = msg
-        if len(cache) > self.size:
-            cache.popitem(last=False)
+        for cache in self._by_kind.values():
+            if (built := cache.get(rec.alert_id)) is not None:
+                return cast(alerts_pb2.Alert, built.alert)
+        return convert.alert_to_proto(rec)
 
 
 class _Beat:

@@ -134,13 +134,13 @@ def test_live_alert_messages_are_built_once_for_every_stream(
     monkeypatch.setattr(convert, "alert_to_proto",
                         lambda rec: built.append(rec.alert_id) or real(rec))
     live = _LiveMessages(size=2)
-    first = live.stream_response(make_alert(1))
-    assert live.stream_response(make_alert(1)) is first        # shared, not rebuilt
-    assert live.subscribe_response(make_alert(1)).alert == first.alert
+    first = live.response(service_pb2.StreamAlertsResponse, make_alert(1))
+    assert live.response(service_pb2.StreamAlertsResponse, make_alert(1)) is first        # shared, not rebuilt
+    assert live.response(service_pb2.SubscribeResponse, make_alert(1)).alert == first.alert
     assert first.alert.id == 1 and first.alert.rule_display_name == "BTC breakout"
     assert built == [1]
     for newer in (2, 3):                                       # 1 falls out of the window
-        live.stream_response(make_alert(newer))
-        live.subscribe_response(make_alert(newer))
-    assert live.stream_response(make_alert(1)) is not first
+        live.response(service_pb2.StreamAlertsResponse, make_alert(newer))
+        live.response(service_pb2.SubscribeResponse, make_alert(newer))
+    assert live.response(service_pb2.StreamAlertsResponse, make_alert(1)) is not first
     assert built == [1, 2, 3, 1]

@@ -640,42 +640,15 @@ async def test_opening_twice_migrates_once_and_shares_the_data(
     await store.open()  # opening an open store is harmless
 
 
-async def test_alerts_stored_before_version_4_read_with_no_rule_name_or_labels(
-    store_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("version", [3, 4])
+async def test_alerts_stored_at_an_older_version_read_with_the_defaults_of_newer_columns(
+    store_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, version: int
 ) -> None:
-    v3 = tuple(m for m in migrations.MIGRATIONS if m.version <= 3)
-    monkeypatch.setattr(migrations, "MIGRATIONS", v3)
+    older = tuple(m for m in migrations.MIGRATIONS if m.version <= version)
+    monkeypatch.setattr(migrations, "MIGRATIONS", older)
     async with await open_store(store_url, clock=clock) as old:
         assert isinstance(old, SqlStore)
-        async with old._write() as tx:
-            await tx.execute(
-                "INSERT INTO alerts (alert_id, owner, rule_id, symbol, kind, operand_values,"
-                " message, condition_text, event_time_ms, receive_time_ms, decide_time_ms,"
-                " trade_id, fire_rank, details, commit_time_ms) VALUES"
-                " (1, 'alice', 'r1', 'binance:BTCUSDT', 'RULE', '[]', 'old', 'price > 1',"
-                " $1, $1, $1, 0, 0, '{}', $1)", START_MS)
-            await tx.execute("UPDATE alert_counter SET last_id = 1")
-    monkeypatch.undo()
-    async with await open_store(store_url, clock=clock) as store:
-        assert isinstance(store, SqlStore)
-        assert await store.schema_version() == migrations.latest_version() >= 4
-        [old_alert] = await store.list_alerts("alice", limit=5)
-        assert (old_alert.message, old_alert.rule_display_name, old_alert.rule_labels) == (
-            "old", "", ())
-        [new_alert] = await store.commit_batch([alert(1)], [], {})
-        assert new_alert.alert_id == 2
-        assert await store.list_alerts("alice", after_id=1, limit=5) == [new_alert]
-        assert new_alert.rule_labels == (("bot", "b1"), ("team", "grid"))
-
-
-async def test_alerts_stored_before_version_5_read_with_no_channels(
-    store_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    v4 = tuple(m for m in migrations.MIGRATIONS if m.version <= 4)
-    monkeypatch.setattr(migrations, "MIGRATIONS", v4)
-    async with await open_store(store_url, clock=clock) as old:
-        assert isinstance(old, SqlStore)
-        async with old._write() as tx:
+        async with old._write() as tx:   # the columns every version has
             await tx.execute(
                 "INSERT INTO alerts (alert_id, owner, rule_id, symbol, kind, operand_values,"
                 " message, condition_text, event_time_ms, receive_time_ms, decide_time_ms,"
@@ -688,8 +661,13 @@ async def test_alerts_stored_before_version_5_read_with_no_channels(
         assert isinstance(store, SqlStore)
         assert await store.schema_version() == migrations.latest_version() >= 5
         [old_alert] = await store.list_alerts("alice", limit=5)
-        assert (old_alert.message, old_alert.channels) == ("old", ())
+        # step 4: the rule's name and labels at fire time; step 5: the alert's channels
+        assert (old_alert.message, old_alert.rule_display_name, old_alert.rule_labels,
+                old_alert.channels) == ("old", "", (), ())
         [new_alert] = await store.commit_batch([alert(1, channels=("ops",))], [], {})
+        assert new_alert.alert_id == 2
+        assert new_alert.rule_labels == (("bot", "b1"), ("team", "grid"))
+        assert await store.list_alerts("alice", after_id=1, limit=5) == [new_alert]
         assert await store.list_alerts("alice", channel_id="ops", limit=5) == [new_alert]
 
 
