@@ -333,7 +333,13 @@ def _cmd_rules(args: argparse.Namespace) -> int:
         rule = rules_pb2.Rule(symbol=args.symbol, condition_text=args.condition,
                               trigger_mode=MODE_ENUM[args.mode], display_name=args.name or "",
                               timeframe=timeframe_to_proto(args.timeframe),
-                              channels=args.channel or [])
+                              channels=args.channel or [], max_fires=args.max_fires,
+                              hysteresis=args.hysteresis,
+                              message_template=args.message or "")
+        if args.cooldown is not None:
+            rule.cooldown.FromMilliseconds(round(args.cooldown * 1000))
+        if args.hold_for is not None:
+            rule.hold_for.FromMilliseconds(round(args.hold_for * 1000))
         out = stub.CreateRule(service_pb2.CreateRuleRequest(rule=rule, rule_id=args.id or ""))
         print(out.name)
     elif args.action == "list":
@@ -447,6 +453,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name")
     create.add_argument("--channel", action="append",
                         help="a channel the rule's alerts go to (repeatable)")
+    create.add_argument("--cooldown", type=float, metavar="SECONDS",
+                        help="no second fire within this long (EVERY_TIME default: 1)")
+    create.add_argument("--max-fires", type=int, default=0, help="complete after N fires")
+    create.add_argument("--hold-for", type=float, metavar="SECONDS",
+                        help="fire only once the condition has held this long")
+    create.add_argument("--hysteresis", type=float, default=0.0, metavar="BAND",
+                        help="re-arm only once the condition is false by this margin")
+    create.add_argument("--message", help="message template, e.g. '{{symbol}} at {{price}}'")
     listing = rsub.add_parser("list")
     listing.add_argument("--filter", default="",
                          help='AIP-160 filter, e.g. \'symbol = BTCUSDT AND state = ACTIVE\'')

@@ -16,9 +16,9 @@ are evaluated on closed values; (3) the tick enters the forming bars; (4) every
 other rule reading S is evaluated on intrabar values.
 """
 
-from libc.stdint cimport int8_t, int32_t, int64_t, uint32_t, uint64_t, INT64_MAX, INT64_MIN
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint32_t, uint64_t, INT64_MAX, INT64_MIN
 from libc.string cimport memcpy, memmove, memset
-from libc.math cimport NAN, INFINITY
+from libc.math cimport NAN, INFINITY, fabs
 
 import numpy as np
 cimport numpy as cnp
@@ -253,7 +253,9 @@ ctypedef struct Source:
 
 
 ctypedef struct Op:
-    int32_t op
+    int16_t op
+    int16_t pol                 # comparisons, crossings, channels, moves: +1, or -1
+                                # under an odd number of nots (see ``hysteresis``)
     int32_t a                   # operand / slot / moves index
     int32_t b                   # moves: window length in bars
     int32_t d                   # moves: first op of its operand's code
@@ -282,6 +284,7 @@ ctypedef struct Rule:
     int64_t expire              # INT64_MAX: never
     int64_t max_fires           # 0: unlimited
     int64_t hold_start          # first true evaluation of the current true run (NO_TIME: none)
+    double hyst                 # hysteresis: re-arm band (ON_TRUE, ONCE_PER_BAR); 0: none
     bint armed
     bint completed
     bint expired
@@ -616,6 +619,31 @@ ctypedef struct Seeding:
 
 
 # ------------------------------------------------------------------- Engine --
+
+def _check_band(int mode, double hysteresis):
+    if not (0.0 <= hysteresis < INFINITY):
+        raise ValueError("hysteresis must be finite and >= 0")
+    if hysteresis > 0.0 and mode not in (MODE_ON_TRUE, MODE_ONCE_PER_BAR):
+        raise ValueError("hysteresis applies to modes ON_TRUE and ONCE_PER_BAR only")
+
+
+def _polarities(list ops):
+    """Each op's polarity: -1 under an odd number of nots, else +1 (hysteresis moves
+    a comparison's threshold the other way under a not)."""
+    pol = [1] * len(ops)
+    under = []                  # per stack value: the ops of its subtree
+    for i, (code, a, b, d, c) in enumerate(ops):
+        need = (0 if code in (OP_CONST, OP_LOAD) else 1 if code in (OP_NEG, OP_NOT, OP_MOVES_UP,
+                OP_MOVES_DOWN) else 3 if OP_INSIDE <= code <= OP_EXITS else 2)
+        tree = [i]
+        for _ in range(need):
+            tree += under.pop()
+        if code == OP_NOT:
+            for j in tree:
+                pol[j] = -pol[j]
+        under.append(tree)
+    return pol
+
 
 cdef int32_t _checked_max_id(const int32_t[::1] symbol) except -1:
     """The largest symbol id of a batch (not empty); a negative id raises ValueError."""
@@ -1139,13 +1167,27 @@ cdef class Engine:
             s.peek_stamp = self.stamp
         return s.peek[o.out]
 
-    cdef double _run(self, Rule* r, int start, int end, bint closed, bint record) noexcept nogil:
-        """Run ops[start:end] on the rule's stack; returns the top (truth: 1, 0 or NAN)."""
+    cdef double _run(self, Rule* r, int start, int end, bint closed, bint record,
+                     double h) noexcept nogil:
+        """Run ops[start:end] on the rule's stack; returns the top (truth: 1, 0 or NAN).
+
+        ``h > 0`` runs the *relaxed* condition of ``hysteresis``: each comparison's
+        threshold moves by ``h`` toward keeping the whole condition true (away from it
+        under an odd number of nots: ``op.pol`` -1), so ``a > b`` is ``a > b - h``,
+        ``a == b`` is ``|a - b| <= h``, a channel is widened (inside, enters) or
+        narrowed (outside, exits) by ``h`` on both sides, ``crosses_above`` is
+        ``a >= b - h``, ``crosses_below`` ``a <= b + h`` and ``crosses``
+        ``|a - b| <= h``, so each is false only once beyond by more than ``h``. A
+        crossing or enters/exits under -1 keeps its plain value (memory before this
+        evaluation). The relaxed run reads the crossing and channel memory but never
+        writes it, nor the recorded values; it runs before the plain one.
+        """
         cdef double* st = r.stack
         cdef int sp = 0
         cdef int i
         cdef Op* op
-        cdef double a, b, x, lo, up, pa, pb, ins, prev, ext
+        cdef double a, b, x, lo, up, pa, pb, ins, prev, ext, w
+        cdef bint relaxed = h > 0.0
         cdef int64_t N
         for i in range(start, end):
             op = &r.ops[i]
@@ -1179,6 +1221,14 @@ cdef class Engine:
                 sp -= 1
                 b = st[sp]
                 a = st[sp - 1]
+                if relaxed:             # move a rather than the threshold b
+                    w = h * op.pol
+                    if op.op <= OP_GE:
+                        a += w
+                    elif op.op <= OP_LE:
+                        a -= w
+                    elif w > 0.0 and fabs(a - b) <= w:
+                        a = b
                 if a != a or b != b:
                     st[sp - 1] = NAN
                 elif op.op == OP_GT:
@@ -1220,10 +1270,18 @@ cdef class Engine:
                 a = st[sp - 1]
                 pa = r.slots[op.a]
                 pb = r.slots[op.a + 1]
-                r.slots[op.a] = a
-                r.slots[op.a + 1] = b
+                if not relaxed:
+                    r.slots[op.a] = a
+                    r.slots[op.a + 1] = b
                 if a != a or b != b:
                     x = NAN
+                elif relaxed and op.pol > 0:
+                    if op.op == OP_CROSS_ABOVE:
+                        x = 1.0 if a >= b - h else 0.0
+                    elif op.op == OP_CROSS_BELOW:
+                        x = 1.0 if a <= b + h else 0.0
+                    else:
+                        x = 1.0 if fabs(a - b) <= h else 0.0
                 elif pa != pa or pb != pb:
                     x = 0.0
                 elif op.op == OP_CROSS_ABOVE:
@@ -1238,17 +1296,24 @@ cdef class Engine:
                 lo = st[sp - 2]
                 x = st[sp - 3]
                 sp -= 2
+                # relaxed: inside and enters widen the channel, outside and exits narrow it
+                w = 0.0
+                if relaxed:
+                    w = h * op.pol if (op.op == OP_INSIDE or op.op == OP_ENTERS) else -h * op.pol
                 if x != x or lo != lo or up != up:
                     ins = NAN
                 else:
-                    ins = 1.0 if (lo <= x and x <= up) else 0.0
-                if op.op == OP_INSIDE:
+                    ins = 1.0 if (lo - w <= x and x <= up + w) else 0.0
+                if op.op == OP_INSIDE or (relaxed and op.pol > 0 and op.op == OP_ENTERS):
                     st[sp - 1] = ins
-                elif op.op == OP_OUTSIDE:
+                elif op.op == OP_OUTSIDE or (relaxed and op.pol > 0):
                     st[sp - 1] = NAN if ins != ins else 1.0 - ins
                 else:
+                    if relaxed and ins == ins:     # plain enters/exits: the unmoved channel
+                        ins = 1.0 if (lo <= x and x <= up) else 0.0
                     prev = r.slots[op.a]
-                    r.slots[op.a] = ins
+                    if not relaxed:
+                        r.slots[op.a] = ins
                     if ins != ins:
                         st[sp - 1] = NAN
                     elif prev != prev:
@@ -1268,9 +1333,9 @@ cdef class Engine:
                 if x != x or ext != ext:
                     st[sp - 1] = NAN
                 elif op.op == OP_MOVES_UP:
-                    st[sp - 1] = 1.0 if x >= (1.0 + op.c / 100.0) * ext else 0.0
+                    st[sp - 1] = 1.0 if x >= (1.0 + op.c / 100.0) * ext - h * op.pol else 0.0
                 else:
-                    st[sp - 1] = 1.0 if x <= (1.0 - op.c / 100.0) * ext else 0.0
+                    st[sp - 1] = 1.0 if x <= (1.0 - op.c / 100.0) * ext + h * op.pol else 0.0
         return st[0]
 
     cdef inline void _moves_push(self, Rule* r, int m, double x) noexcept nogil:
@@ -1286,20 +1351,25 @@ cdef class Engine:
         for i in range(r.n_ops):
             op = &r.ops[i]
             if op.op == OP_MOVES_UP or op.op == OP_MOVES_DOWN:
-                self._moves_push(r, op.a, self._run(r, op.d, i, True, False))
+                self._moves_push(r, op.a, self._run(r, op.d, i, True, False, 0.0))
 
     cdef void _evaluate(self, Rule* r, int32_t idx, bint closed, int64_t E, int64_t tid,
                         int64_t bar_open, int8_t kind) noexcept nogil:
-        cdef double truth = self._run(r, 0, r.n_ops, closed, True)
+        # a disarmed rule with a band also needs its relaxed condition (before the plain
+        # run, which moves the crossing and channel memory on)
+        cdef double band = NAN
+        if not r.armed and r.hyst > 0.0 and not (r.paused or r.completed or r.expired):
+            band = self._run(r, 0, r.n_ops, closed, False, r.hyst)
+        cdef double truth = self._run(r, 0, r.n_ops, closed, True, 0.0)
         cdef int m
         if closed:
             for m in range(r.n_moves):
                 self._moves_push(r, m, r.moves_x[m])
         r.evaluated = True
-        self._trigger(r, idx, truth == 1.0, E, tid, bar_open, kind)
+        self._trigger(r, idx, truth == 1.0, band == 1.0, E, tid, bar_open, kind)
 
-    cdef void _trigger(self, Rule* r, int32_t idx, bint is_true, int64_t E, int64_t tid,
-                       int64_t bar_open, int8_t kind) noexcept nogil:
+    cdef void _trigger(self, Rule* r, int32_t idx, bint is_true, bint in_band, int64_t E,
+                       int64_t tid, int64_t bar_open, int8_t kind) noexcept nogil:
         """Decide whether an evaluation at event time E fires.
 
         The hold (``hold_for``): a false or undefined evaluation clears ``hold_start``;
@@ -1307,10 +1377,15 @@ cdef class Engine:
         ``hold == 0`` or ``E - hold_start >= hold``; only held evaluations count as
         true below. ON_TRUE: the first held evaluation while armed fires and disarms,
         a false or undefined one re-arms; a true one not yet held does neither (the
-        rule stays armed). ONCE_PER_BAR: the first held evaluation in a bar. Every
-        other mode (EVERY_TIME; ONCE_PER_BAR_CLOSE, whose evaluations are the closes):
-        every held evaluation. Then cooldown, then max fires. A paused, completed or
-        expired rule returns first: its hold is neither started nor cleared.
+        rule stays armed). ONCE_PER_BAR: the first held evaluation in a bar, while
+        armed. Every other mode (EVERY_TIME; ONCE_PER_BAR_CLOSE, whose evaluations are
+        the closes): every held evaluation. Then cooldown, then max fires. A paused,
+        completed or expired rule returns first: its hold is neither started nor
+        cleared.
+
+        The band (``hyst`` > 0, ON_TRUE and ONCE_PER_BAR): a fire disarms, and only a
+        false or undefined evaluation whose relaxed condition (``in_band``, see
+        ``_run``) is not true either re-arms. With no band ONCE_PER_BAR never disarms.
         """
         cdef bint fire = False
         cdef bint held
@@ -1331,17 +1406,20 @@ cdef class Engine:
             r.hold_start = NO_TIME
             held = False
         if r.mode == MODE_ON_TRUE:
-            if held:
-                fire = r.armed
+            if held and r.armed:
+                fire = True
                 r.armed = False
-            elif not is_true:
+            elif not is_true and not in_band:
                 r.armed = True
         elif r.mode == MODE_ONCE_PER_BAR:
-            if held:
+            if held and r.armed:
                 bucket = floor_to(E, tf_ms(r.tf))
                 if bucket != r.last_bucket:
                     r.last_bucket = bucket
                     fire = True
+                    r.armed = r.hyst == 0.0
+            elif not is_true and not in_band:
+                r.armed = True
         else:
             fire = held
         if not fire:
@@ -1919,7 +1997,7 @@ cdef class Engine:
 
     def add_rule(self, int32_t symbol, int mode, int timeframe, int64_t cooldown_ms,
                  expire_ms, int64_t max_fires, list ops, list operands, int n_slots,
-                 list moves, bint paused=False, int64_t hold_ms=0):
+                 list moves, bint paused=False, int64_t hold_ms=0, double hysteresis=0.0):
         """Load a compiled rule; returns its index (valid until ``remove_rule``).
 
         ``ops``: ``(opcode, a, b, d, c)`` tuples of a stack program (see ``OPS``).
@@ -1927,6 +2005,8 @@ cdef class Engine:
         ``moves``: window length (bars) of each moves_up/moves_down node.
         ``timeframe``: -1 for a tick-level rule. ``expire_ms``: None for never.
         ``hold_ms``: the rule's hold_for (see ``_trigger``), 0 for none.
+        ``hysteresis``: the re-arm band (see ``_run`` and ``_trigger``), 0 for none;
+        only modes ON_TRUE and ONCE_PER_BAR take one.
         The program is checked here, so a bad one is a ValueError, never a crash.
         """
         cdef Rule* r
@@ -1943,6 +2023,7 @@ cdef class Engine:
             raise ValueError("bar modes need a timeframe")
         if n_ops == 0 or n_slots < 0 or cooldown_ms < 0 or max_fires < 0 or hold_ms < 0:
             raise ValueError("empty program or negative limits")
+        _check_band(mode, hysteresis)
         # check the program: known ops, indices in range, stack never underflows
         for i, (code, a, b, d, c) in enumerate(ops):
             if code == OP_CONST or code == OP_LOAD:
@@ -2027,6 +2108,7 @@ cdef class Engine:
             r.cooldown = cooldown_ms
             r.hold = hold_ms
             r.hold_start = NO_TIME
+            r.hyst = hysteresis
             r.expire = INT64_MAX if expire_ms is None else <int64_t>expire_ms
             r.max_fires = max_fires
             r.paused = paused
@@ -2037,8 +2119,10 @@ cdef class Engine:
             r.n_ops = n_ops
             r.n_slots = n_slots
             r.n_operands = n_operands
+            polarity = _polarities(ops)
             for i, (code, a, b, d, c) in enumerate(ops):
                 r.ops[i].op = code
+                r.ops[i].pol = polarity[i]
                 r.ops[i].a = a
                 r.ops[i].b = b
                 r.ops[i].d = d
@@ -2192,13 +2276,21 @@ cdef class Engine:
             raise MemoryError()
 
     def set_rule_limits(self, int idx, *, int64_t cooldown_ms, expire_ms, int64_t max_fires,
-                        hold_ms=None):
-        """Change cooldown, expiry, max fires and hold (None: unchanged), keeping the
-        trigger state. A hold in progress keeps its start: the new hold is measured from
-        the first true evaluation of the current run (it may fire at the next held one)."""
+                        hold_ms=None, hysteresis=None):
+        """Change cooldown, expiry, max fires, hold and band (None: unchanged), keeping
+        the trigger state. A hold in progress keeps its start: the new hold is measured
+        from the first true evaluation of the current run (it may fire at the next held
+        one). A disarmed rule stays disarmed under a new band (its next non-true
+        evaluation is tested against it), except that a ONCE_PER_BAR rule whose band is
+        removed re-arms at once, as it would never have disarmed without one."""
         cdef Rule* r = self._rule(idx)
         if cooldown_ms < 0 or max_fires < 0 or (hold_ms is not None and hold_ms < 0):
             raise ValueError("negative limits")
+        if hysteresis is not None:
+            _check_band(r.mode, hysteresis)
+            r.hyst = hysteresis
+            if r.mode == MODE_ONCE_PER_BAR and r.hyst == 0.0:
+                r.armed = True
         if hold_ms is not None:
             r.hold = <int64_t>hold_ms
         r.cooldown = cooldown_ms
@@ -2238,6 +2330,7 @@ cdef class Engine:
             "evaluated": bool(r.evaluated),
             "last_fire_ms": None if r.last_fire == NO_TIME else r.last_fire,
             "hold_ms": r.hold,
+            "hysteresis": r.hyst,
             "hold_start_ms": None if r.hold_start == NO_TIME else r.hold_start,
             "values": tuple(r.vals[i] for i in range(r.n_operands)),
         }

@@ -132,6 +132,19 @@ def test_rules_and_tail_commands_against_a_server(tmp_path: Path) -> None:
         bad = cli("rules", "create", "--symbol", "X", "--condition", "price >")
         assert bad.returncode == 2
         assert bad.stderr.startswith("alerts: error: INVALID_ARGUMENT: 1:8: ")
+        banded = cli("rules", "create", "--symbol", "test:B", "--condition", "price > 1",
+                     "--id", "banded", "--cooldown", "2.5", "--max-fires", "3", "--hold-for",
+                     "0.25", "--hysteresis", "0.5", "--message", "{{symbol}} up")
+        assert banded.returncode == 0, banded.stderr
+        got = cli("rules", "get", "banded").stdout
+        for part in ('"cooldown": "2.500s"', '"maxFires": 3', '"holdFor": "0.250s"',
+                     '"hysteresis": 0.5', '"messageTemplate": "{{symbol}} up"'):
+            assert part in got, (part, got)
+        refused = cli("rules", "create", "--symbol", "test:B", "--condition", "price > 1",
+                      "--mode", "EVERY_TIME", "--hysteresis", "0.5")
+        assert refused.returncode == 2
+        assert refused.stderr.startswith("alerts: error: INVALID_ARGUMENT: mode EVERY_TIME never")
+        assert cli("rules", "delete", "banded").returncode == 0
         tail = subprocess.Popen([sys.executable, "-m", "alerts.cli", "tail", "--server",
                                  server.target, "--resume-after", "0"],
                                 stdout=subprocess.PIPE, text=True)

@@ -23,7 +23,6 @@ from alerts.api.conditions import (
 from alerts.engine.feeds import notices
 from alerts.engine.messages import MAX_TEMPLATE_BYTES, RULE_PLACEHOLDERS, unknown_placeholders
 from alerts.errors import (
-    FailedPreconditionError,
     FieldViolation,
     InvalidArgumentError,
     RuleSyntaxError,
@@ -132,10 +131,6 @@ def rule_fields_from_proto(msg: rules_pb2.Rule, field: str = "rule") -> RuleFiel
         raise invalid(f"{field}.trigger_mode", f"unknown trigger mode {msg.trigger_mode}")
     if not math.isfinite(msg.hysteresis) or msg.hysteresis < 0:
         raise invalid(f"{field}.hysteresis", "must be finite and >= 0")
-    if msg.hysteresis:
-        why = "a re-arm band is not supported by this server yet; leave it 0"
-        raise FailedPreconditionError(f"{field}.hysteresis: {why}", reason="NOT_SUPPORTED",
-                                      violations=(FieldViolation(f"{field}.hysteresis", why),))
     if msg.cooldown.seconds < 0 or msg.cooldown.nanos < 0:
         raise invalid(f"{field}.cooldown", "must be >= 0")
     if msg.hold_for.seconds < 0 or msg.hold_for.nanos < 0:

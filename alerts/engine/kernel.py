@@ -198,6 +198,7 @@ class Kernel:
         max_fires: int = 0,
         expire_time_ms: int | None = None,
         hold_ms: int = 0,
+        hysteresis: float = 0.0,
     ) -> CompiledRule:
         tree = parse_condition(condition) if isinstance(condition, str) else condition
         return compile_rule(
@@ -209,6 +210,7 @@ class Kernel:
             max_fires=max_fires,
             expire_time_ms=expire_time_ms,
             hold_ms=hold_ms,
+            hysteresis=hysteresis,
             default_venue=self.default_venue,
             enable_1s=self.enable_1s,
         )
@@ -226,6 +228,7 @@ class Kernel:
         expire_time_ms: int | None = None,
         paused: bool = False,
         hold_ms: int = 0,
+        hysteresis: float = 0.0,
     ) -> CompiledRule:
         """Compile and load a rule; the same id twice is ALREADY_EXISTS."""
         if rule_id in self._rules:
@@ -233,6 +236,7 @@ class Kernel:
         compiled = self.compile(
             symbol, condition, mode=mode, timeframe=timeframe, cooldown_ms=cooldown_ms,
             max_fires=max_fires, expire_time_ms=expire_time_ms, hold_ms=hold_ms,
+            hysteresis=hysteresis,
         )
         self.load(rule_id, compiled, paused=paused)
         return compiled
@@ -259,7 +263,7 @@ class Kernel:
             index = self.engine.add_rule(
                 self.symbol_id(compiled.symbol), MODES[compiled.mode], tf, compiled.cooldown_ms,
                 compiled.expire_time_ms, compiled.max_fires, ops, operands, compiled.n_slots,
-                list(compiled.moves), paused, compiled.hold_ms,
+                list(compiled.moves), paused, compiled.hold_ms, compiled.hysteresis,
             )
         except ValueError as exc:  # a program the core refuses is a bug or bad input
             raise InvalidArgumentError(f"rule {rule_id!r} cannot be loaded: {exc}") from exc
@@ -274,12 +278,13 @@ class Kernel:
         self.engine.remove_rule(loaded.index)
 
     def set_limits(self, rule_id: str, *, cooldown_ms: int, expire_time_ms: int | None,
-                   max_fires: int, hold_ms: int | None = None) -> None:
-        """Change limits in place (``hold_ms`` None: unchanged): the trigger state is kept,
-        a hold in progress included."""
+                   max_fires: int, hold_ms: int | None = None,
+                   hysteresis: float | None = None) -> None:
+        """Change limits in place (``hold_ms``, ``hysteresis`` None: unchanged): the
+        trigger state is kept, a hold in progress included."""
         self.engine.set_rule_limits(self._loaded(rule_id).index, cooldown_ms=cooldown_ms,
                                     expire_ms=expire_time_ms, max_fires=max_fires,
-                                    hold_ms=hold_ms)
+                                    hold_ms=hold_ms, hysteresis=hysteresis)
 
     def restore_state(self, rule_id: str, *, fires: int, last_fire_ms: int | None, armed: bool,
                       completed: bool, expired: bool) -> None:

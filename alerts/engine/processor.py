@@ -261,6 +261,7 @@ class AlertProcessor:
             rec.symbol, parse_condition(rec.condition_text), mode=rec.mode,
             timeframe=rec.timeframe, cooldown_ms=rec.cooldown_ms, max_fires=rec.max_fires,
             expire_time_ms=rec.expire_time_ms, hold_ms=rec.hold_for_ms,
+            hysteresis=rec.hysteresis,
         )
 
     async def change_rule(self, store_change: Callable[[], Awaitable[RuleRecord | None]],
@@ -269,8 +270,9 @@ class AlertProcessor:
 
         ``store_change`` runs under the engine lock and returns the stored rule (None: it
         was deleted). A rule the engine already has is reloaded with a fresh trigger state
-        when ``reset``, else only its limits (cooldown, expiry, max fires, hold_for) and
-        pause flag change: a hold in progress keeps its start (resuming restarts it).
+        when ``reset``, else only its limits (cooldown, expiry, max fires, hold_for,
+        hysteresis) and pause flag change: a hold in progress keeps its start (resuming
+        restarts it).
         """
         async with self._lock:
             self._check_open()
@@ -289,7 +291,8 @@ class AlertProcessor:
                 self.kernel.set_limits(rec.rule_id, cooldown_ms=compiled.cooldown_ms,
                                        expire_time_ms=compiled.expire_time_ms,
                                        max_fires=compiled.max_fires,
-                                       hold_ms=compiled.hold_ms)
+                                       hold_ms=compiled.hold_ms,
+                                       hysteresis=compiled.hysteresis)
                 self.kernel.set_paused(rec.rule_id, rec.paused)
             self._rules[rec.rule_id] = rec
             self._compiled[rec.rule_id] = compiled

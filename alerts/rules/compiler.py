@@ -13,11 +13,14 @@ Resolution done here, with a ``line:col`` error when it fails:
 - EVERY_TIME without a cooldown gets the default of 1 s; ONCE is ON_TRUE with
   max fires 1;
 - ``hold_for`` is passed to the core as ``hold_ms`` (the trigger keeps the hold,
-  see ``alerts_core.engine.Engine._trigger``).
+  see ``alerts_core.engine.Engine._trigger``);
+- ``hysteresis`` (a re-arm band) is taken by modes ON_TRUE, ONCE and ONCE_PER_BAR
+  only: it changes when a rule re-arms, which the other modes never do.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from alerts.errors import FieldViolation, InvalidArgumentError, RuleSyntaxError
@@ -34,6 +37,8 @@ MODES: dict[str, str] = {
     "ONCE_PER_BAR_CLOSE": "ONCE_PER_BAR_CLOSE",
 }
 BAR_MODES = frozenset({"ONCE_PER_BAR", "ONCE_PER_BAR_CLOSE"})
+#: Core modes in which a rule re-arms, so a hysteresis band applies.
+BANDED_MODES = frozenset({"ON_TRUE", "ONCE_PER_BAR"})
 DEFAULT_EVERY_TIME_COOLDOWN_MS = 1000
 
 
@@ -66,6 +71,7 @@ class CompiledRule:
     n_slots: int
     moves: tuple[int, ...]
     hold_ms: int = 0               # hold_for: true this long (event time) before firing
+    hysteresis: float = 0.0        # re-arm band (see alerts_core.engine.Engine._run)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -248,6 +254,7 @@ def compile_rule(
     max_fires: int = 0,
     expire_time_ms: int | None = None,
     hold_ms: int = 0,
+    hysteresis: float = 0.0,
     default_venue: str = "binance",
     enable_1s: bool = False,
 ) -> CompiledRule:
@@ -273,6 +280,17 @@ def compile_rule(
     if hold_ms < 0:
         raise InvalidArgumentError(
             "hold_for must be >= 0", violations=(FieldViolation("rule.hold_for", ">= 0"),)
+        )
+    if not math.isfinite(hysteresis) or hysteresis < 0:
+        raise InvalidArgumentError(
+            "hysteresis must be finite and >= 0",
+            violations=(FieldViolation("rule.hysteresis", "finite and >= 0"),),
+        )
+    if hysteresis and MODES[mode] not in BANDED_MODES:
+        raise InvalidArgumentError(
+            f"mode {mode} never re-arms, so a hysteresis band has no meaning in it",
+            violations=(FieldViolation("rule.hysteresis",
+                                       "0 unless the mode is ON_TRUE, ONCE or ONCE_PER_BAR"),),
         )
     symbol = qualify(symbol, default_venue)
     tf = rule_timeframe(condition, timeframe)
@@ -309,6 +327,7 @@ def compile_rule(
         n_slots=emitter.n_slots,
         moves=tuple(emitter.moves),
         hold_ms=hold_ms,
+        hysteresis=hysteresis,
     )
 
 

@@ -668,22 +668,28 @@ def test_list_alerts_pages_100_by_default(served) -> None:  # type: ignore[no-un
     assert len(rest.alerts) == 20 and not rest.next_page_token
 
 
-def test_a_hysteresis_band_is_refused_until_supported(served) -> None:  # type: ignore[no-untyped-def]
+def test_a_hysteresis_band_is_checked(served) -> None:  # type: ignore[no-untyped-def]
     _, stub = served
-    for band, code in ((0.5, grpc.StatusCode.FAILED_PRECONDITION),
-                       (-1.0, grpc.StatusCode.INVALID_ARGUMENT)):
+    for band, mode, message in (
+            (-1.0, rules_pb2.TRIGGER_MODE_ON_TRUE, "finite and >= 0"),
+            (float("nan"), rules_pb2.TRIGGER_MODE_ON_TRUE, "finite and >= 0"),
+            (0.5, rules_pb2.TRIGGER_MODE_EVERY_TIME, "never re-arms"),
+            (0.5, rules_pb2.TRIGGER_MODE_ONCE_PER_BAR_CLOSE, "never re-arms")):
         with pytest.raises(grpc.RpcError) as err:
             stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="h", rule=rules_pb2.Rule(
-                symbol="test:H", condition_text="price > 1", hysteresis=band)))
-        assert err.value.code() == code
+                symbol="test:H", condition_text="close(1m) > 1", trigger_mode=mode,
+                hysteresis=band)))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert message in err.value.details()
         found = details(err.value)
         assert found["BadRequest"].field_violations[0].field == "rule.hysteresis"  # type: ignore[attr-defined]
-    assert found and details(err.value)["ErrorInfo"].reason != "NOT_SUPPORTED"  # type: ignore[attr-defined]
-    with pytest.raises(grpc.RpcError) as err:
-        stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="h", rule=rules_pb2.Rule(
-            symbol="test:H", condition_text="price > 1", hysteresis=0.5)))
-    assert details(err.value)["ErrorInfo"].reason == "NOT_SUPPORTED"  # type: ignore[attr-defined]
     assert stub.ListRules(service_pb2.ListRulesRequest()).rules == []
+    for mode in (rules_pb2.TRIGGER_MODE_ON_TRUE, rules_pb2.TRIGGER_MODE_ONCE,
+                 rules_pb2.TRIGGER_MODE_ONCE_PER_BAR):
+        rule = stub.CreateRule(service_pb2.CreateRuleRequest(rule=rules_pb2.Rule(
+            symbol="test:H", condition_text="close(1m) > 1", trigger_mode=mode,
+            hysteresis=0.5)))
+        assert rule.hysteresis == 0.5
 
 
 def test_validate_rule_warns_about_rules_that_may_mislead(served) -> None:  # type: ignore[no-untyped-def]
