@@ -5,9 +5,9 @@ imports nothing from ``alerts``; ``alerts.engine.kernel`` owns an Engine and
 speaks names (symbols, rule ids, condition text) to the rest of the service.
 """
 
-from alerts_core.engine import KINDS, MODES, N_OUTPUTS, OPS, Engine
+from alerts_core.engine import EVENTS, KINDS, MODES, N_OUTPUTS, OPS, Engine
 
 #: Timeframe ids used by the core, finest first.
 TIMEFRAMES = ("1s", "1m", "5m", "15m", "1h", "4h", "1d")
 
-__all__ = ["KINDS", "MODES", "N_OUTPUTS", "OPS", "TIMEFRAMES", "Engine"]
+__all__ = ["EVENTS", "KINDS", "MODES", "N_OUTPUTS", "OPS", "TIMEFRAMES", "Engine"]

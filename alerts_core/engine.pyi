@@ -6,6 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 KINDS: dict[str, int]
+EVENTS: dict[str, int]
 MODES: dict[str, int]
 OPS: dict[str, int]
 N_OUTPUTS: dict[int, int]

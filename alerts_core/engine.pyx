@@ -82,6 +82,7 @@ cdef enum:
 cdef enum:
     EV_TICK = 0
     EV_BAR_CLOSE = 1
+    EV_EXPIRED = 2          # not a fire: the rule expired (time: its expire time)
 
 cdef extern from *:
     """
@@ -115,6 +116,8 @@ KINDS = {
     "change_pct": K_CHANGE_PCT, "highest": K_HIGHEST, "lowest": K_LOWEST,
     "donchian": K_DONCHIAN,
 }
+#: ``events()["kind"]`` values: fires at a tick and at a bar close, and expiries.
+EVENTS = {"tick": EV_TICK, "bar_close": EV_BAR_CLOSE, "expired": EV_EXPIRED}
 MODES = {"ON_TRUE": MODE_ON_TRUE, "EVERY_TIME": MODE_EVERY_TIME,
          "ONCE_PER_BAR": MODE_ONCE_PER_BAR, "ONCE_PER_BAR_CLOSE": MODE_ONCE_PER_BAR_CLOSE}
 OPS = {
@@ -284,7 +287,6 @@ ctypedef struct Rule:
     int64_t expire              # INT64_MAX: never
     int64_t max_fires           # 0: unlimited
     int64_t hold_start          # first true evaluation of the current true run (NO_TIME: none)
-    double hyst                 # hysteresis: re-arm band (ON_TRUE, ONCE_PER_BAR); 0: none
     bint armed
     bint completed
     bint expired
@@ -308,6 +310,8 @@ ctypedef struct Rule:
     int32_t last_rank
     int64_t last_bucket
     int64_t last_closed_eval
+    double hyst                 # hysteresis: re-arm band (ON_TRUE, ONCE_PER_BAR); 0: none,
+                                # read only while disarmed
 
 
 ctypedef struct SeriesKey:
@@ -1381,7 +1385,8 @@ cdef class Engine:
         armed. Every other mode (EVERY_TIME; ONCE_PER_BAR_CLOSE, whose evaluations are
         the closes): every held evaluation. Then cooldown, then max fires. A paused,
         completed or expired rule returns first: its hold is neither started nor
-        cleared.
+        cleared. The first evaluation at or after the expire time expires the rule and
+        adds one ``EV_EXPIRED`` event (time: the expire time), which is not a fire.
 
         The band (``hyst`` > 0, ON_TRUE and ONCE_PER_BAR): a fire disarms, and only a
         false or undefined evaluation whose relaxed condition (``in_band``, see
@@ -1397,6 +1402,18 @@ cdef class Engine:
             return
         if E >= r.expire:
             r.expired = True
+            ev = self._event()
+            if ev != NULL:
+                ev.rule = idx
+                ev.symbol = r.symbol
+                ev.time = r.expire
+                ev.bar_open = NO_TIME
+                ev.trade_id = tid
+                ev.rank = 0
+                ev.kind = EV_EXPIRED
+                ev.tf = <int8_t>r.tf
+                ev.n_values = 0
+                ev.price = self.syms[r.symbol].last_price
             return
         if is_true:
             if r.hold_start == NO_TIME:
@@ -1427,10 +1444,9 @@ cdef class Engine:
         if r.cooldown > 0 and r.last_fire != NO_TIME and E - r.last_fire < r.cooldown:
             return
         rank = r.last_rank + 1 if r.last_fire == E else 0
-        if self.n_ev == self.evcap and self._grow_events() < 0:
+        ev = self._event()
+        if ev == NULL:
             return
-        ev = &self.evbuf[self.n_ev]
-        self.n_ev += 1
         ev.rule = idx
         ev.symbol = r.symbol
         ev.time = E
@@ -1450,6 +1466,13 @@ cdef class Engine:
         r.last_rank = rank
         if r.max_fires > 0 and r.fires >= r.max_fires:
             r.completed = True
+
+    cdef inline Event* _event(self) noexcept nogil:
+        """The next slot of the event buffer (NULL: out of memory, ``nomem`` set)."""
+        if self.n_ev == self.evcap and self._grow_events() < 0:
+            return NULL
+        self.n_ev += 1
+        return &self.evbuf[self.n_ev - 1]
 
     cdef int _grow_events(self) noexcept nogil:
         cdef int cap = self.evcap * 2

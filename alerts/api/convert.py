@@ -214,7 +214,7 @@ def alert_to_proto(rec: AlertRecord) -> alerts_pb2.Alert:
         condition_text=rec.condition_text, event_time=ts(rec.event_time_ms),
         receive_time=ts(rec.receive_time_ms), decide_time=ts(rec.decide_time_ms),
         commit_time=ts(rec.commit_time_ms), trade_id=max(rec.trade_id, 0),
-        fire_rank=rec.rank, price=rec.price if rec.price is not None else 0.0,
+        fire_rank=rec.fire_rank, price=rec.price if rec.price is not None else 0.0,
         rule_display_name=rec.rule_display_name, rule_labels=dict(rec.rule_labels),
     )
     if rec.bar_open_ms is not None:

@@ -36,11 +36,13 @@ from alerts.engine.channel_directory import StoreChannelDirectory
 from alerts.engine.feeds import DataManager, build_sources, parse_routes
 from alerts.engine.feeds.routes import parse_venue_times
 from alerts.engine.processor import AlertProcessor
+from alerts.engine.system_alerts import dead_letter
 from alerts.errors import InvalidArgumentError, UnavailableError
 from alerts.market.base import MarketSource
 from alerts.observability.metrics import start_metrics_server
 from alerts.storage import open_store
 from alerts.storage.base import Store
+from alerts.storage.records import AlertRecord
 from alerts.v1 import service_pb2, service_pb2_grpc
 
 SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["AlertService"].full_name
@@ -152,6 +154,12 @@ async def build_server(config: Config,
             max_in_flight=config.delivery_max_in_flight,
             attempt_timeout_s=config.delivery_attempt_timeout_s, metrics=processor.metrics)
         processor.committed.append(outbox.notify)
+
+        async def announce_dead_letter(dead: AlertRecord, channel_id: str, died_ms: int,
+                                       attempts: int, error: str) -> None:
+            await processor.commit_notices([dead_letter(
+                dead, channel_id=channel_id, died_ms=died_ms, attempts=attempts, error=error)])
+        outbox.on_dead_letter = announce_dead_letter
         feeds = build_feeds(config, processor, sources)
         service = AlertService(store, processor, hub, owner=config.default_owner,
                                webhook_allow=allow,

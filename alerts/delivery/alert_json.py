@@ -17,6 +17,7 @@ bytes. The form, one object per alert (keys always present):
     receive_time, decide_time                the same, or null when unknown (0)
     trade_id         integer (0: none)
     rank             integer: the fire's index among the rule's fires at that event time
+                     (0 for SYSTEM alerts)
     details          object of strings
 
 Times are ``YYYY-MM-DDTHH:MM:SS.mmmZ``.
@@ -71,7 +72,7 @@ def alert_to_dict(alert: AlertRecord) -> dict[str, Any]:
         "decide_time": _optional_time(alert.decide_time_ms),
         "commit_time": rfc3339_ms(alert.commit_time_ms),
         "trade_id": alert.trade_id,
-        "rank": alert.rank,
+        "rank": alert.fire_rank,
         "details": dict(alert.details),
     }
 

@@ -33,7 +33,7 @@ import asyncio
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -50,6 +50,10 @@ log = structlog.get_logger("alerts.delivery")
 
 Clock = Callable[[], int]
 """Epoch milliseconds."""
+
+DeadLetterHook = Callable[[AlertRecord, str, int, int, str], Awaitable[object]]
+"""Told of each delivery an attempt turned DEAD: (alert, channel id, time it died,
+attempts made, last error). A failing hook is logged; the delivery stays DEAD."""
 
 CHANNEL_GONE = "channel not found (deleted)"
 """The error recorded on deliveries whose channel no longer exists."""
@@ -232,6 +236,7 @@ class Outbox:
         self._recorder = _Recorder(store)
         self._started = False
         self._stopping = False
+        self.on_dead_letter: DeadLetterHook | None = None
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -393,10 +398,19 @@ class Outbox:
                 seq=delivery.attempt_seq + 1, time_ms=started_ms, ok=outcome.ok,
                 status=outcome.status, latency_ms=latency_s * 1000, error=outcome.error)
             self.metrics.delivery_latency.labels(target.kind).observe(latency_s)
-            if await self._record(worker, target.kind, item, attempt, state, next_ms) and \
-                    state == "DELIVERED":
+            if not await self._record(worker, target.kind, item, attempt, state, next_ms):
+                return
+            if state == "DELIVERED":
                 self.metrics.alert_to_delivery.labels(target.kind).observe(
                     max(now - alert.commit_time_ms, 0) / 1000)
+            elif state == "DEAD" and self.on_dead_letter is not None:
+                try:
+                    await self.on_dead_letter(alert, worker.channel_id, now,
+                                              delivery.attempts + 1, outcome.error)
+                except Exception:  # the dead letter is recorded already
+                    log.warning("dead letter not announced", owner=worker.owner,
+                                channel=worker.channel_id, alert_id=alert.alert_id,
+                                exc_info=True)
         except asyncio.CancelledError:
             raise
         except Exception:  # not recorded: still PENDING, tried again

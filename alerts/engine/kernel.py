@@ -23,7 +23,7 @@ from alerts.rules.catalog import SERIES, TIMEFRAMES
 from alerts.rules.compiler import CompiledRule, compile_rule, qualify
 from alerts.rules.format import format_series
 from alerts.rules.parser import parse_condition
-from alerts_core import KINDS, MODES, OPS, Engine
+from alerts_core import EVENTS, KINDS, MODES, OPS, Engine
 
 CHECKPOINT_MAGIC = b"AKC1"
 _KIND_NAMES = {v: k for k, v in KINDS.items()}
@@ -56,6 +56,16 @@ class Fired:
     rank: int                    # among this rule's fires at the same event time
     values: tuple[float, ...]    # the condition's series operands, in text order
     price: float = float("nan")  # the symbol's last price (the bar's close at a close)
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """A rule the core found expired: its first evaluation at or after its expire time."""
+
+    rule_id: str
+    symbol: str
+    expire_time_ms: int
+    trade_id: int                # of the tick whose evaluation found it (0: a bar close)
 
 
 @dataclass(frozen=True)
@@ -121,6 +131,7 @@ class Kernel:
         self._rule_ids: dict[int, str] = {}
         self.last_counts = TickCounts(0, 0, 0, 0)
         self.source_names: list[str] = []
+        self._expired: list[Expiry] = []
 
     # symbols ---------------------------------------------------------------
     def symbol_id(self, name: str) -> int:
@@ -404,6 +415,12 @@ class Kernel:
         self.engine.advance_clock(source, int(time_ms))
         return self._fired()
 
+    def take_expired(self) -> list[Expiry]:
+        """Rules found expired since the last call (by ``process``, ``process_bars``,
+        ``advance_clock``), in the order found; each rule once per expiry."""
+        out, self._expired = self._expired, []
+        return out
+
     def stats(self) -> dict[str, int]:
         return dict(self.engine.stats())
 
@@ -440,8 +457,12 @@ class Kernel:
         values = ev["values"].tolist()
         out: list[Fired] = []
         for i in range(n):
+            if cols["kind"][i] == EVENTS["expired"]:
+                self._expired.append(Expiry(rule_ids[cols["rule"][i]], names[cols["symbol"][i]],
+                                            cols["time_ms"][i], cols["trade_id"][i]))
+                continue
             tf = cols["timeframe"][i]
-            bar_close = cols["kind"][i] == 1
+            bar_close = cols["kind"][i] == EVENTS["bar_close"]
             out.append(
                 Fired(
                     rule_id=rule_ids[cols["rule"][i]],
@@ -459,4 +480,4 @@ class Kernel:
         return out
 
 
-__all__ = ["Fired", "Kernel", "TickCounts", "qualify"]
+__all__ = ["Expiry", "Fired", "Kernel", "TickCounts", "qualify"]

@@ -32,6 +32,7 @@ import numpy.typing as npt
 from alerts.delivery.hub import AlertHub
 from alerts.engine.kernel import BarColumns, Fired, Kernel, Snapshot, TickCounts
 from alerts.engine.messages import render
+from alerts.engine.system_alerts import rule_expired
 from alerts.errors import FieldViolation, InvalidArgumentError, UnavailableError
 from alerts.market.base import Bar
 from alerts.observability.metrics import Metrics
@@ -467,10 +468,14 @@ class AlertProcessor:
             def step() -> tuple[BatchWrite, tuple[TickCounts, int | None, float]]:
                 """Off the loop: the engine, then the alerts and states to write."""
                 fired, counts = self._run_batch(src, batch, watermark_ms)
+                expired = self.kernel.take_expired()
                 decided = now_ms()
                 alerts = [self._new_alert(f, received, decided) for f in fired]
+                alerts += [rule_expired(self._rules[e.rule_id], e, received_ms=received,
+                                        decided_ms=decided) for e in expired]
                 clock = self.kernel.engine.source_clock(src)
-                write = BatchWrite(alerts, self._states({f.rule_id for f in fired}),
+                changed = {f.rule_id for f in fired} | {e.rule_id for e in expired}
+                write = BatchWrite(alerts, self._states(changed),
                                    {source: clock} if clock is not None else {})
                 return write, (counts, clock, time.perf_counter())
 

@@ -89,6 +89,12 @@ class NewAlert:
     details: dict[str, str] = field(default_factory=dict)
     channels: tuple[str, ...] = ()   # channel ids to deliver to (the rule's, at fire time)
 
+    @property
+    def fire_rank(self) -> int:
+        """The rank clients see: a SYSTEM alert's rank only keeps its identity apart
+        from fires (see ``alerts.engine.system_alerts``), so it shows as 0."""
+        return 0 if self.kind == "SYSTEM" else self.rank
+
 
 @dataclass(frozen=True, kw_only=True)
 class AlertRecord(NewAlert):

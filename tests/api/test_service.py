@@ -15,7 +15,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from alerts.v1 import market_pb2, rules_pb2, service_pb2
+from alerts.v1 import alerts_pb2, market_pb2, rules_pb2, service_pb2
 from tests.support.conformance import case_params
 from tests.support.postgres import fresh_databases
 from tests.support.server import running_server, server_config
@@ -94,8 +94,20 @@ def test_conformance_case_over_grpc(case: dict, store: str, tmp_path: Path) -> N
             source="conformance", ticks=ticks, fill_gaps=fill)]))
         assert reply.accepted_count + reply.late_count + reply.duplicate_count == len(ticks)
         listed = stub.ListAlerts(service_pb2.ListAlertsRequest(page_size=1000)).alerts
-        got = sorted([ids[a.rule], a.symbol, a.event_time.ToMilliseconds()] for a in listed)
+        fires = [a for a in listed if a.kind == alerts_pb2.ALERT_KIND_RULE]
+        got = sorted([ids[a.rule], a.symbol, a.event_time.ToMilliseconds()] for a in fires)
         assert got == sorted(case["expected"]), case["why"]
+        # the other alerts: each rule with an expire time its symbol's ticks reached, once
+        def reached(rule: dict) -> bool:
+            last = max(t for sym, t, *_ in case["ticks"] if sym == rule["symbol"])
+            return "expire_time_ms" in rule and rule["expire_time_ms"] <= last
+        expiring = sorted((f"rules/c-{r['id'].lower()}", r["expire_time_ms"])
+                          for r in case["rules"] if reached(r))
+        system = [a for a in listed if a.kind != alerts_pb2.ALERT_KIND_RULE]
+        assert sorted((a.system.resource, a.event_time.ToMilliseconds()) for a in system) == \
+            expiring
+        assert {(a.kind, a.system.reason, a.rule, a.fire_rank) for a in system} <= {
+            (alerts_pb2.ALERT_KIND_SYSTEM, "RULE_EXPIRED", "", 0)}
         streamed = []
         for _ in range(len(listed)):
             msg = next(stream)

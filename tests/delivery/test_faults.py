@@ -17,13 +17,14 @@ import pytest
 from google.protobuf import duration_pb2, field_mask_pb2
 
 from alerts.config import Config
-from alerts.v1 import channels_pb2, deliveries_pb2, rules_pb2, service_pb2
+from alerts.v1 import alerts_pb2, channels_pb2, deliveries_pb2, rules_pb2, service_pb2
 from tests.support.delivery import (
     DELIVERED,
     check_delivered,
     deliveries,
     fire,
     prepare,
+    stored_alerts,
     stored_ids,
     wait_until,
 )
@@ -110,6 +111,16 @@ def test_dead_letters_appear_only_after_the_retry_period_and_are_redelivered(
             assert d.done_time.ToMilliseconds() - first >= 1500
             assert len(d.attempts) >= 3 and d.last_error.message == "HTTP 503"
         assert deliveries(stub, "hook-0", DEAD) == []
+        # the owner is told of each, with a SYSTEM alert that goes to no channel
+        dead_ids = {d.alert_id for d in deliveries(stub, "hook-1", DEAD)}
+
+        def notices() -> list[alerts_pb2.Alert]:
+            return [a for a in stored_alerts(stub) if a.kind == alerts_pb2.ALERT_KIND_SYSTEM]
+        wait_until(lambda: len(notices()) == 5, what="5 dead-letter notices")
+        assert {(a.system.reason, a.system.resource, a.rule) for a in notices()} == {
+            ("CHANNEL_DEAD_LETTER", "channels/hook-1", "")}
+        assert {int(a.message.split("alert ")[1].split()[0]) for a in notices()} == dead_ids
+        assert all("HTTP 503" in a.message for a in notices())
         failing.behaviour = ACCEPT
         reply = stub.RedeliverDeadLetters(service_pb2.RedeliverDeadLettersRequest(
             parent="channels/hook-1"))

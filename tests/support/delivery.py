@@ -18,7 +18,7 @@ from google.protobuf import timestamp_pb2
 
 from alerts.storage import RuleRecord, open_store
 from alerts.storage.records import ChannelRecord, WebhookSettings
-from alerts.v1 import deliveries_pb2, market_pb2, service_pb2, service_pb2_grpc
+from alerts.v1 import alerts_pb2, deliveries_pb2, market_pb2, service_pb2, service_pb2_grpc
 from tests.support.webhook_receiver import WebhookReceiver
 
 DELIVERED = deliveries_pb2.Delivery.STATE_DELIVERED
@@ -70,15 +70,20 @@ def fire(stub: service_pb2_grpc.AlertServiceStub, n: int, *, batch: int = 10) ->
     stub.PublishTicks(iter(requests), timeout=60)
 
 
-def stored_ids(stub: service_pb2_grpc.AlertServiceStub) -> set[int]:
-    ids: set[int] = set()
+def stored_alerts(stub: service_pb2_grpc.AlertServiceStub) -> list[alerts_pb2.Alert]:
+    out: list[alerts_pb2.Alert] = []
     token = ""
     while True:
         page = stub.ListAlerts(service_pb2.ListAlertsRequest(page_size=1000, page_token=token))
-        ids |= {a.id for a in page.alerts}
+        out += page.alerts
         token = page.next_page_token
         if not token:
-            return ids
+            return out
+
+
+def stored_ids(stub: service_pb2_grpc.AlertServiceStub) -> set[int]:
+    """The ids of the stored rule alerts (the ones channels deliver)."""
+    return {a.id for a in stored_alerts(stub) if a.kind == alerts_pb2.ALERT_KIND_RULE}
 
 
 def deliveries(stub: service_pb2_grpc.AlertServiceStub, channel: str,
