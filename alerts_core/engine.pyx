@@ -1361,16 +1361,23 @@ cdef class Engine:
                         int64_t bar_open, int8_t kind) noexcept nogil:
         # a disarmed rule with a band also needs its relaxed condition (before the plain
         # run, which moves the crossing and channel memory on)
-        cdef double band = NAN
-        if not r.armed and r.hyst > 0.0 and not (r.paused or r.completed or r.expired):
-            band = self._run(r, 0, r.n_ops, closed, False, r.hyst)
+        cdef bint in_band = False
+        if not r.armed and r.hyst > 0.0:
+            in_band = self._in_band(r, closed)
         cdef double truth = self._run(r, 0, r.n_ops, closed, True, 0.0)
         cdef int m
         if closed:
             for m in range(r.n_moves):
                 self._moves_push(r, m, r.moves_x[m])
         r.evaluated = True
-        self._trigger(r, idx, truth == 1.0, band == 1.0, E, tid, bar_open, kind)
+        self._trigger(r, idx, truth == 1.0, in_band, E, tid, bar_open, kind)
+
+    cdef bint _in_band(self, Rule* r, bint closed) noexcept nogil:
+        """The relaxed condition of ``hysteresis`` holds (see ``_run``); apart from the
+        evaluation so that the plain one stays as compact as without a band."""
+        if r.paused or r.completed or r.expired:
+            return False
+        return self._run(r, 0, r.n_ops, closed, False, r.hyst) == 1.0
 
     cdef void _trigger(self, Rule* r, int32_t idx, bint is_true, bint in_band, int64_t E,
                        int64_t tid, int64_t bar_open, int8_t kind) noexcept nogil:
@@ -1402,18 +1409,7 @@ cdef class Engine:
             return
         if E >= r.expire:
             r.expired = True
-            ev = self._event()
-            if ev != NULL:
-                ev.rule = idx
-                ev.symbol = r.symbol
-                ev.time = r.expire
-                ev.bar_open = NO_TIME
-                ev.trade_id = tid
-                ev.rank = 0
-                ev.kind = EV_EXPIRED
-                ev.tf = <int8_t>r.tf
-                ev.n_values = 0
-                ev.price = self.syms[r.symbol].last_price
+            self._expiry_event(r, idx, tid)
             return
         if is_true:
             if r.hold_start == NO_TIME:
@@ -1444,9 +1440,10 @@ cdef class Engine:
         if r.cooldown > 0 and r.last_fire != NO_TIME and E - r.last_fire < r.cooldown:
             return
         rank = r.last_rank + 1 if r.last_fire == E else 0
-        ev = self._event()
-        if ev == NULL:
+        if self.n_ev == self.evcap and self._grow_events() < 0:
             return
+        ev = &self.evbuf[self.n_ev]
+        self.n_ev += 1
         ev.rule = idx
         ev.symbol = r.symbol
         ev.time = E
@@ -1467,12 +1464,24 @@ cdef class Engine:
         if r.max_fires > 0 and r.fires >= r.max_fires:
             r.completed = True
 
-    cdef inline Event* _event(self) noexcept nogil:
-        """The next slot of the event buffer (NULL: out of memory, ``nomem`` set)."""
+    cdef void _expiry_event(self, Rule* r, int32_t idx, int64_t tid) noexcept nogil:
+        """Add the ``EV_EXPIRED`` event of a rule that just expired (kept out of
+        ``_trigger``, which runs for every evaluation)."""
+        cdef Event* ev
         if self.n_ev == self.evcap and self._grow_events() < 0:
-            return NULL
+            return
+        ev = &self.evbuf[self.n_ev]
         self.n_ev += 1
-        return &self.evbuf[self.n_ev - 1]
+        ev.rule = idx
+        ev.symbol = r.symbol
+        ev.time = r.expire
+        ev.bar_open = NO_TIME
+        ev.trade_id = tid
+        ev.rank = 0
+        ev.kind = EV_EXPIRED
+        ev.tf = <int8_t>r.tf
+        ev.n_values = 0
+        ev.price = self.syms[r.symbol].last_price
 
     cdef int _grow_events(self) noexcept nogil:
         cdef int cap = self.evcap * 2
