@@ -1440,20 +1440,10 @@ cdef class Engine:
         if r.cooldown > 0 and r.last_fire != NO_TIME and E - r.last_fire < r.cooldown:
             return
         rank = r.last_rank + 1 if r.last_fire == E else 0
-        if self.n_ev == self.evcap and self._grow_events() < 0:
+        ev = self._push_event(r, idx, E, bar_open, tid, rank, kind)
+        if ev == NULL:
             return
-        ev = &self.evbuf[self.n_ev]
-        self.n_ev += 1
-        ev.rule = idx
-        ev.symbol = r.symbol
-        ev.time = E
-        ev.bar_open = bar_open
-        ev.trade_id = tid
-        ev.rank = rank
-        ev.kind = kind
-        ev.tf = <int8_t>r.tf
         ev.n_values = <int8_t>(r.n_operands if r.n_operands < MAX_VALUES else MAX_VALUES)
-        ev.price = self.syms[r.symbol].last_price
         if kind == EV_BAR_CLOSE and self.syms[r.symbol].groups[r.tf] != NULL:
             ev.price = (<Group*>self.syms[r.symbol].groups[r.tf]).last_closed.close
         for q in range(ev.n_values):
@@ -1467,21 +1457,29 @@ cdef class Engine:
     cdef void _expiry_event(self, Rule* r, int32_t idx, int64_t tid) noexcept nogil:
         """Add the ``EV_EXPIRED`` event of a rule that just expired (kept out of
         ``_trigger``, which runs for every evaluation)."""
+        cdef Event* ev = self._push_event(r, idx, r.expire, NO_TIME, tid, 0, EV_EXPIRED)
+        if ev != NULL:
+            ev.n_values = 0
+
+    cdef inline Event* _push_event(self, Rule* r, int32_t idx, int64_t time, int64_t bar_open,
+                                   int64_t tid, int32_t rank, int8_t kind) noexcept nogil:
+        """A new event of rule ``r`` with its price the symbol's last (NULL: out of
+        memory, ``nomem`` set); the caller sets its values."""
         cdef Event* ev
         if self.n_ev == self.evcap and self._grow_events() < 0:
-            return
+            return NULL
         ev = &self.evbuf[self.n_ev]
         self.n_ev += 1
         ev.rule = idx
         ev.symbol = r.symbol
-        ev.time = r.expire
-        ev.bar_open = NO_TIME
+        ev.time = time
+        ev.bar_open = bar_open
         ev.trade_id = tid
-        ev.rank = 0
-        ev.kind = EV_EXPIRED
+        ev.rank = rank
+        ev.kind = kind
         ev.tf = <int8_t>r.tf
-        ev.n_values = 0
         ev.price = self.syms[r.symbol].last_price
+        return ev
 
     cdef int _grow_events(self) noexcept nogil:
         cdef int cap = self.evcap * 2
