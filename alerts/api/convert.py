@@ -189,6 +189,10 @@ def rule_to_proto(rec: RuleRecord, state: dict[str, object] | None,
     last = state.get("last_fire_ms")
     if last is not None:
         out.last_fire_time.CopyFrom(ts(int(last)))  # type: ignore[call-overload]
+    out.armed = bool(state.get("armed", True))
+    hold_start = state.get("hold_start_ms")
+    if hold_start is not None:
+        out.hold_start_time.CopyFrom(ts(int(hold_start)))  # type: ignore[call-overload]
     values = state.get("values", ())
     warming = not state.get("evaluated") or any(
         math.isnan(v) for v in values)  # type: ignore[attr-defined]

@@ -42,8 +42,15 @@ def test_hold_for_over_grpc_through_an_update_and_a_restart(tmp_path: Path) -> N
         # true from 1 s, false at 2.5 s: the hold restarts at 3 s and ends at 6 s
         publish(stub, (1_000, T), (2_000, T), (2_500, F), (3_000, T), (5_000, T))
         assert fire_times(stub) == []
+        rule = stub.GetRule(service_pb2.GetRuleRequest(name="rules/held"))
+        assert rule.hold_start_time.ToMilliseconds() == 3_000 and rule.armed
         publish(stub, (6_000, T), (6_500, T))
         assert fire_times(stub) == [6_000]
+        rule = stub.GetRule(service_pb2.GetRuleRequest(name="rules/held"))
+        assert rule.HasField("hold_start_time") and not rule.armed
+        publish(stub, (6_800, F))
+        rule = stub.GetRule(service_pb2.GetRuleRequest(name="rules/held"))
+        assert not rule.HasField("hold_start_time") and rule.armed
 
         # re-armed at 7 s, a new hold from 8 s; shortened to 1.5 s while it runs, it keeps
         # its start (a limits change): held at 9.5 s, not 1.5 s after the update

@@ -30,12 +30,19 @@ def test_hysteresis_over_grpc_through_an_update_and_a_restart(tmp_path: Path) ->
         created = stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="band", rule=rules_pb2.Rule(
             symbol="test:A", condition_text="price crosses_above 100",
             trigger_mode=rules_pb2.TRIGGER_MODE_ON_TRUE, hysteresis=2.0)))
-        assert created.hysteresis == 2.0
+        assert created.hysteresis == 2.0 and created.armed
+
+        def armed() -> bool:
+            return stub.GetRule(service_pb2.GetRuleRequest(name="rules/band")).armed
+
         # fires at 1 s; dips to 99 (within the band) and back: no second alert
         publish(stub, (0, 99.0), (1_000, 101.0), (2_000, 99.0), (3_000, 101.0))
         assert fire_times(stub) == [1_000]
+        assert not armed()
         # 97.5 is more than 2 below: re-armed, the next crossing fires
-        publish(stub, (4_000, 97.5), (5_000, 101.0))
+        publish(stub, (4_000, 97.5))
+        assert armed()
+        publish(stub, (5_000, 101.0))
         assert fire_times(stub) == [1_000, 5_000]
 
         # the band changes without a reset: the rule stays disarmed, and 99 is now
