@@ -322,7 +322,7 @@ def _client(args: argparse.Namespace):
 
 
 def _cmd_rules(args: argparse.Namespace) -> int:
-    from google.protobuf import json_format
+    from google.protobuf import field_mask_pb2, json_format
 
     from alerts.api.conditions import timeframe_to_proto
     from alerts.api.convert import MODE_ENUM
@@ -358,6 +358,11 @@ def _cmd_rules(args: argparse.Namespace) -> int:
         print(json_format.MessageToJson(out))
     elif args.action == "delete":
         stub.DeleteRule(service_pb2.DeleteRuleRequest(name=f"rules/{args.id}"))
+    elif args.action in ("pause", "resume"):
+        out = stub.UpdateRule(service_pb2.UpdateRuleRequest(
+            rule=rules_pb2.Rule(name=f"rules/{args.id}", paused=args.action == "pause"),
+            update_mask=field_mask_pb2.FieldMask(paths=["paused"])))
+        print(f"{out.name}\t{rules_pb2.Rule.State.Name(out.state)}")
     else:
         rule = rules_pb2.Rule(symbol=args.symbol, condition_text=args.condition)
         out = stub.ValidateRule(service_pb2.ValidateRuleRequest(rule=rule))
@@ -368,7 +373,7 @@ def _cmd_rules(args: argparse.Namespace) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    from alerts.v1 import service_pb2
+    from alerts.v1 import alerts_pb2, service_pb2
 
     req = service_pb2.StreamAlertsRequest()
     if args.resume_after is not None:
@@ -376,7 +381,9 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     for msg in _client(args).StreamAlerts(req):
         if msg.WhichOneof("payload") == "alert":
             a = msg.alert
-            print(f"{a.id}\t{a.event_time.ToJsonString()}\t{a.symbol}\t{a.rule}\t{a.message}",
+            # the rule; for other alerts the resource they concern, else their kind
+            about = a.rule or a.system.resource or alerts_pb2.AlertKind.Name(a.kind)
+            print(f"{a.id}\t{a.event_time.ToJsonString()}\t{a.symbol}\t{about}\t{a.message}",
                   flush=True)
     return 0
 
@@ -465,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--filter", default="",
                          help='AIP-160 filter, e.g. \'symbol = BTCUSDT AND state = ACTIVE\'')
     listing.add_argument("--order-by", default="", help="e.g. 'display_name, create_time desc'")
-    for action in ("get", "delete"):
+    for action in ("get", "delete", "pause", "resume"):
         rsub.add_parser(action).add_argument("id")
     check = rsub.add_parser("validate")
     check.add_argument("--symbol", default="binance:BTCUSDT")

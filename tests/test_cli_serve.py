@@ -149,17 +149,34 @@ def test_rules_and_tail_commands_against_a_server(tmp_path: Path) -> None:
                                  server.target, "--resume-after", "0"],
                                 stdout=subprocess.PIPE, text=True)
         try:
-            from tests.api.test_streams import publish
+            from tests.api.test_streams import publish, ts
 
             with grpc.insecure_channel(server.target) as channel:
                 publish(service_pb2_grpc.AlertServiceStub(channel), 1)
             assert tail.stdout is not None
             fields = tail.stdout.readline().split("\t")
             assert fields[0] == "1" and fields[2] == "test:A" and fields[3] == "rules/cli-rule"
+            # a SYSTEM alert shows the resource it concerns where a rule alert has its rule
+            with grpc.insecure_channel(server.target) as channel:
+                stub = service_pb2_grpc.AlertServiceStub(channel)
+                stub.CreateRule(service_pb2.CreateRuleRequest(rule_id="lapse", rule=rules_pb2.Rule(
+                    symbol="test:L", condition_text="price > 5", expire_time=ts(1_000))))
+                publish(stub, 1, start=5, symbol="test:L")
+            fields = tail.stdout.readline().split("\t")
+            assert fields[2:4] == ["test:L", "rules/lapse"] and "rule expired" in fields[4]
         finally:
             tail.kill()
             tail.wait()
+        paused = cli("rules", "pause", "cli-rule")
+        assert (paused.returncode, paused.stdout) == (0, "rules/cli-rule\tSTATE_PAUSED\n")
+        resumed = cli("rules", "resume", "cli-rule")
+        assert resumed.returncode == 0 and "STATE_PAUSED" not in resumed.stdout
+        missing = cli("rules", "pause", "no-such-rule")
+        assert missing.returncode == 2 and missing.stderr.startswith("alerts: error: NOT_FOUND")
+        assert cli("rules", "list", "--filter", "state = EXPIRED").stdout.startswith(
+            "rules/lapse\ttest:L\tSTATE_EXPIRED\t")
         assert cli("rules", "delete", "cli-rule").returncode == 0
+        assert cli("rules", "delete", "lapse").returncode == 0
         assert cli("rules", "list").stdout == ""
 
 
