@@ -294,6 +294,8 @@ ctypedef struct Rule:
     Op* ops
     int n_ops
     int n_operands
+    double hyst                 # hysteresis: re-arm band (ON_TRUE, ONCE_PER_BAR); 0: none.
+                                # Beside the program's fields: an evaluation tests it first
     Operand* operands
     double* slots               # crossing / channel memory
     int n_slots
@@ -310,8 +312,6 @@ ctypedef struct Rule:
     int32_t last_rank
     int64_t last_bucket
     int64_t last_closed_eval
-    double hyst                 # hysteresis: re-arm band (ON_TRUE, ONCE_PER_BAR); 0: none,
-                                # read only while disarmed
 
 
 ctypedef struct SeriesKey:
@@ -1362,7 +1362,7 @@ cdef class Engine:
         # a disarmed rule with a band also needs its relaxed condition (before the plain
         # run, which moves the crossing and channel memory on)
         cdef bint in_band = False
-        if not r.armed and r.hyst > 0.0:
+        if r.hyst > 0.0 and not r.armed:
             in_band = self._in_band(r, closed)
         cdef double truth = self._run(r, 0, r.n_ops, closed, True, 0.0)
         cdef int m
