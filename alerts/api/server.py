@@ -187,6 +187,7 @@ async def build_server(config: Config,
         if config.ws_listen:
             websocket = WebSocketServer(hub, store, _websocket_settings(config),
                                         metrics=processor.metrics)
+            service.channel_listeners.append(websocket.channel_changed)
             await websocket.bind()
     except BaseException:
         await store.close()

@@ -70,6 +70,8 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
         self.store = store
         self.history_bars = history_bars
         self.outbox = outbox
+        #: told (owner, channel id) when a channel is changed or deleted here
+        self.channel_listeners: list[Callable[[str, str], None]] = []
         self.processor = processor
         self.hub = hub
         self.owner = owner
@@ -559,20 +561,26 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
                 intrabar_defined=intrabar_defined)
         return out
 
-    # channels: the outbox looks again at once ------------------------------
+    # channels: the outbox and paused WebSocket streams look again at once ------
     async def UpdateChannel(self, request: service_pb2.UpdateChannelRequest,
                             context: grpc.aio.ServicerContext) -> channels_pb2.Channel:
         out = await super().UpdateChannel(request, context)
-        if self.outbox is not None and not request.validate_only:  # resumed: send what waits
-            self.outbox.wake(self._owner(context), channel_id_of(request.channel.name))
+        if not request.validate_only:   # resumed: send what waits
+            self._channel_changed(self._owner(context), channel_id_of(request.channel.name))
         return out
 
     async def DeleteChannel(self, request: service_pb2.DeleteChannelRequest,
                             context: grpc.aio.ServicerContext) -> empty_pb2.Empty:
         out = await super().DeleteChannel(request, context)
-        if self.outbox is not None:   # its pending deliveries become dead letters
-            self.outbox.wake(self._owner(context), channel_id_of(request.name))
+        # its pending deliveries become dead letters; its WebSocket streams end
+        self._channel_changed(self._owner(context), channel_id_of(request.name))
         return out
+
+    def _channel_changed(self, owner: str, channel_id: str) -> None:
+        if self.outbox is not None:
+            self.outbox.wake(owner, channel_id)
+        for listener in self.channel_listeners:
+            listener(owner, channel_id)
 
     # deliveries -------------------------------------------------------------
     async def _delivery_channel(self, parent: str, context: grpc.aio.ServicerContext

@@ -36,7 +36,8 @@ one (and ``resume_after``). On success the server sends
   alert first reads the channel (a primary-key read); one that finds it paused is
   not sent, and the server sends ``{"type":"channel_paused","last_id":M}`` (at
   once when subscribing to a paused channel), then only heartbeats. It looks
-  again every second; once the channel is resumed it sends
+  again at once when this server's API changes the channel (``channel_changed``),
+  else every second; once the channel is resumed it sends
   ``{"type":"channel_resumed"}`` and goes on as if resubscribed with
   ``resume_after`` M (the pause's alerts from the store, within the replay limit,
   ``caught_up``, live). A deleted channel ends the subscription with
@@ -73,7 +74,8 @@ import json
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from typing import Any
@@ -197,6 +199,26 @@ class WebSocketServer:
             metrics.websocket_clients.set_function(lambda: self.connection_count)
         self._server: Server | None = None
         self._encoded: OrderedDict[int, bytes] = OrderedDict()
+        # the paused channels subscriptions wait on: one event per waiting subscription
+        self._watchers: dict[tuple[str, str], set[asyncio.Event]] = {}
+
+    @contextmanager
+    def watch_channel(self, owner: str, channel_id: str) -> Iterator[asyncio.Event]:
+        """An event that ``channel_changed`` sets for this channel, while in the block."""
+        event = asyncio.Event()
+        key = (owner, channel_id)
+        self._watchers.setdefault(key, set()).add(event)
+        try:
+            yield event
+        finally:
+            self._watchers[key].discard(event)
+            if not self._watchers[key]:
+                del self._watchers[key]
+
+    def channel_changed(self, owner: str, channel_id: str) -> None:
+        """The API changed or deleted a channel: paused subscriptions to it look at once."""
+        for event in self._watchers.get((owner, channel_id), ()):
+            event.set()
 
     @property
     def connection_count(self) -> int:
@@ -456,19 +478,28 @@ class _Session:
             sub = replace(sub, channel=replace(sub.channel, paused=True))
 
     async def _hold(self, sub: _Subscription, last: int) -> _Channel | None:
-        """Waits while the subscription's channel is paused (looking every ``_PAUSE_POLL_S``,
-        heartbeats as usual); its state once resumed, ``None`` once it is gone."""
+        """Waits while the subscription's channel is paused (heartbeats as usual); its state
+        once resumed, ``None`` once it is gone. It looks again when this server's API
+        changes the channel (``channel_changed``), else every ``_PAUSE_POLL_S``."""
         assert sub.channel is not None
         await self._send({"type": "channel_paused", "last_id": last})
         loop = asyncio.get_running_loop()
         beat = loop.time() + sub.heartbeat_s
-        channel: _Channel | None = sub.channel
-        while channel is not None and channel.paused:
-            await asyncio.sleep(max(0.0, min(_PAUSE_POLL_S, beat - loop.time())))
-            channel = await self._channel_now(channel)
-            if channel is not None and channel.paused and loop.time() >= beat:
-                await self.connection.send(self._heartbeat_frame(), text=True)
-                beat = loop.time() + sub.heartbeat_s
+        channel: _Channel | None
+        with self.server.watch_channel(self.owner, sub.channel.channel_id) as changed:
+            while True:
+                changed.clear()     # before reading: a change after the read wakes the wait
+                channel = await self._channel_now(sub.channel)
+                if channel is None or not channel.paused:
+                    break
+                if loop.time() >= beat:
+                    await self.connection.send(self._heartbeat_frame(), text=True)
+                    beat = loop.time() + sub.heartbeat_s
+                try:
+                    await asyncio.wait_for(changed.wait(),
+                                           max(0.0, min(_PAUSE_POLL_S, beat - loop.time())))
+                except TimeoutError:
+                    pass
         if channel is not None:
             await self._send({"type": "channel_resumed"})
         return channel

@@ -26,6 +26,7 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
 from alerts.auth.tokens import issue_token
+from alerts.delivery import websocket
 from alerts.storage.records import ChannelRecord
 from alerts.storage.records import WebSocketSettings as WebSocketChannelSettings
 from alerts.v1 import channels_pb2, rules_pb2, service_pb2, service_pb2_grpc
@@ -647,4 +648,28 @@ def test_a_connection_is_closed_with_1008_when_its_token_expires(tmp_path: Path)
                 assert time.time() >= claims["exp"]
                 assert metrics.registry.get_sample_value(
                     "alerts_websocket_closed_total", {"reason": "token_expired"}) == 1.0
+        asyncio.run(run())
+
+
+def test_a_resume_through_the_api_reaches_a_paused_stream_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # no poll and no heartbeat within the test's waits: only the API's own notice can
+    # wake the paused stream before recv gives up
+    monkeypatch.setattr(websocket, "_PAUSE_POLL_S", 3_600.0)
+    with ws_service(tmp_path) as (server, stub):
+        ws_channel(stub, "desk")
+        rule(stub, "test:A", "on-a", channels=("desk",))
+        set_paused(stub, "desk", True)
+
+        async def run() -> None:
+            async with client(server) as ws, client(server) as other:
+                await subscribe(ws, channel="desk", heartbeat_s=3_600)
+                await subscribe(other, channel="desk", heartbeat_s=3_600)
+                assert await recv(ws) == {"type": "channel_paused", "last_id": 0}
+                assert await recv(other) == {"type": "channel_paused", "last_id": 0}
+                await in_thread(publish, stub, 1)               # 1: held
+                await in_thread(set_paused, stub, "desk", False)
+                for conn in (ws, other):                        # every watcher is woken
+                    assert await recv(conn) == {"type": "channel_resumed"}
+                    assert await until_caught_up(conn) == ([1], 1)
         asyncio.run(run())
