@@ -1419,8 +1419,8 @@ cdef class Engine:
             r.hold_start = NO_TIME
             held = False
         if r.mode == MODE_ON_TRUE:
-            if held and r.armed:
-                fire = True
+            if held:
+                fire = r.armed
                 r.armed = False
             elif not is_true and not in_band:
                 r.armed = True
