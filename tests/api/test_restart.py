@@ -5,7 +5,10 @@ into a server process; the server is killed with SIGKILL after a random batch
 (sometimes while a batch is in flight), restarted on the same store, and the
 publisher resends from the watermark an empty PublishTicks returns. The alerts
 at the end equal those of an uninterrupted run (by rule, symbol and event
-time), and no alert identity appears twice. Run on SQLite and PostgreSQL.
+time), and no alert identity appears twice. One rule expires in the last batch
+before the kill, after the last checkpoint as a rule, so the restarted server
+replays its expiry: its RULE_EXPIRED alert, written with its batch, must still
+be there once. Run on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -63,13 +66,17 @@ def watermark(stub: service_pb2_grpc.AlertServiceStub) -> int | None:
     return reply.watermark.ToMilliseconds() if reply.HasField("watermark") else None
 
 
-def run(store_url: str, data: pd.DataFrame, kill_after: int | None, seed: int) -> list[tuple]:
+def run(store_url: str, data: pd.DataFrame, kill_after: int | None, seed: int,
+        expire_ms: int) -> list[tuple]:
     server = ServeProcess(store_url, ALERTS_CHECKPOINT_INTERVAL_MS="20000")
     for rid, symbol, cond, mode in RULES:
         server.stub.CreateRule(service_pb2.CreateRuleRequest(
             rule_id=rid, rule=rules_pb2.Rule(symbol=symbol, condition_text=cond,
                                              trigger_mode=rules_pb2.TriggerMode.Value(
                                                  f"TRIGGER_MODE_{mode}"))))
+    server.stub.CreateRule(service_pb2.CreateRuleRequest(
+        rule_id="lapse", rule=rules_pb2.Rule(symbol="ETHUSDT", condition_text="price > 0",
+                                             expire_time=ts(expire_ms))))
     start = 0
     if kill_after is not None:
         for start in range(0, kill_after * BATCH, BATCH):
@@ -94,8 +101,8 @@ def run(store_url: str, data: pd.DataFrame, kill_after: int | None, seed: int) -
     while True:
         page = server.stub.ListAlerts(service_pb2.ListAlertsRequest(page_size=1000,
                                                                     page_token=token))
-        alerts += [(a.rule, a.symbol, a.event_time.ToMilliseconds(), a.fire_rank)
-                   for a in page.alerts]
+        alerts += [(a.rule, a.system.resource, a.symbol, a.event_time.ToMilliseconds(),
+                    a.fire_rank) for a in page.alerts]
         token = page.next_page_token
         if not token:
             break
@@ -127,8 +134,11 @@ def test_sigkill_restart_gives_the_alerts_of_an_uninterrupted_run(
     data = trades()
     n_batches = (len(data) + BATCH - 1) // BATCH
     kill_after = random.Random(seed).randrange(3, n_batches - 3)
-    reference = run(store_urls[0], data, None, seed)
-    interrupted = run(store_urls[1], data, kill_after, seed)
+    expire_ms = int(data["time_ms"].iloc[kill_after * BATCH - BATCH // 2])
+    reference = run(store_urls[0], data, None, seed, expire_ms)
+    interrupted = run(store_urls[1], data, kill_after, seed, expire_ms)
     assert len(reference) > 50
+    expired = [a for a in reference if a[1] == "rules/lapse"]
+    assert [a[3] for a in expired] == [expire_ms]
     assert len(set(interrupted)) == len(interrupted), "an alert identity appears twice"
     assert sorted(interrupted) == sorted(reference)
