@@ -631,24 +631,6 @@ def _check_band(int mode, double hysteresis):
         raise ValueError("hysteresis applies to modes ON_TRUE and ONCE_PER_BAR only")
 
 
-def _polarities(list ops):
-    """Each op's polarity: -1 under an odd number of nots, else +1 (hysteresis moves
-    a comparison's threshold the other way under a not)."""
-    pol = [1] * len(ops)
-    under = []                  # per stack value: the ops of its subtree
-    for i, (code, a, b, d, c) in enumerate(ops):
-        need = (0 if code in (OP_CONST, OP_LOAD) else 1 if code in (OP_NEG, OP_NOT, OP_MOVES_UP,
-                OP_MOVES_DOWN) else 3 if OP_INSIDE <= code <= OP_EXITS else 2)
-        tree = [i]
-        for _ in range(need):
-            tree += under.pop()
-        if code == OP_NOT:
-            for j in tree:
-                pol[j] = -pol[j]
-        under.append(tree)
-    return pol
-
-
 cdef int32_t _checked_max_id(const int32_t[::1] symbol) except -1:
     """The largest symbol id of a batch (not empty); a negative id raises ValueError."""
     cdef Py_ssize_t i
@@ -1300,9 +1282,10 @@ cdef class Engine:
                 lo = st[sp - 2]
                 x = st[sp - 3]
                 sp -= 2
-                # relaxed: inside and enters widen the channel, outside and exits narrow it
+                # relaxed: inside and enters widen the channel, outside and exits narrow it;
+                # enters/exits under a not keep the plain channel
                 w = 0.0
-                if relaxed:
+                if relaxed and (op.op <= OP_OUTSIDE or op.pol > 0):
                     w = h * op.pol if (op.op == OP_INSIDE or op.op == OP_ENTERS) else -h * op.pol
                 if x != x or lo != lo or up != up:
                     ins = NAN
@@ -1313,8 +1296,6 @@ cdef class Engine:
                 elif op.op == OP_OUTSIDE or (relaxed and op.pol > 0):
                     st[sp - 1] = NAN if ins != ins else 1.0 - ins
                 else:
-                    if relaxed and ins == ins:     # plain enters/exits: the unmoved channel
-                        ins = 1.0 if (lo <= x and x <= up) else 0.0
                     prev = r.slots[op.a]
                     if not relaxed:
                         r.slots[op.a] = ins
@@ -2054,7 +2035,11 @@ cdef class Engine:
         if n_ops == 0 or n_slots < 0 or cooldown_ms < 0 or max_fires < 0 or hold_ms < 0:
             raise ValueError("empty program or negative limits")
         _check_band(mode, hysteresis)
-        # check the program: known ops, indices in range, stack never underflows
+        # check the program: known ops, indices in range, stack never underflows; and
+        # each op's polarity: -1 under an odd number of nots, else +1 (hysteresis moves
+        # a comparison's threshold the other way under a not)
+        polarity = [1] * n_ops
+        under = []                  # per stack value: the ops of its subtree
         for i, (code, a, b, d, c) in enumerate(ops):
             if code == OP_CONST or code == OP_LOAD:
                 need, push = 0, 1
@@ -2084,6 +2069,13 @@ cdef class Engine:
                 raise ValueError(f"op {i}: stack underflow")
             depth += push - need
             max_depth = max(max_depth, depth)
+            tree = [i]
+            for _ in range(need):
+                tree += under.pop()
+            if code == OP_NOT:
+                for j in tree:
+                    polarity[j] = -polarity[j]
+            under.append(tree)
         if depth != 1:
             raise ValueError("program must leave exactly one value")
         for m in moves:
@@ -2149,7 +2141,6 @@ cdef class Engine:
             r.n_ops = n_ops
             r.n_slots = n_slots
             r.n_operands = n_operands
-            polarity = _polarities(ops)
             for i, (code, a, b, d, c) in enumerate(ops):
                 r.ops[i].op = code
                 r.ops[i].pol = polarity[i]

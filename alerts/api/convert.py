@@ -129,8 +129,6 @@ def rule_fields_from_proto(msg: rules_pb2.Rule, field: str = "rule") -> RuleFiel
         raise invalid(f"{field}.symbol", "a symbol is required, e.g. binance:BTCUSDT")
     if msg.trigger_mode not in MODES:
         raise invalid(f"{field}.trigger_mode", f"unknown trigger mode {msg.trigger_mode}")
-    if not math.isfinite(msg.hysteresis) or msg.hysteresis < 0:
-        raise invalid(f"{field}.hysteresis", "must be finite and >= 0")
     if msg.cooldown.seconds < 0 or msg.cooldown.nanos < 0:
         raise invalid(f"{field}.cooldown", "must be >= 0")
     if msg.hold_for.seconds < 0 or msg.hold_for.nanos < 0:

@@ -70,8 +70,10 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
         self.store = store
         self.history_bars = history_bars
         self.outbox = outbox
-        #: told (owner, channel id) when a channel is changed or deleted here
-        self.channel_listeners: list[Callable[[str, str], None]] = []
+        #: told (owner, channel id) when a channel is changed or deleted here; the
+        #: outbox's worker looks again at once (a resumed channel sends what waits)
+        self.channel_listeners: list[Callable[[str, str], None]] = (
+            [outbox.wake] if outbox is not None else [])
         self.processor = processor
         self.hub = hub
         self.owner = owner
@@ -577,8 +579,6 @@ class AlertService(ChannelMethods, service_pb2_grpc.AlertServiceServicer):
         return out
 
     def _channel_changed(self, owner: str, channel_id: str) -> None:
-        if self.outbox is not None:
-            self.outbox.wake(owner, channel_id)
         for listener in self.channel_listeners:
             listener(owner, channel_id)
 

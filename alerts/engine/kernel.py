@@ -26,6 +26,7 @@ from alerts.rules.parser import parse_condition
 from alerts_core import EVENTS, KINDS, MODES, OPS, Engine
 
 CHECKPOINT_MAGIC = b"AKC1"
+_EV_EXPIRED, _EV_BAR_CLOSE = EVENTS["expired"], EVENTS["bar_close"]
 _KIND_NAMES = {v: k for k, v in KINDS.items()}
 
 
@@ -457,12 +458,12 @@ class Kernel:
         values = ev["values"].tolist()
         out: list[Fired] = []
         for i in range(n):
-            if cols["kind"][i] == EVENTS["expired"]:
+            if cols["kind"][i] == _EV_EXPIRED:
                 self._expired.append(Expiry(rule_ids[cols["rule"][i]], names[cols["symbol"][i]],
                                             cols["time_ms"][i], cols["trade_id"][i]))
                 continue
             tf = cols["timeframe"][i]
-            bar_close = cols["kind"][i] == EVENTS["bar_close"]
+            bar_close = cols["kind"][i] == _EV_BAR_CLOSE
             out.append(
                 Fired(
                     rule_id=rule_ids[cols["rule"][i]],
